@@ -1,0 +1,56 @@
+"""Atomic file writes: a crash never leaves a half-written file that a reader takes as whole.
+
+    >>> with atomic_path("/tmp/x.json") as tmp:
+    ...     Path(tmp).write_text("{}")
+    >>> atomic_write_text("/tmp/y.txt", "hello")
+
+The temporary file lives in the destination folder (same filesystem) so `os.replace` is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """Yield a temp path next to `path`; on success fsync and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """True for files left by an interrupted atomic write (readers must skip them)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")

@@ -1,0 +1,221 @@
+"""`rjepa` — the one command-line entry point for what is not done in the Dagster UI (SPEC F18).
+
+    rjepa demo                       # register defaults, materialize the whole pipeline, print the eval
+    rjepa ui                         # dagster dev on the same instance (http://127.0.0.1:3000)
+    rjepa eval --llm smollm2-135m --version v1
+    rjepa bench extraction           # writes bench/results/extraction.json
+    rjepa llms add my-llm --source Qwen/Qwen3-0.6B --hidden-size 1024
+    rjepa serve --port 8000
+
+Dagster state lives in the project's own instance (DAGSTER_HOME = the project root, storage under
+.dagster_home/), so what `rjepa demo` materializes is what `rjepa ui` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _instance():
+    # dagster.yaml uses paths relative to the project root: always run from there.
+    os.chdir(PROJECT_ROOT)
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def _register(instance, llm_tag: str, version: str) -> None:
+    from rjepa_assets.defs.partitions import DATASET_VERSION, LLM
+
+    for name, key in ((LLM, llm_tag), (DATASET_VERSION, version)):
+        if key not in instance.get_dynamic_partitions(name):
+            instance.add_dynamic_partitions(name, [key])
+
+
+def _run_config(args) -> dict:
+    ops: dict = {}
+    if getattr(args, "max_problems", 0):
+        ops["student_chains"] = {"config": {"max_problems": args.max_problems}}
+    if getattr(args, "train_steps", 0):
+        ops["jepa_checkpoint"] = {"config": {"max_steps": args.train_steps}}
+    return {"ops": ops} if ops else {}
+
+
+def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[str] | None = None) -> None:
+    from rjepa_assets.definitions import defs
+    from rjepa_assets.defs.partitions import multi_key
+
+    instance = _instance()
+    _register(instance, llm_tag, version)
+    if selection is None or {"problems", "gold_cots"} & set(selection):
+        t = time.monotonic()
+        res = defs.get_job_def("dataset_job").execute_in_process(
+            partition_key=version, instance=instance, raise_on_error=False
+        )
+        _check(res, "dataset_job", t)
+    job = defs.get_job_def("llm_pipeline_job")
+    if selection:
+        keep = [s for s in selection if s not in ("problems", "gold_cots")]
+        if not keep:
+            return
+        import dagster as dg
+
+        job = job.get_subset(asset_selection={dg.AssetKey(s) for s in keep})
+    t = time.monotonic()
+    res = job.execute_in_process(
+        partition_key=multi_key(version, llm_tag), instance=instance, run_config=run_config, raise_on_error=False
+    )
+    _check(res, "llm_pipeline_job", t)
+
+
+def _check(result, name: str, t0: float) -> None:
+    status = "succeeded" if result.success else "FAILED"
+    print(f"[rjepa] {name} run {result.run_id[:8]} {status} in {time.monotonic() - t0:.0f}s", flush=True)
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_failure and ev.event_specific_data is not None:
+                err = getattr(ev.event_specific_data, "error", None)
+                if err is not None:
+                    print(err.to_string(), file=sys.stderr)
+        raise SystemExit(f"{name} failed: see the run in the UI (`rjepa ui`) or the error above")
+
+
+def _print_summary(llm_tag: str, version: str) -> None:
+    from rjepa_assets.defs.resources import StorageResource
+
+    layout = StorageResource().layout()
+    path = layout.reports_dir(llm_tag, version) / "report.json"
+    if not path.exists():
+        print(f"no eval report at {path}")
+        return
+    rep = json.loads(path.read_text())
+    print(f"\n=== eval_report {llm_tag} / {version}: {rep.get('n_problems')} test problems ===")
+    for k in rep.get("ks", [rep.get("k")]):
+        print(f"  K={k}")
+        for name, per_k in rep["methods"].items():
+            m = per_k.get(f"k={k}")
+            if not m:
+                continue
+            ci = m.get("ci95") or [float("nan"), float("nan")]
+            auroc = m.get("auroc")
+            auroc_s = f"  AUROC {auroc:.3f}" if isinstance(auroc, float) else ""
+            print(f"    {name:<18} acc {m['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]{auroc_s}")
+    if "auroc_jepa" in rep:
+        print(f"  JEPA-loss AUROC (correct vs incorrect): {rep['auroc_jepa']}")
+    if "jepa_loss_by_correctness" in rep:
+        print(f"  mean JEPA-loss correct vs incorrect: {rep['jepa_loss_by_correctness']}")
+    print(f"  report: {path.parent}/report.md")
+
+
+def cmd_demo(args) -> None:
+    t = time.monotonic()
+    _materialize(args.llm, args.version, _run_config(args))
+    _print_summary(args.llm, args.version)
+    print(f"\n[rjepa] pipeline materialized through Dagster in {time.monotonic() - t:.0f}s.")
+    print("[rjepa] open the UI on the same instance:  make ui   (or: .venv/bin/rjepa ui)")
+    print("        then http://127.0.0.1:3000 → Assets → jepa_checkpoint / eval_report for the materializations.")
+
+
+def cmd_eval(args) -> None:
+    _materialize(args.llm, args.version, _run_config(args), selection=["eval_report"])
+    _print_summary(args.llm, args.version)
+
+
+def cmd_ui(args) -> None:
+    _instance()
+    cmd = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    print("[rjepa] " + " ".join(cmd))
+    raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+
+
+def cmd_bench(args) -> None:
+    from rjepa_core.bench import run_benchmark
+
+    result = run_benchmark(args.name, out_dir=args.out, quick=args.quick)
+    print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_llms_add(args) -> None:
+    from rjepa_core.llm.registry import LLMSpec
+
+    spec = LLMSpec(llm_tag=args.tag, source=args.source, gguf_file=args.gguf_file, layer_idx=args.layer_idx,
+                   dtype=args.dtype, batch_size=args.batch_size, hidden_size=args.hidden_size,
+                   quantization=args.quantization, description=args.description)
+    path = PROJECT_ROOT / "configs" / "llms" / f"{args.tag}.yaml"
+    if path.exists() and not args.force:
+        raise SystemExit(f"{path} exists: pass --force to replace it")
+    from rjepa_core.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    print(f"wrote {path}: the llm_registry_sensor adds the `{args.tag}` partition and backfills it")
+
+
+def cmd_serve(args) -> None:
+    from rjepa_serve.app import serve
+
+    serve(host=args.host, port=args.port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="rjepa", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def pipeline_args(p):
+        p.add_argument("--llm", default="smollm2-135m", help="llm_tag from configs/llms/")
+        p.add_argument("--version", default="v1", help="dataset version from configs/datasets/")
+        p.add_argument("--max-problems", type=int, default=0, help="cap problems per split (quick runs)")
+        p.add_argument("--train-steps", type=int, default=0, help="override JEPA training steps")
+
+    p = sub.add_parser("demo", help="materialize the whole pipeline on the embedded default")
+    pipeline_args(p)
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("eval", help="(re)materialize eval_report for one partition and print it")
+    pipeline_args(p)
+    p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("ui", help="start the Dagster UI on the project's instance")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(fn=cmd_ui)
+    p = sub.add_parser("bench", help="run a benchmark, write bench/results/<name>.json")
+    p.add_argument("name", choices=["extraction", "training", "scoring", "generation"])
+    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    p.add_argument("--quick", action="store_true", help="tiny model, seconds")
+    p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("serve", help="start the FastAPI service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("llms", help="manage the LLM registry")
+    lsub = p.add_subparsers(dest="llms_cmd", required=True)
+    a = lsub.add_parser("add", help="add configs/llms/<tag>.yaml")
+    a.add_argument("tag")
+    a.add_argument("--source", required=True, help="hub id, local folder or .gguf path")
+    a.add_argument("--gguf-file", default=None)
+    a.add_argument("--layer-idx", type=int, default=-2)
+    a.add_argument("--dtype", default="auto")
+    a.add_argument("--batch-size", type=int, default=8)
+    a.add_argument("--hidden-size", type=int, default=None)
+    a.add_argument("--quantization", default=None)
+    a.add_argument("--description", default="")
+    a.add_argument("--force", action="store_true")
+    a.set_defaults(fn=cmd_llms_add)
+    args = ap.parse_args(argv)
+    try:
+        args.fn(args)
+    except ValueError as e:
+        raise SystemExit(f"rjepa: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rjepa_assets.defs.automation.jobs import dataset_job, llm_pipeline_job
+from rjepa_assets.defs.automation.schedules import nightly_retraining
+from rjepa_assets.defs.automation.sensors import dataset_version_sensor, llm_registry_sensor
+from rjepa_assets.defs.data.assets import gold_cots, problems
+from rjepa_assets.defs.evaluation.assets import eval_report
+from rjepa_assets.defs.jepa.assets import jepa_checkpoint
+from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource, duckdb_resource
+from rjepa_assets.defs.student.assets import latents, student_chains
+
+
+def build_defs(resources: dict | None = None) -> dg.Definitions:
+    """Definitions with default resources; tests pass their own (tmp storage, tiny LLM registry)."""
+    return dg.Definitions(
+        assets=[problems, gold_cots, student_chains, latents, jepa_checkpoint, eval_report],
+        jobs=[dataset_job, llm_pipeline_job],
+        schedules=[nightly_retraining],
+        sensors=[llm_registry_sensor, dataset_version_sensor],
+        resources={
+            "storage": StorageResource(),
+            "configs": ConfigsResource(),
+            "student_llm": StudentLLMResource(),
+            "duckdb": duckdb_resource(),
+            **(resources or {}),
+        },
+        # One process per run: the student is loaded once and shared by every asset of the run, and
+        # steps don't each pay torch's import (~1.5 s).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,17 @@
+"""Jobs: the dataset job [dataset_version] and the per-LLM pipeline job [llm × dataset_version]."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+dataset_job = dg.define_asset_job(
+    "dataset_job",
+    selection=dg.AssetSelection.assets("problems", "gold_cots"),
+    description="Build a dataset version: problems and validated gold chains.",
+)
+
+llm_pipeline_job = dg.define_asset_job(
+    "llm_pipeline_job",
+    selection=dg.AssetSelection.assets("student_chains", "latents", "jepa_checkpoint", "eval_report"),
+    description="For one LLM and dataset version: chains → latents → checkpoint → eval report.",
+)

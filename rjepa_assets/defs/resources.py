@@ -1,0 +1,76 @@
+"""Resources: storage (layout + DuckDB index), the student LLM registry/loader, and config folders."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from rjepa_core.llm.registry import LLMSpec, load_registry
+from rjepa_core.store.layout import StorageLayout
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default(env: str, rel: str) -> str:
+    return os.environ.get(env) or str(PROJECT_ROOT / rel)
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Where datasets, latents, checkpoints and reports live (a local folder or file:// URI)."""
+
+    root: str = ""  # empty = $RJEPA_STORAGE or <project>/.rjepa/store
+
+    def layout(self) -> StorageLayout:
+        return StorageLayout(self.root or _default("RJEPA_STORAGE", ".rjepa/store"))
+
+
+class ConfigsResource(dg.ConfigurableResource):
+    """Folder holding llms/, datasets/ and rjepa/ YAML configs."""
+
+    root: str = ""  # empty = $RJEPA_CONFIGS or <project>/configs
+
+    def dir(self, name: str) -> Path:
+        return Path(self.root or _default("RJEPA_CONFIGS", "configs")) / name
+
+    def registry(self) -> dict[str, LLMSpec]:
+        return load_registry(self.dir("llms"))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_student(spec_key: tuple, device: str):
+    from rjepa_core.llm.adapter import StudentLLM
+
+    spec = LLMSpec(**dict(spec_key))
+    return StudentLLM.load(spec, device=device)
+
+
+class StudentLLMResource(dg.ConfigurableResource):
+    """Loads a registered student LLM once per process (a backfill run reuses it across partitions)."""
+
+    registry_dir: str = ""  # empty = $RJEPA_CONFIGS/llms or <project>/configs/llms
+    device: str = "auto"
+    batch_size: int = 0  # 0 = the registry entry's batch size
+
+    def spec(self, llm_tag: str) -> LLMSpec:
+        registry = load_registry(self.registry_dir or Path(_default("RJEPA_CONFIGS", "configs")) / "llms")
+        if llm_tag not in registry:
+            raise dg.Failure(
+                f"llm {llm_tag!r} is not in the registry ({', '.join(sorted(registry))}): "
+                f"add configs/llms/{llm_tag}.yaml"
+            )
+        spec = registry[llm_tag]
+        if self.batch_size:
+            spec.batch_size = self.batch_size
+        return spec
+
+    def load(self, llm_tag: str):
+        spec = self.spec(llm_tag)
+        return _load_student(tuple(sorted(spec.to_dict().items())), self.device)
+
+
+def duckdb_resource() -> DuckDBResource:
+    return DuckDBResource(database=str(Path(_default("RJEPA_STORAGE", ".rjepa/store")) / "index.duckdb"))

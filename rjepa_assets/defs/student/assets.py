@@ -1,0 +1,123 @@
+"""Per-LLM assets [llm × dataset_version]: sampled student chains and step latents."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dagster as dg
+import numpy as np
+
+from rjepa_assets.defs.metadata import md_table
+from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
+from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_core.pipeline import extract_latents, sample_student_chains
+from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
+from rjepa_core.store.latents import LatentStore
+
+GPU_POOL = "gpu"  # one GPU-heavy step at a time per device (dagster.yaml sets the pool limit)
+
+
+class StudentChainsConfig(dg.Config):
+    k: int = 4  # samples per train/val problem
+    k_test: int = 8  # samples per test problem (the evaluation candidates)
+    temperature: float = 0.7
+    max_new_tokens: int = 96
+    seed: int = 0
+    greedy_test: bool = True  # also decode one greedy chain per test problem (the OFF baseline)
+    max_problems: int = 0  # 0 = all; >0 keeps the first N of each split (quick runs)
+
+
+def _limit(rows: list[Problem], n: int) -> list[Problem]:
+    if not n:
+        return rows
+    out, seen = [], Counter()
+    for p in rows:
+        if seen[p.split] < n:
+            out.append(p)
+            seen[p.split] += 1
+    return out
+
+
+@dg.asset(
+    partitions_def=llm_x_version,
+    deps=[dg.AssetDep("problems", partition_mapping=by_version)],
+    group_name="student",
+    pool=GPU_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"pytorch", "parquet"},
+    description="K chains per problem sampled from the student, labelled correct/incorrect, with log-probs.",
+)
+def student_chains(
+    context: dg.AssetExecutionContext, config: StudentChainsConfig, storage: StorageResource,
+    student_llm: StudentLLMResource,
+):
+    layout, meta = storage.layout(), {}
+    for key in context.partition_keys:
+        version, tag = split_key(key)
+        rows = _limit(read_records(Problem, layout.problems_path(version)), config.max_problems)
+        student = student_llm.load(tag)
+        chains = sample_student_chains(
+            student, rows, k=config.k, k_test=config.k_test, temperature=config.temperature,
+            max_new_tokens=config.max_new_tokens, seed=config.seed, greedy_test=config.greedy_test,
+            log=context.log.info,
+        )
+        write_records(chains, layout.student_chains_path(tag, version), ChainOfThought)
+        sampled = [c for c in chains if not c.meta.get("greedy")]
+        greedy = [c for c in chains if c.meta.get("greedy")]
+        meta[str(key)] = {
+            "num_problems": len(rows),
+            "num_chains": len(chains),
+            "sample_accuracy": round(float(np.mean([c.is_valid for c in sampled])), 4) if sampled else None,
+            "greedy_accuracy": round(float(np.mean([c.is_valid for c in greedy])), 4) if greedy else None,
+            "mean_new_tokens": round(float(np.mean([c.meta["num_new_tokens"] for c in chains])), 1),
+        }
+    only = next(iter(meta.values())) if len(meta) == 1 else {}
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in only.items() if v is not None},
+            "partitions": md_table([{"partition": k, **v} for k, v in meta.items()]),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=llm_x_version,
+    deps=[student_chains, dg.AssetDep("gold_cots", partition_mapping=by_version)],
+    group_name="student",
+    pool=GPU_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"pytorch", "safetensors"},
+    check_specs=[dg.AssetCheckSpec("latents_finite_and_registered_width", asset="latents")],
+    description="Step latents (mean-pooled hidden states of one layer) of gold and student chains.",
+)
+def latents(context: dg.AssetExecutionContext, storage: StorageResource, student_llm: StudentLLMResource):
+    layout, meta, problems_bad = storage.layout(), {}, []
+    store = LatentStore(layout)
+    for key in context.partition_keys:
+        version, tag = split_key(key)
+        rows = read_records(Problem, layout.problems_path(version))
+        cots = read_records(ChainOfThought, layout.cots_path(version))
+        cots += read_records(ChainOfThought, layout.student_chains_path(tag, version))
+        student = student_llm.load(tag)
+        seqs = extract_latents(student, rows, cots, log=context.log.info)
+        store.write(tag, version, seqs, overwrite=True)
+        width = student_llm.spec(tag).hidden_size or student.hidden_size
+        finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
+        wrong = sorted({s.hidden_size for s in seqs} - {width})
+        if not finite or wrong:
+            problems_bad.append(f"{key}: finite={finite}, widths {wrong} != registered {width}")
+        meta[str(key)] = {**store.stats(tag, version), "hidden_size": width, "layer_idx": seqs[0].layer_idx}
+    only = next(iter(meta.values())) if len(meta) == 1 else {}
+    return dg.MaterializeResult(
+        metadata={
+            **{k: v for k, v in only.items() if isinstance(v, int | float | str)},
+            "partitions": md_table([{"partition": k, **v} for k, v in meta.items()]),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="latents_finite_and_registered_width",
+                passed=not problems_bad,
+                metadata={"problems": "; ".join(problems_bad) or "none"},
+            )
+        ],
+    )

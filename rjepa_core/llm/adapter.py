@@ -1,0 +1,118 @@
+"""The student LLM (SPEC F3): load from the registry, prompt, sample chains, extract step latents.
+
+    >>> from rjepa_core.llm.adapter import StudentLLM
+    >>> llm = StudentLLM.load("smollm2-135m")                  # registry tag, YAML path, folder or hub id
+    >>> prompt = llm.prompt_for("Tom has 3 apples and buys 4. How many?")
+    >>> chains = llm.generate([prompt], k=4, seed=0)[0]        # 4 GeneratedChain
+    >>> latents = llm.extract([(prompt, chains[0].steps)])     # Extracted(H float16 [steps, 576], ...)
+
+Device "auto" picks CUDA, then MPS, then CPU; dtype "auto" is bf16 on CUDA and fp32 elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rjepa_core.llm import extraction, generation
+from rjepa_core.llm.extraction import ChainInput, Extracted
+from rjepa_core.llm.generation import GeneratedChain
+from rjepa_core.llm.loading import decoder_layers, load_model
+from rjepa_core.llm.registry import LLMSpec, resolve_spec
+
+__all__ = ["ChainInput", "Extracted", "GeneratedChain", "StudentLLM", "INSTRUCTION"]
+
+INSTRUCTION = (
+    "Solve the problem step by step. Write each step on its own line, starting with "
+    '"Step 1:", "Step 2:", and so on. End with a final line "Answer: <number>".'
+)
+
+
+class StudentLLM:
+    """A loaded student: tokenizer + model + the spec it came from."""
+
+    def __init__(self, spec: LLMSpec, tokenizer: Any, model: Any, device: str) -> None:
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = device
+        self.llm_tag = spec.llm_tag
+        self.hidden_size = int(model.config.hidden_size)
+        self.layers = decoder_layers(model, spec.kind)
+        self.num_layers = len(self.layers)
+        extraction.resolve_layer(spec.layer_idx, self.num_layers)  # fail at load, not at first extract
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        self.pad_token_id = int(pad)
+
+    @classmethod
+    def load(cls, spec: LLMSpec | str, device: str = "auto", dtype: str | None = None) -> StudentLLM:
+        """From a spec, a registry tag (configs/llms), a YAML path, a local folder, a .gguf file or a hub id."""
+        spec = resolve_spec(spec)
+        tokenizer, model, device = load_model(spec, device=device, dtype=dtype)
+        return cls(spec, tokenizer, model, device)
+
+    def __repr__(self) -> str:
+        return (
+            f"StudentLLM({self.llm_tag!r}, layers={self.num_layers}, hidden={self.hidden_size}, "
+            f"layer_idx={self.spec.layer_idx}, device={self.device!r})"
+        )
+
+    def prompt_for(self, statement: str) -> str:
+        """Prompt asking for "Step k:" lines and a final "Answer:" line (chat template when available)."""
+        content = f"{INSTRUCTION}\n\nProblem: {statement.strip()}"
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        return f"{content}\n\nSolution:\n"
+
+    def generate(
+        self,
+        prompts: Sequence[str] | str,
+        k: int = 1,
+        temperature: float = 0.7,
+        max_new_tokens: int = 160,
+        top_p: float = 0.95,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[list[GeneratedChain]]:
+        """k sampled chains per prompt, each with steps, final answer, log-prob and token spans."""
+        return generation.generate(
+            self,
+            prompts,
+            k=k,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+        )
+
+    def extract(
+        self,
+        items: Sequence[tuple[str, list[str]] | ChainInput],
+        layer_idx: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[Extracted]:
+        """Step latents of (prompt, steps) chains, text = prompt + render_chain(steps)."""
+        return extraction.extract(self, items, layer_idx=layer_idx, batch_size=batch_size)
+
+    def extract_texts(
+        self,
+        texts: Sequence[str],
+        char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
+        layer_idx: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[Extracted]:
+        """Pooled latents of given character spans of arbitrary texts."""
+        return extraction.extract_texts(
+            self, texts, char_spans_per_text, layer_idx=layer_idx, batch_size=batch_size
+        )
+
+    def logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[str], batch_size: int | None = None
+    ) -> list[float]:
+        """Teacher-forced log-probability of each continuation after its prompt."""
+        return generation.logprobs(self, prompts, continuations, batch_size=batch_size)

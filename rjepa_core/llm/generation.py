@@ -1,0 +1,211 @@
+"""Batched sampling of K chains per prompt with per-chain log-probabilities (SPEC F3).
+
+    >>> llm = StudentLLM.load("smollm2-135m")
+    >>> chains = llm.generate([llm.prompt_for("What is 3 + 4?")], k=4, seed=0)[0]
+    >>> [(c.final_answer, round(c.logprob, 1)) for c in chains]
+
+`logprob` is the sum over kept tokens of log p(token | prefix) under the model's own distribution
+(temperature 1, no top-p), whatever temperature sampled it, so chains sampled at different
+temperatures stay comparable for reranking. Generation stops at EOS or after a complete
+"Answer: ..." line; text after that line is dropped (and its tokens are not counted).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rjepa_core.llm.extraction import adds_special_tokens, encode_with_offsets
+from rjepa_core.segmentation import extract_final_answer, segment, token_spans
+
+# A finished final-answer line (inline "Answer:" included); generation may stop after it.
+_ANSWER_LINE = re.compile(r"(?:\b(?:final\s+)?answer\s*:|####)[^\n]*\S[^\n]*", re.IGNORECASE)
+
+
+@dataclass
+class GeneratedChain:
+    text: str  # generated text, cut after the final-answer line
+    steps: list[str]  # segmented steps (auto mode)
+    final_answer: str | None  # extracted from `text`
+    token_ids: list[int]  # tokenization of prompt + text (the convention of `extract`)
+    step_spans: list[tuple[int, int]]  # token [start, end) of each step inside token_ids
+    logprob: float  # sum of model log-probs (temperature 1) of the kept generated tokens
+    num_new_tokens: int  # generated tokens kept (EOS included when it ended the chain)
+
+
+def cut_after_answer(text: str) -> str:
+    """Text up to the end of its first final-answer line."""
+    m = _ANSWER_LINE.search(text)
+    return (text[: m.end()] if m else text).rstrip()
+
+
+def _stopping_criteria(tokenizer, prompt_len: int):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class AnswerLineDone(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for b in range(input_ids.shape[0]):
+                # Only a newline can complete an answer line: decode the whole row only then.
+                if "\n" not in tokenizer.decode(input_ids[b, -1:]):
+                    continue
+                text = tokenizer.decode(input_ids[b, prompt_len:], skip_special_tokens=True)
+                m = _ANSWER_LINE.search(text)
+                done[b] = bool(m) and "\n" in text[m.end() :]
+            return done
+
+    return StoppingCriteriaList([AnswerLineDone()])
+
+
+def _eos_ids(llm) -> list[int]:
+    ids = set()
+    for source in (llm.tokenizer.eos_token_id, getattr(llm.model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, list | tuple):
+            ids.update(int(x) for x in source)
+    vocab = llm.tokenizer.get_vocab()
+    ids.update(vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>") if t in vocab)
+    return sorted(ids)
+
+
+def _kept_tokens(tokenizer, new_ids: list[int], kept_text: str) -> int:
+    """How many generated tokens produce `kept_text` (the EOS counts when it ended the chain)."""
+    full = tokenizer.decode(new_ids, skip_special_tokens=True).rstrip()
+    if full == kept_text:
+        return len(new_ids)
+    for n in range(1, len(new_ids) + 1):
+        if len(tokenizer.decode(new_ids[:n], skip_special_tokens=True).rstrip()) >= len(kept_text):
+            return n
+    return len(new_ids)
+
+
+def _finish(llm, prompt: str, new_ids: list[int], token_logps: list[float], eos: set[int]) -> GeneratedChain:
+    end = next((i + 1 for i, t in enumerate(new_ids) if t in eos), len(new_ids))
+    new_ids, token_logps = new_ids[:end], token_logps[:end]
+    raw = llm.tokenizer.decode(new_ids, skip_special_tokens=True)
+    text = cut_after_answer(raw)
+    n = _kept_tokens(llm.tokenizer, new_ids, text)
+    segments = segment(text, "auto")
+    full_ids, offsets = encode_with_offsets(llm.tokenizer, prompt + text)
+    spans = token_spans(offsets, [(len(prompt) + s.start, len(prompt) + s.end) for s in segments]) if segments else []
+    return GeneratedChain(
+        text=text,
+        steps=[s.text for s in segments],
+        final_answer=extract_final_answer(text) if text else None,
+        token_ids=full_ids,
+        step_spans=spans,
+        logprob=float(sum(token_logps[:n])),
+        num_new_tokens=n,
+    )
+
+
+def generate(
+    llm,
+    prompts: Sequence[str] | str,
+    k: int = 1,
+    temperature: float = 0.7,
+    max_new_tokens: int = 160,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    batch_size: int | None = None,
+) -> list[list[GeneratedChain]]:
+    """k chains per prompt (temperature 0 = greedy); result[i][j] is chain j of prompt i."""
+    import torch
+    from transformers import GenerationConfig
+
+    if llm.spec.kind != "causal":
+        raise ValueError(f"llm {llm.llm_tag!r} is an encoder: it gives latents but cannot generate")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if k < 1 or max_new_tokens < 1:
+        raise ValueError(f"k and max_new_tokens must be >= 1 (got k={k}, max_new_tokens={max_new_tokens})")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    batch_size = batch_size or llm.spec.batch_size
+    rows = [p for p in range(len(prompts)) for _ in range(k)]
+    eos = _eos_ids(llm)
+    greedy = temperature == 0
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=not greedy,
+        temperature=None if greedy else temperature,
+        top_p=None if greedy else top_p,
+        top_k=None,
+        eos_token_id=eos,
+        pad_token_id=llm.pad_token_id,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
+    out: list[list[GeneratedChain]] = [[] for _ in prompts]
+    devices = [torch.cuda.current_device()] if str(llm.device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        if seed is not None:
+            torch.manual_seed(seed)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            encoded = [
+                llm.tokenizer(prompts[p], add_special_tokens=adds_special_tokens(llm.tokenizer, prompts[p]))[
+                    "input_ids"
+                ]
+                for p in chunk
+            ]
+            width = max(len(ids) for ids in encoded)
+            input_ids = torch.full((len(chunk), width), llm.pad_token_id, dtype=torch.long)  # (B, P) left-padded
+            attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, P)
+            for row, ids in enumerate(encoded):
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                attention_mask[row, width - len(ids) :] = 1
+            result = llm.model.generate(
+                input_ids=input_ids.to(llm.device),
+                attention_mask=attention_mask.to(llm.device),
+                generation_config=config,
+                stopping_criteria=_stopping_criteria(llm.tokenizer, width),
+            )
+            new = result.sequences[:, width:].cpu()  # (B, T)
+            logits = torch.stack(result.logits, dim=1).float()  # (B, T, V) raw model logits
+            logps = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device)[..., None])[..., 0]  # (B, T)
+            for row, p in enumerate(chunk):
+                out[p].append(_finish(llm, prompts[p], new[row].tolist(), logps[row].cpu().tolist(), set(eos)))
+    return out
+
+
+def logprobs(llm, prompts: Sequence[str], continuations: Sequence[str], batch_size: int | None = None) -> list[float]:
+    """Teacher-forced log p(continuation | prompt) under the model (temperature 1), one tokenization each."""
+    import torch
+
+    if llm.spec.kind != "causal":
+        raise ValueError(f"llm {llm.llm_tag!r} is an encoder: it has no next-token log-probabilities")
+    if len(prompts) != len(continuations):
+        raise ValueError(f"got {len(prompts)} prompts but {len(continuations)} continuations")
+    batch_size = batch_size or llm.spec.batch_size
+    encoded = []
+    for i, (prompt, cont) in enumerate(zip(prompts, continuations, strict=True)):
+        if not cont:
+            raise ValueError(f"continuation {i} is empty")
+        ids, offsets = encode_with_offsets(llm.tokenizer, prompt + cont)
+        # first token carrying continuation characters; a token straddling the boundary counts.
+        first = next(j for j, (s, e) in enumerate(offsets) if e > len(prompt) and e > s)
+        encoded.append((ids, max(first, 1)))
+    scores = [0.0] * len(encoded)
+    with torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            idx = list(range(start, min(start + batch_size, len(encoded))))
+            width = max(len(encoded[i][0]) for i in idx)
+            input_ids = torch.full((len(idx), width), llm.pad_token_id, dtype=torch.long)  # (B, S) right-padded
+            attention_mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, S)
+            for row, i in enumerate(idx):
+                ids = encoded[i][0]
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                attention_mask[row, : len(ids)] = 1
+            logits = llm.model(
+                input_ids=input_ids.to(llm.device), attention_mask=attention_mask.to(llm.device), use_cache=False
+            ).logits  # (B, S, V)
+            for row, i in enumerate(idx):
+                ids, first = encoded[i]
+                pred = torch.log_softmax(logits[row, first - 1 : len(ids) - 1].float(), dim=-1)  # (T, V)
+                target = torch.tensor(ids[first:], device=pred.device)
+                scores[i] = float(pred.gather(-1, target[:, None]).sum())
+    return scores

@@ -1,0 +1,148 @@
+"""LLM registry (SPEC F3): one YAML per `llm_tag` in `configs/llms/`.
+
+    >>> from rjepa_core.llm.registry import load_registry, DEFAULT_LLM_TAG
+    >>> spec = load_registry()[DEFAULT_LLM_TAG]
+    >>> spec.source, spec.hidden_size, spec.layer_idx
+    ('embedded:smollm2', 576, -2)
+
+Adding a student is adding a YAML file; the Dagster sensor turns each tag into a partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_LLM_TAG = "smollm2-135m"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = ("awq", "gptq", "bnb-4bit", "bnb-8bit")
+KINDS = ("causal", "encoder")
+EMBEDDED_SOURCES = ("embedded:smollm2", "embedded:minilm")
+
+
+@dataclass
+class LLMSpec:
+    llm_tag: str  # name of the student; partition key of the per-LLM latents
+    source: str  # HF hub id, local folder, path to a .gguf file, or "embedded:smollm2" / "embedded:minilm"
+    gguf_file: str | None = None  # GGUF file name inside `source` when source is a folder or hub id
+    layer_idx: int = -2  # decoder layer whose output is pooled; negative counts from the end (-1 = last)
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
+    batch_size: int = 8  # chains per forward pass for extraction and generation
+    hidden_size: int | None = None  # declared latent width, checked against the model on load
+    max_length: int = 1024  # longest prompt + chain (tokens) accepted for extraction
+    quantization: str | None = None  # awq | gptq | bnb-4bit | bnb-8bit | None
+    kind: str = "causal"  # "causal" LM, or "encoder" (BERT-like, latent source only, cannot generate)
+    description: str = ""  # free text shown in the UI
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, where: str = "LLMSpec") -> None:
+        def bad(field: str, msg: str) -> ValueError:
+            return ValueError(f"{where}: field {field!r} {msg}")
+
+        if not isinstance(self.llm_tag, str) or not self.llm_tag.strip():
+            raise bad("llm_tag", "must be a non-empty string")
+        if any(c in self.llm_tag for c in "/\\| "):
+            raise bad("llm_tag", f"{self.llm_tag!r} must not contain '/', '\\', '|' or spaces (it names folders)")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise bad("source", "must be a hub id, a local folder, a .gguf path or embedded:smollm2")
+        if self.source.startswith("embedded:") and self.source not in EMBEDDED_SOURCES:
+            raise bad("source", f"{self.source!r} is not one of {EMBEDDED_SOURCES}")
+        if not isinstance(self.layer_idx, int) or isinstance(self.layer_idx, bool):
+            raise bad("layer_idx", f"must be an integer, got {self.layer_idx!r}")
+        if self.dtype not in DTYPES:
+            raise bad("dtype", f"is {self.dtype!r}; use one of {DTYPES}")
+        for name in ("batch_size", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise bad(name, f"must be a positive integer, got {value!r}")
+        if self.hidden_size is not None and (not isinstance(self.hidden_size, int) or self.hidden_size < 1):
+            raise bad("hidden_size", f"must be a positive integer or null, got {self.hidden_size!r}")
+        if self.quantization is not None and self.quantization not in QUANTIZATIONS:
+            raise bad("quantization", f"is {self.quantization!r}; use one of {QUANTIZATIONS} or null")
+        if self.kind not in KINDS:
+            raise bad("kind", f"is {self.kind!r}; use one of {KINDS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_spec(path: str | Path) -> LLMSpec:
+    """Read and validate one registry YAML; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of LLMSpec fields, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(LLMSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}; allowed fields are {sorted(known)}")
+    for required in ("llm_tag", "source"):
+        if required not in data:
+            raise ValueError(f"{path}: field {required!r} is required")
+    spec = LLMSpec.__new__(LLMSpec)
+    for f in dataclasses.fields(LLMSpec):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        setattr(spec, f.name, data.get(f.name, default))
+    spec.validate(where=str(path))
+    return spec
+
+
+def default_registry_dir() -> Path:
+    """`$RJEPA_LLM_REGISTRY`, else ./configs/llms, else the repository's configs/llms."""
+    env = os.environ.get("RJEPA_LLM_REGISTRY")
+    if env:
+        return Path(env)
+    local = Path("configs/llms")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[2] / "configs" / "llms"
+
+
+def load_registry(directory: str | Path = "configs/llms") -> dict[str, LLMSpec]:
+    """All specs of a registry folder, keyed by llm_tag (a relative default falls back to the repo's)."""
+    directory = Path(directory)
+    if not directory.is_dir() and not directory.is_absolute() and str(directory) == "configs/llms":
+        directory = default_registry_dir()
+    if not directory.is_dir():
+        raise FileNotFoundError(f"LLM registry folder {directory} does not exist")
+    specs: dict[str, LLMSpec] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        spec = load_spec(path)
+        if spec.llm_tag in specs:
+            raise ValueError(f"{path}: llm_tag {spec.llm_tag!r} is already defined by another file in {directory}")
+        specs[spec.llm_tag] = spec
+    return specs
+
+
+def resolve_spec(spec_or_name: LLMSpec | str, directory: str | Path | None = None) -> LLMSpec:
+    """A spec from a registry tag, a YAML path, or a source (hub id / folder / .gguf)."""
+    if isinstance(spec_or_name, LLMSpec):
+        return spec_or_name
+    name = str(spec_or_name)
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return load_spec(name)
+    registry_dir = Path(directory) if directory is not None else default_registry_dir()
+    if registry_dir.is_dir():
+        registry = load_registry(registry_dir)
+        if name in registry:
+            return registry[name]
+    if name.startswith("embedded:"):
+        return LLMSpec(llm_tag=name.split(":", 1)[1], source=name)
+    if name.endswith(".gguf"):
+        tag = Path(name).stem
+    elif Path(name).exists():
+        tag = Path(name).resolve().name
+    else:  # hub id "org/model"
+        tag = name.rstrip("/").replace("/", "--")
+    tag = "".join("_" if c in "/\\| " else c for c in tag)
+    return LLMSpec(llm_tag=tag or "llm", source=name)

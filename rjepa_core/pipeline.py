@@ -1,0 +1,129 @@
+"""The pipeline's steps as plain functions; Dagster assets and the CLI are thin wrappers around them.
+
+    >>> student = StudentLLM.load("smollm2-135m")
+    >>> chains = sample_student_chains(student, problems, k=4, k_test=8)
+    >>> seqs = extract_latents(student, problems, gold_cots + chains)
+    >>> result = train_jepa(seqs, cfg, out_dir="checkpoints/run1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from rjepa_core.progress import Progress
+from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem, stable_id
+
+Log = Callable[[str], None] | None
+
+
+def label_chain(problem: Problem, chain: ChainOfThought) -> ChainOfThought:
+    """Set is_valid/validation_reason by checking the final answer (and locate the first wrong step)."""
+    from rjepa_core.validators.math import answers_equal
+    from rjepa_core.validators.steps import first_wrong_step
+
+    if chain.final_answer in (None, ""):
+        chain.is_valid, chain.validation_reason = False, "no final answer"
+    elif answers_equal(chain.final_answer, problem.answer_gold):
+        chain.is_valid, chain.validation_reason = True, "final answer matches gold"
+    else:
+        chain.is_valid = False
+        chain.validation_reason = f"wrong final answer {chain.final_answer!r} (gold {problem.answer_gold!r})"
+    if problem.domain == "math":
+        chain.meta["first_wrong_step"] = first_wrong_step(chain.steps)
+    return chain
+
+
+def sample_student_chains(
+    student,
+    problems: list[Problem],
+    *,
+    k: int = 4,
+    k_test: int | None = 8,
+    temperature: float = 0.7,
+    max_new_tokens: int = 96,
+    seed: int = 0,
+    greedy_test: bool = True,
+    prompts_per_call: int = 8,
+    log: Log = None,
+) -> list[ChainOfThought]:
+    """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled."""
+    if k < 1 or (k_test is not None and k_test < 1):
+        raise ValueError(f"k and k_test must be >= 1, got k={k}, k_test={k_test}")
+    tag = student.llm_tag
+    out: list[ChainOfThought] = []
+    groups: dict[tuple[int, float], list[Problem]] = {}
+    for p in problems:
+        kk = k_test if (p.split == "test" and k_test) else k
+        groups.setdefault((kk, temperature), []).append(p)
+        if greedy_test and p.split == "test":
+            groups.setdefault((1, 0.0), []).append(p)
+    total = sum(kk * len(ps) for (kk, _), ps in groups.items())
+    prog = Progress(total, f"sample chains ({tag})", log)
+    for (kk, temp), ps in groups.items():
+        for start in range(0, len(ps), prompts_per_call):
+            chunk = ps[start : start + prompts_per_call]
+            prompts = [student.prompt_for(p.statement) for p in chunk]
+            gen = student.generate(
+                prompts, k=kk, temperature=temp, max_new_tokens=max_new_tokens, seed=seed + start + 7919 * kk
+            )
+            for p, samples in zip(chunk, gen, strict=True):
+                for i, g in enumerate(samples):
+                    steps = g.steps or [g.text.strip() or "(empty)"]
+                    kind = "greedy" if temp == 0.0 else "sample"
+                    chain = ChainOfThought(
+                        cot_id=stable_id(tag, p.problem_id, kind, str(i), str(seed)),
+                        problem_id=p.problem_id,
+                        steps=steps,
+                        final_answer=g.final_answer or "",
+                        is_valid=False,
+                        origin=f"student:{tag}",
+                        created_at=datetime.now(UTC),
+                        logprob=float(g.logprob),
+                        meta={"sample_index": i, "greedy": temp == 0.0, "temperature": temp,
+                              "num_new_tokens": g.num_new_tokens, "text": g.text, "split": p.split},
+                    )
+                    out.append(label_chain(p, chain))
+            prog.update(kk * len(chunk))
+    prog.done()
+    return out
+
+
+def extract_latents(
+    student,
+    problems: list[Problem],
+    cots: list[ChainOfThought],
+    *,
+    layer_idx: int | None = None,
+    chunk: int = 64,
+    log: Log = None,
+) -> list[LatentSequence]:
+    """Teacher-forced step latents of every chain (gold and student), in one representation."""
+    by_id = {p.problem_id: p for p in problems}
+    missing = {c.problem_id for c in cots} - set(by_id)
+    if missing:
+        raise ValueError(f"{len(missing)} chains refer to problems not in this dataset version (e.g. {next(iter(missing))})")
+    layer = student.spec.layer_idx if layer_idx is None else layer_idx
+    prog = Progress(len(cots), f"extract latents ({student.llm_tag}, layer {layer})", log)
+    out: list[LatentSequence] = []
+    prompts: dict[str, str] = {}
+    for start in range(0, len(cots), chunk):
+        part = cots[start : start + chunk]
+        items = []
+        for c in part:
+            if c.problem_id not in prompts:
+                prompts[c.problem_id] = student.prompt_for(by_id[c.problem_id].statement)
+            items.append((prompts[c.problem_id], c.steps))
+        for c, ex in zip(part, student.extract(items, layer_idx=layer), strict=True):
+            p = by_id[c.problem_id]
+            out.append(
+                LatentSequence(
+                    cot_id=c.cot_id, problem_id=c.problem_id, llm_tag=student.llm_tag, layer_idx=layer,
+                    hidden_size=int(ex.H.shape[1]), num_steps=int(ex.H.shape[0]), step_spans=ex.step_spans,
+                    token_ids=ex.token_ids, domain=p.domain, is_valid=c.is_valid, split=p.split, origin=c.origin,
+                    H=ex.H,
+                ).check()
+            )
+        prog.update(len(part))
+    prog.done()
+    return out

@@ -127,3 +127,107 @@ def extract_latents(
         prog.update(len(part))
     prog.done()
     return out
+
+
+def load_rjepa_config(path, hidden_size: int, **section_overrides):
+    """R-JEPA config from YAML with the student's hidden size filled in (YAML may leave it out)."""
+    from pathlib import Path
+
+    import yaml
+
+    from rjepa_core.config import RJEPAConfig
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"R-JEPA config {path} does not exist (see configs/rjepa/*.yaml)")
+    d = yaml.safe_load(path.read_text()) or {}
+    d.setdefault("model", {})
+    declared = d["model"].get("hidden_size")
+    if declared is not None and declared != hidden_size:
+        raise ValueError(
+            f"{path}: model.hidden_size is {declared} but the latents have width {hidden_size}: "
+            "remove hidden_size from the YAML (it is taken from the latents) or use matching latents"
+        )
+    d["model"]["hidden_size"] = hidden_size
+    cfg = RJEPAConfig.from_dict(d)
+    return cfg.replace(**section_overrides) if section_overrides else cfg
+
+
+def split_for_training(seqs: list[LatentSequence]):
+    """(train targets, val targets, hard negatives): valid chains are JEPA targets, invalid only negatives."""
+    train = [s for s in seqs if s.is_valid and s.split == "train"]
+    val = [s for s in seqs if s.is_valid and s.split == "val"]
+    negatives = [s for s in seqs if not s.is_valid and s.split == "train"]
+    if not train:
+        raise ValueError("no valid training chains: materialize gold_cots/student_chains with some valid chains first")
+    if not val:  # tiny datasets: hold out a slice of train rather than fail
+        cut = max(1, len(train) // 10)
+        train, val = train[cut:], train[:cut]
+    return train, val, negatives
+
+
+def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, device: str = "auto", **extra_meta):
+    """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta)."""
+    from rjepa_core.jepa.calibration import fit_calibration
+    from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.jepa.trainer import train
+
+    train_seqs, val_seqs, negatives = split_for_training(seqs)
+    every = max(1, cfg.train.val_every)
+
+    def on_row(row: dict) -> None:
+        if log and (row.get("kind") == "val" or row.get("step", 0) % every == 0):
+            log(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
+    ck = load_checkpoint(result.checkpoint_dir)
+    calibration = fit_calibration(JEPAScorer.from_checkpoint(ck), val_seqs)
+    meta = update_meta(
+        result.checkpoint_dir, calibration=calibration.to_dict(), num_train=len(train_seqs), num_val=len(val_seqs),
+        num_negatives=len(negatives), **extra_meta,
+    )
+    return result, meta
+
+
+def newest_checkpoint(layout, llm_tag: str, version: str):
+    """Best checkpoint folder of the newest training run of a partition (run ids sort by time)."""
+    from pathlib import Path
+
+    root = Path(layout.checkpoints_dir(llm_tag, version))
+    runs = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")) if root.exists() else []
+    if not runs:
+        raise FileNotFoundError(f"no checkpoint for {llm_tag}/{version}: materialize `jepa_checkpoint` first")
+    return runs[-1] / "best"
+
+
+def run_evaluation(layout, llm_tag: str, version: str, *, ks=(4, 8), seed: int = 0, bootstrap: int = 1000,
+                   device: str = "cpu", log: Log = None):
+    """Evaluate the partition's newest checkpoint on its test split; write report.{json,md} + plots."""
+    from rjepa_core.eval.report import evaluate, write_report
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.schemas import read_records
+    from rjepa_core.store.latents import LatentStore
+
+    problems = read_records(Problem, layout.problems_path(version))
+    chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
+    seqs = LatentStore(layout).read(llm_tag, version)
+    H = {s.cot_id: s.H for s in seqs}
+    split = {p.problem_id: p.split for p in problems}
+    test_problems = [p for p in problems if p.split == "test"]
+    sampled = [c for c in chains if not c.meta.get("greedy")]
+    test_chains = [c for c in sampled if split[c.problem_id] == "test"]
+    train_chains = [c for c in sampled if split[c.problem_id] == "train"]
+    greedy = {c.problem_id: c for c in chains if c.meta.get("greedy")}
+    ck = load_checkpoint(newest_checkpoint(layout, llm_tag, version), device=device)
+    scorer = JEPAScorer.from_checkpoint(ck, device=device)
+    if log:
+        log(f"evaluating {len(test_chains)} candidates on {len(test_problems)} test problems, K={list(ks)}")
+    report = evaluate(
+        test_problems, test_chains, H, scorer, train_chains=train_chains, train_latents=H, ks=tuple(ks),
+        seed=seed, llm_tag=llm_tag, dataset_version=version, greedy=greedy or None, bootstrap=bootstrap,
+    )
+    report["checkpoint"] = str(ck.path)
+    paths = write_report(report, layout.reports_dir(llm_tag, version))
+    return report, paths

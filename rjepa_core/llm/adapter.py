@@ -107,9 +107,7 @@ class StudentLLM:
         batch_size: int | None = None,
     ) -> list[Extracted]:
         """Pooled latents of given character spans of arbitrary texts."""
-        return extraction.extract_texts(
-            self, texts, char_spans_per_text, layer_idx=layer_idx, batch_size=batch_size
-        )
+        return extraction.extract_texts(self, texts, char_spans_per_text, layer_idx=layer_idx, batch_size=batch_size)
 
     def logprobs(
         self, prompts: Sequence[str], continuations: Sequence[str], batch_size: int | None = None

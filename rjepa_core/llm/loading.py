@@ -20,7 +20,10 @@ from rjepa_core.llm.registry import LLMSpec
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 # quantization → (python module of a backend that transformers can use, install hint)
 _QUANT_BACKENDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "awq": (("gptqmodel", "awq"), "`pip install gptqmodel` (transformers 5 loads AWQ through it) or `pip install .[awq]`"),
+    "awq": (
+        ("gptqmodel", "awq"),
+        "`pip install gptqmodel` (transformers 5 loads AWQ through it) or `pip install .[awq]`",
+    ),
     "gptq": (("gptqmodel",), "`pip install gptqmodel`"),
     "bnb-4bit": (("bitsandbytes",), "`pip install bitsandbytes` (needs CUDA)"),
     "bnb-8bit": (("bitsandbytes",), "`pip install bitsandbytes` (needs CUDA)"),
@@ -28,7 +31,7 @@ _QUANT_BACKENDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def pick_device(device: str = "auto") -> str:
-    """"auto" → cuda, then mps, then cpu."""
+    """Device for "auto": cuda, then mps, then cpu."""
     import torch
 
     if device != "auto":
@@ -94,7 +97,9 @@ def quantization_config(spec: LLMSpec):
     if spec.quantization.startswith("bnb-"):
         from transformers import BitsAndBytesConfig
 
-        return BitsAndBytesConfig(load_in_4bit=spec.quantization == "bnb-4bit", load_in_8bit=spec.quantization == "bnb-8bit")
+        return BitsAndBytesConfig(
+            load_in_4bit=spec.quantization == "bnb-4bit", load_in_8bit=spec.quantization == "bnb-8bit"
+        )
     return None  # AWQ / GPTQ checkpoints carry their quantization_config in config.json
 
 

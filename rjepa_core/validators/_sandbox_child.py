@@ -22,7 +22,12 @@ libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") els
 
 
 class MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("prop", ctypes.c_uint64), ("fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("prop", ctypes.c_uint64),
+        ("fd", ctypes.c_uint64),
+    ]
 
 
 def _check(rc, what):
@@ -125,7 +130,6 @@ def _hook(event, args):
 for _name in ("setuid", "seteuid", "setreuid", "setresuid", "setgid", "setresgid", "setsid"):
     if hasattr(os, _name):
         delattr(os, _name)
-del libc
 source = open(os.path.join(workdir, "main.py"), encoding="utf-8").read()
 code = compile(source, os.path.join(workdir, "main.py"), "exec")
 sys.argv = ["main.py"]

@@ -51,7 +51,7 @@ def test_lines_strip_list_markers_and_answer_lines():
 
 
 def test_sentences_split_on_ends_and_connectives_not_decimals():
-    text = "We add 2.5 and 3 to get 5.5! Then we double it, giving 11 So the total is 11 Finally we stop. The answer is 11."
+    text = "We add 2.5 and 3 to get 5.5! Then we double it, giving 11 So the total is 11 Finally we stop. Answer: 11."
     assert texts(text, "sentences") == [
         "We add 2.5 and 3 to get 5.5!",
         "Then we double it, giving 11",

@@ -1,0 +1,82 @@
+"""The R-JEPA checkpoint asset [llm × dataset_version]: trained on validated train-split chains."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from rjepa_assets.defs.metadata import md_table, png
+from rjepa_assets.defs.partitions import llm_x_version, split_key
+from rjepa_assets.defs.resources import ConfigsResource, StorageResource
+from rjepa_assets.defs.student.assets import GPU_POOL, latents
+from rjepa_core.eval.plots import plot_training_curves
+from rjepa_core.jepa.checkpoint import load_checkpoint
+from rjepa_core.pipeline import load_rjepa_config, train_jepa
+from rjepa_core.store.latents import LatentStore
+from rjepa_core.store.pointers import publish_latest_checkpoint
+
+COLLAPSE_RATIO = 0.05  # prediction std below 5 % of target std means the predictor collapsed
+
+
+class CheckpointConfig(dg.Config):
+    config: str = "default"  # configs/rjepa/<config>.yaml
+    max_steps: int = 0  # >0 overrides optim.total_steps (quick runs)
+    device: str = "auto"  # auto = CUDA → MPS → CPU
+    publish: bool = True  # move the LATEST pointer the service follows to this checkpoint
+
+
+@dg.asset(
+    partitions_def=llm_x_version,
+    deps=[latents],
+    group_name="jepa",
+    pool=GPU_POOL,
+    kinds={"pytorch", "safetensors"},
+    check_specs=[dg.AssetCheckSpec("checkpoint_not_collapsed", asset="jepa_checkpoint")],
+    description="R-JEPA trained on validated chains' latents (train split), early-stopped on val, calibrated.",
+)
+def jepa_checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, storage: StorageResource,
+                    configs: ConfigsResource):
+    version, tag = split_key(context.partition_key)
+    layout = storage.layout()
+    seqs = LatentStore(layout).read(tag, version)
+    if not seqs:
+        raise dg.Failure(f"no latents for {tag}/{version}: materialize `latents` for this partition first")
+    overrides = {"optim": {"total_steps": config.max_steps}} if config.max_steps else {}
+    cfg = load_rjepa_config(configs.dir("rjepa") / f"{config.config}.yaml", seqs[0].hidden_size, **overrides)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
+    out = layout.checkpoint_dir(tag, version, run_id)
+    result, meta = train_jepa(seqs, cfg, out, log=context.log.info, device=config.device,
+                              llm_tag=tag, dataset_version=version, run_id=run_id, layer_idx=seqs[0].layer_idx)
+    if config.publish:
+        publish_latest_checkpoint(layout, tag, version, run_id, {**meta, "path": str(result.checkpoint_dir)})
+    curves = plot_training_curves(result.history, out / "training_curves.png")
+    ratio = result.std_preds / max(result.std_targets, 1e-8)
+    finals = {k: v for k, v in result.history[-1].items() if isinstance(v, float)} if result.history else {}
+    return dg.MaterializeResult(
+        metadata={
+            "run_id": run_id,
+            "path": dg.MetadataValue.path(str(result.checkpoint_dir)),
+            "steps": result.steps,
+            "best_val_loss": result.best_val_loss or float("nan"),
+            "initial_val_loss": result.initial_val_loss or float("nan"),
+            "std_targets": result.std_targets,
+            "std_preds": result.std_preds,
+            "num_train_chains": result.num_train,
+            "params": sum(p.numel() for p in load_checkpoint(result.checkpoint_dir).model.parameters()),
+            "duration_s": round(result.duration_s, 1),
+            "sequences_per_s": round(result.sequences_per_s, 1),
+            "final_losses": md_table(finals),
+            "loss_curves": png(curves, "training curves"),
+            "config": dg.MetadataValue.json(cfg.to_dict()),
+            "published_latest": config.publish,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="checkpoint_not_collapsed",
+                passed=bool(ratio > COLLAPSE_RATIO),
+                metadata={"std_preds_over_std_targets": float(ratio), "threshold": COLLAPSE_RATIO},
+            )
+        ],
+    )
+

@@ -1,0 +1,165 @@
+"""Deterministic JEPA scoring of chains (SPEC F10): per-step surprise and aggregate JEPA-loss.
+
+    >>> import numpy as np
+    >>> from rjepa_core.config import ScoreConfig, rjepa_tiny
+    >>> from rjepa_core.jepa.model import RJEPA
+    >>> scorer = JEPAScorer(RJEPA(rjepa_tiny(hidden_size=16)), ScoreConfig())
+    >>> chains = [np.random.randn(n, 16).astype("float16") for n in (1, 4)]
+    >>> [len(s.step_surprise) for s in scorer.score(chains, ["math", "code"])]
+    [1, 4]
+
+Every step is masked in turn (leave_one_out: the other steps are the context) or every window of
+`window` consecutive steps (window mode: a step's surprise is the mean over the windows covering
+it). All (chain, masked set) variants of all candidates go through one batched forward, in chunks
+of `chunk_size`, with the model in eval mode. A step's surprise is the distance (the training loss
+kind, L1 by default) between its prediction and its target-encoder embedding computed on the whole
+chain; the chain's JEPA-loss is the mean (or max) of its step surprises.
+
+A single-step chain has no other step to predict from: its step is predicted from the register
+token alone, i.e. from the domain and the position, so its surprise says how typical that step is
+of first steps in the domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rjepa_core.config import ScoreConfig
+from rjepa_core.jepa.calibration import Calibration
+from rjepa_core.jepa.checkpoint import LoadedCheckpoint
+from rjepa_core.jepa.collate import domain_index, pad_batch
+from rjepa_core.jepa.losses import token_loss
+from rjepa_core.jepa.model import RJEPA
+
+
+@dataclass
+class ChainScore:
+    jepa_loss: float  # aggregate surprise of the chain (lower = more lawful)
+    step_surprise: list[float]  # one surprise per step
+    score01: float | None = None  # calibrated lawfulness in [0, 1] (None without calibration)
+
+    @property
+    def most_surprising_step(self) -> int:
+        return int(np.argmax(self.step_surprise))
+
+
+def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
+    """The target sets scored for a chain of n steps."""
+    if n == 1:
+        return [[0]]
+    if cfg.mode == "leave_one_out":
+        return [[i] for i in range(n)]
+    w = min(cfg.window, n - 1)
+    return [list(range(i, i + w)) for i in range(n - w + 1)]
+
+
+class JEPAScorer:
+    def __init__(
+        self,
+        model: RJEPA,
+        cfg: ScoreConfig | None = None,
+        device: str | torch.device = "cpu",
+        calibration: Calibration | None = None,
+        loss_kind: str = "l1",
+    ):
+        self.model = model.to(device).eval()
+        self.cfg = (cfg or ScoreConfig()).validate()
+        self.device = torch.device(device)
+        self.calibration = calibration
+        self.loss_kind = loss_kind
+
+    @classmethod
+    def from_checkpoint(cls, ck: LoadedCheckpoint, device: str | torch.device = "cpu") -> JEPAScorer:
+        """Scorer with the checkpoint's score config, loss kind and (if fitted) calibration."""
+        cal = ck.meta.get("calibration")
+        calibration = Calibration.from_dict(cal) if cal else None
+        return cls(ck.model, ck.config.score, device, calibration, ck.config.loss.kind)
+
+    def _check(self, seqs: Sequence[np.ndarray]) -> None:
+        m = self.model.cfg
+        for i, h in enumerate(seqs):
+            if h.ndim != 2 or h.shape[0] < 1:
+                raise ValueError(f"chain {i}: expected latents of shape (num_steps >= 1, hidden), got {h.shape}")
+            if h.shape[1] != m.hidden_size:
+                raise ValueError(
+                    f"chain {i}: latent width {h.shape[1]} but the checkpoint was trained on hidden size "
+                    f"{m.hidden_size}: score latents of the same student or add a calibration adapter"
+                )
+            if h.shape[0] > m.max_steps:
+                raise ValueError(
+                    f"chain {i} has {h.shape[0]} steps, above the model's max_steps={m.max_steps}: "
+                    "segment it into fewer steps"
+                )
+
+    @torch.no_grad()
+    def _targets(self, seqs: Sequence[np.ndarray], dom: list[int]) -> list[torch.Tensor]:
+        """Target embeddings of every step of every chain: list of (n_i, D)."""
+        out: list[torch.Tensor] = []
+        size = self.cfg.chunk_size
+        for s in range(0, len(seqs), size):
+            chunk = list(seqs[s : s + size])
+            b = pad_batch(chunk, dom[s : s + size], [[] for _ in chunk]).to(self.device)
+            z = self.model.encode_targets(b.H, b.valid, b.domain_ids)  # (C, S, D)
+            out += [z[i, : h.shape[0]].float().cpu() for i, h in enumerate(chunk)]
+        return out
+
+    @torch.no_grad()
+    def score(self, seqs: Sequence[np.ndarray], domains: Sequence[str | None] | None = None) -> list[ChainScore]:
+        """Score chains (each (num_steps, hidden_size)); domains default to "other"."""
+        if not seqs:
+            return []
+        self._check(seqs)
+        names = list(domains) if domains is not None else [None] * len(seqs)
+        if len(names) != len(seqs):
+            raise ValueError(f"{len(seqs)} chains but {len(names)} domains")
+        dom = [domain_index(self.model.cfg.domains, d) for d in names]
+        targets = self._targets(seqs, dom)
+        variants = [(c, t) for c, h in enumerate(seqs) for t in masked_sets(h.shape[0], self.cfg)]
+        sums = [np.zeros(h.shape[0]) for h in seqs]
+        counts = [np.zeros(h.shape[0]) for h in seqs]
+        size = self.cfg.chunk_size
+        for s in range(0, len(variants), size):
+            chunk = variants[s : s + size]
+            b = pad_batch([seqs[c] for c, _ in chunk], [dom[c] for c, _ in chunk], [t for _, t in chunk])
+            b = b.to(self.device)
+            pred = self.model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (V, T, D)
+            tg = torch.zeros_like(pred)  # (V, T, D)
+            for v, (c, t) in enumerate(chunk):
+                tg[v, : len(t)] = targets[c][t].to(self.device)
+            surprise = token_loss(pred.float(), tg, self.loss_kind).cpu().numpy()  # (V, T)
+            for v, (c, t) in enumerate(chunk):
+                sums[c][t] += surprise[v, : len(t)]
+                counts[c][t] += 1
+        out = []
+        for sm, ct in zip(sums, counts, strict=True):
+            steps = sm / np.maximum(ct, 1)
+            agg = float(steps.max() if self.cfg.aggregate == "max" else steps.mean())
+            s01 = self.calibration.score01(agg) if self.calibration is not None else None
+            out.append(ChainScore(agg, [float(x) for x in steps], s01))
+        return out
+
+
+@torch.no_grad()
+def predict_masked(
+    model: RJEPA, H: np.ndarray, idx: Sequence[int], domain: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions for the steps `idx` of one chain from its other steps: (T, D) JEPA space, (T, Dh) student space.
+
+    Indices may point past the chain's end (up to max_steps - 1) to predict missing future steps (plan).
+    """
+    idx = sorted(set(int(i) for i in idx))
+    if not idx or min(idx) < 0 or max(idx) >= model.cfg.max_steps:
+        raise ValueError(f"indices must be in [0, {model.cfg.max_steps}), got {list(idx)}")
+    device = next(model.parameters()).device
+    n = max(H.shape[0], max(idx) + 1)
+    full = np.zeros((n, H.shape[1]), dtype=np.float32)
+    full[: H.shape[0]] = H
+    b = pad_batch([full], [domain_index(model.cfg.domains, domain)], [idx]).to(device)
+    model.eval()
+    pred = model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (1, T, D)
+    hidden = model.to_hidden(pred)  # (1, T, Dh)
+    return pred[0].float().cpu().numpy(), hidden[0].float().cpu().numpy()

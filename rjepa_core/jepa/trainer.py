@@ -1,0 +1,370 @@
+"""R-JEPA training loop (SPEC F9): AdamW, warmup + cosine, EMA target, validation, early stopping,
+collapse monitors and exact resume after a kill.
+
+    >>> import numpy as np
+    >>> from rjepa_core.config import RJEPAConfig, rjepa_tiny
+    >>> from rjepa_core.jepa.collate import Chain
+    >>> chains = [Chain(np.random.randn(5, 16).astype("float16"), "math") for _ in range(32)]
+    >>> cfg = RJEPAConfig(model=rjepa_tiny(hidden_size=16)).replace(
+    ...     optim={"total_steps": 20, "warmup_steps": 2}, train={"batch_size": 8, "val_every": 10})
+    >>> res = train(cfg, chains[:24], chains[24:], "/tmp/rjepa-demo", resume=False)
+    >>> res.steps, (res.last_dir / "model.safetensors").exists()
+    (20, True)
+
+Everything that decides what happens at step k is a pure function of (seed, k): the data order
+(a permutation per epoch), the masks (collator reseeded per step), the learning rate and the EMA
+momentum. The only carried state is model, optimizer, torch/numpy/python RNGs and the
+early-stopping counters, all saved in `last/`, so a run killed at any point and resumed from its
+last checkpoint ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rjepa_core.config import RJEPAConfig
+from rjepa_core.jepa.checkpoint import load_checkpoint, load_train_state, resolve_checkpoint_dir, save_checkpoint
+from rjepa_core.jepa.collate import Batch, Chain, Collator, as_chain
+from rjepa_core.jepa.ema import ema_update
+from rjepa_core.jepa.losses import jepa_losses
+from rjepa_core.jepa.masks import make_masker
+from rjepa_core.jepa.model import RJEPA, gather_steps
+from rjepa_core.jepa.schedules import lr_at, momentum_at
+
+logger = logging.getLogger(__name__)
+VAL_SEED_OFFSET = 1_000_003  # val masks come from their own seed: fixed across evaluations and runs
+
+
+@dataclass
+class TrainResult:
+    checkpoint_dir: Path  # best/ (lowest validation loss; last/ when there is no validation set)
+    last_dir: Path  # last/ (full training state, resumable)
+    history: list[dict[str, Any]]  # one dict of floats per train step ("kind": "train") and per evaluation ("val")
+    best_val_loss: float | None  # lowest validation JEPA-loss seen (None without validation data)
+    steps: int  # optimizer steps done in total (across resumes)
+    duration_s: float  # wall time of this call
+    std_targets: float  # collapse monitor at the end: mean per-dimension std of targets
+    std_preds: float  # collapse monitor at the end: mean per-dimension std of predictions
+    stopped_early: bool = False  # early stopping triggered
+    initial_val_loss: float | None = None  # validation loss before the first step
+    num_train: int = 0  # validated chains used as JEPA targets
+    skipped: int = 0  # chains dropped (invalid for targets, or too short to mask)
+    sequences_per_s: float = 0.0  # training throughput of this call (chains per second, validation excluded)
+
+
+@dataclass
+class _State:
+    step: int = 0
+    best_val: float = math.inf
+    bad_evals: int = 0
+    stopped: bool = False
+    initial_val: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weight matrices only: norms, biases, embeddings and learned tokens are left alone."""
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm | nn.Embedding):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, rest = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in no_decay or p.ndim < 2 or name.endswith(("register", "mask_token")):
+            rest.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _std_per_dim(z: torch.Tensor) -> float:
+    """Mean over dimensions of the std over rows of z (N, D); the collapse monitor."""
+    return float(z.float().std(dim=0).mean()) if z.shape[0] > 1 else 0.0
+
+
+class Trainer:
+    """One model, optimizer and collator; `train_step` is one numbered optimisation step."""
+
+    def __init__(self, cfg: RJEPAConfig, model: RJEPA, device: torch.device):
+        self.cfg, self.model, self.device = cfg, model.to(device), device
+        o = cfg.optim
+        self.opt = torch.optim.AdamW(
+            param_groups(model, o.weight_decay), lr=lr_at(0, o), betas=tuple(o.betas), weight_decay=o.weight_decay
+        )
+        m = cfg.model
+        self.collator = Collator(make_masker(cfg.mask), cfg.mask.seed, m.domains, m.max_steps)
+        self.use_bf16 = cfg.train.bf16 and device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_losses(self, b: Batch) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        # 1. target forward: no grad, layer-normed, gathered at the masked steps
+        tgt = gather_steps(self.model.encode_targets(b.H, b.valid, b.domain_ids), b.tgt_idx)  # (B, T, D)
+        # 2. context encoder + predictor on the visible steps only
+        with self.autocast():
+            pred = self.model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (B, T, D)
+            hidden_pred = self.model.to_hidden(pred.detach())  # (B, T, Dh)
+        # 3. loss terms
+        hidden_tgt = gather_steps(b.H, b.tgt_idx)  # (B, T, Dh) raw student latents of the masked steps
+        losses = jepa_losses(self.cfg.loss, pred, tgt, b.tgt_valid, b.is_valid, hidden_pred, hidden_tgt)
+        return losses, pred, tgt
+
+    def train_step(self, b: Batch, step: int) -> dict[str, float]:
+        o = self.cfg.optim
+        self.model.train()
+        self.model.target_encoder.eval()
+        b = b.to(self.device)
+        losses, pred, tgt = self.forward_losses(b)  # steps 1-3
+        # 4. backward, clip, step at the scheduled learning rate
+        lr = lr_at(step, o)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        params = self.model.trainable_parameters()
+        if o.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
+        else:
+            norms = [p.grad.norm() for p in params if p.grad is not None]
+            grad_norm = float(torch.linalg.vector_norm(torch.stack(norms)))
+        self.opt.step()
+        # 5. EMA update of the target encoder
+        m = momentum_at(step, o.total_steps, o.ema_start, o.ema_end)
+        ema_update(self.model.target_encoder, self.model.context_encoder, m)
+        w = b.tgt_valid & b.is_valid[:, None]  # (B, T)
+        out = {k: v for k, v in losses.items() if k != "total"}
+        out.update(
+            loss=float(losses["total"].detach()),
+            lr=lr,
+            momentum=m,
+            grad_norm=grad_norm,
+            std_targets=_std_per_dim(tgt[w]),
+            std_preds=_std_per_dim(pred.detach()[w]),
+        )
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, batches: Sequence[Batch]) -> dict[str, float]:
+        """Token-weighted validation JEPA-loss and collapse monitors over fixed-mask batches."""
+        self.model.eval()
+        total, count, preds, tgts = 0.0, 0, [], []
+        for b in batches:
+            b = b.to(self.device)
+            losses, pred, tgt = self.forward_losses(b)
+            n = int((b.tgt_valid & b.is_valid[:, None]).sum())
+            total += losses["jepa"] * n
+            count += n
+            w = b.tgt_valid & b.is_valid[:, None]  # (B, T)
+            preds.append(pred.float()[w])
+            tgts.append(tgt[w])
+        return {
+            "val_loss": total / max(count, 1),
+            "std_targets": _std_per_dim(torch.cat(tgts)),
+            "std_preds": _std_per_dim(torch.cat(preds)),
+        }
+
+
+def _prepare(seqs: Sequence[Any], min_len: int, max_steps: int, want_valid: bool) -> tuple[list[Chain], int]:
+    kept, skipped = [], 0
+    for s in seqs:
+        c = as_chain(s)
+        if c.is_valid != want_valid or c.H.shape[0] < min_len:
+            skipped += 1
+            continue
+        kept.append(Chain(c.H[:max_steps], c.domain, c.is_valid))
+    return kept, skipped
+
+
+def _check_width(chains: Sequence[Chain], hidden_size: int) -> None:
+    for c in chains:
+        if c.H.ndim != 2 or c.H.shape[1] != hidden_size:
+            raise ValueError(
+                f"latents of shape {tuple(c.H.shape)} do not match model.hidden_size={hidden_size}: "
+                "set model.hidden_size to the student's width or use that student's latents"
+            )
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
+    """Chain indices of the batch at `step`: a pure function (one permutation per epoch)."""
+    per_epoch = max(math.ceil(n / batch_size), 1)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+def train(
+    cfg: RJEPAConfig,
+    train_seqs: Sequence[Any],
+    val_seqs: Sequence[Any],
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    negatives: Sequence[Any] | None = None,
+    device: str | torch.device = "auto",
+) -> TrainResult:
+    """Train on the validated chains of train_seqs; early-stop on val_seqs; checkpoints under out_dir."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    last_dir, best_dir = out_dir / "last", out_dir / "best"
+    dev = resolve_device(device)
+    t, o = cfg.train, cfg.optim
+    min_len = cfg.mask.min_context + 1
+    train_chains, skipped = _prepare(train_seqs, min_len, cfg.model.max_steps, want_valid=True)
+    val_chains, _ = _prepare(val_seqs, min_len, cfg.model.max_steps, want_valid=True)
+    if not train_chains:
+        raise ValueError(f"no validated chain with >= {min_len} steps to train on ({len(train_seqs)} given)")
+    neg_source = negatives if negatives is not None else train_seqs
+    neg_chains: list[Chain] = []
+    if cfg.loss.hard_negatives:
+        neg_chains = _prepare(neg_source, min_len, cfg.model.max_steps, want_valid=False)[0]
+    _check_width(train_chains + val_chains + neg_chains, cfg.model.hidden_size)
+    if skipped:
+        msg = "skipped %d of %d training chains (invalid, or shorter than %d steps)"
+        logger.info(msg, skipped, len(train_seqs), min_len)
+
+    _seed_all(t.seed)
+    trainer = Trainer(cfg, RJEPA(cfg.model), dev)
+    state = _State()
+    saved = load_train_state(last_dir) if resume else None
+    if saved is not None:
+        stored = RJEPAConfig.from_dict(saved["config"])
+        if stored.model != cfg.model:
+            raise ValueError(
+                f"{last_dir} was trained with a different model config; pass resume=False or a new out_dir "
+                "to start over"
+            )
+        trainer.model.load_state_dict(load_checkpoint(last_dir).model.state_dict())
+        trainer.model.to(dev)
+        trainer.opt.load_state_dict(saved["optimizer"])
+        trainer.collator.load_state_dict(saved["collator"])
+        state = _State(**saved["loop"])
+        _set_rng_state(saved["rng"])
+
+    m = cfg.model
+    val_collator = Collator(make_masker(cfg.mask), cfg.mask.seed + VAL_SEED_OFFSET, m.domains, m.max_steps)
+    starts = range(0, len(val_chains), t.batch_size)
+    val_batches = [val_collator(val_chains[i : i + t.batch_size], step=k) for k, i in enumerate(starts)]
+
+    def emit(row: dict[str, Any]) -> None:
+        state.history.append(row)
+        if log is not None:
+            log(row)
+
+    def meta(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        best = None if math.isinf(state.best_val) else state.best_val
+        return {"step": state.step, "best_val_loss": best, "num_train": len(train_chains), **(extra or {})}
+
+    def save_last() -> None:
+        train_state = {
+            "config": cfg.to_dict(),
+            "optimizer": trainer.opt.state_dict(),
+            "collator": trainer.collator.state_dict(),
+            "loop": vars(state),
+            "rng": _rng_state(),
+        }
+        save_checkpoint(last_dir, trainer.model, cfg, meta(), train_state)
+
+    def validate() -> None:
+        if not val_batches:
+            return
+        ev = trainer.evaluate(val_batches)
+        if state.initial_val is None:
+            state.initial_val = ev["val_loss"]
+        improved = ev["val_loss"] < state.best_val - t.min_delta
+        if improved:
+            state.best_val, state.bad_evals = ev["val_loss"], 0
+            save_checkpoint(best_dir, trainer.model, cfg, meta({"val_loss": ev["val_loss"]}))
+        else:
+            state.bad_evals += 1
+            state.stopped = t.patience > 0 and state.bad_evals >= t.patience
+        emit({"kind": "val", "step": state.step, **ev, "improved": float(improved)})
+
+    if state.step == 0 and state.initial_val is None:
+        validate()
+    done_this_call, train_time = 0, 0.0
+    last_row: dict[str, Any] = {}
+    while state.step < o.total_steps and not state.stopped:
+        tic = time.perf_counter()
+        idx = batch_indices(state.step, len(train_chains), t.batch_size, t.seed)
+        items = [train_chains[i] for i in idx]
+        if neg_chains:
+            g = np.random.default_rng([t.seed, state.step, 1])
+            items += [neg_chains[i] for i in g.choice(len(neg_chains), cfg.loss.num_hard_negatives)]
+        batch = trainer.collator(items, step=state.step)
+        row = trainer.train_step(batch, state.step)
+        train_time += time.perf_counter() - tic
+        done_this_call += len(idx)
+        state.step += 1
+        last_row = {"kind": "train", "step": state.step, **row}
+        emit(last_row)
+        if state.step % t.val_every == 0 or state.step == o.total_steps:
+            validate()
+        if t.checkpoint_every and state.step % t.checkpoint_every == 0:
+            save_last()
+    save_last()
+
+    has_best = resolve_checkpoint_dir(best_dir) is not None
+    if not has_best:
+        save_checkpoint(best_dir, trainer.model, cfg, meta())
+    val_rows = [r for r in state.history if r["kind"] == "val"]
+    monitor = val_rows[-1] if val_rows else last_row
+    return TrainResult(
+        checkpoint_dir=best_dir,
+        last_dir=last_dir,
+        history=state.history,
+        best_val_loss=None if math.isinf(state.best_val) else state.best_val,
+        steps=state.step,
+        duration_s=time.perf_counter() - start,
+        std_targets=float(monitor.get("std_targets", 0.0)),
+        std_preds=float(monitor.get("std_preds", 0.0)),
+        stopped_early=state.stopped,
+        initial_val_loss=state.initial_val,
+        num_train=len(train_chains),
+        skipped=skipped,
+        sequences_per_s=done_this_call / train_time if train_time > 0 else 0.0,
+    )

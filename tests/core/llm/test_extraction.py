@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rjepa_core.llm.adapter import ChainInput, StudentLLM
+from rjepa_core.segmentation import render_chain_spans, token_spans
+
+CHAINS = [
+    ["3 + 4 = 7", "7 * 2 = 14", "14 - 5 = 9"],
+    ["Tom has 12 apples and eats 5, so 12 - 5 = 7.", "He buys 9 more: 7 + 9 = 16."],
+    ["Café: 2.5 € × 4 = 10 €"],
+    ["a", "b", "c", "d", "e"],
+    ["We add the numbers. Therefore the total is 25, which we check twice to be sure it is right."],
+]
+
+
+def naive_latents(llm: StudentLLM, prompt: str, steps: list[str], layer_idx: int) -> np.ndarray:
+    """Reference: one chain alone, all hidden states materialised, spans from the offset mapping."""
+    body, char_spans = render_chain_spans(steps)
+    text = prompt + body
+    enc = llm.tokenizer(text, return_offsets_mapping=True)
+    spans = token_spans(enc["offset_mapping"], [(len(prompt) + s, len(prompt) + e) for s, e in char_spans])
+    with torch.no_grad():
+        out = llm.model(torch.tensor([enc["input_ids"]]), output_hidden_states=True)
+    # hidden_states[0] is the embeddings, so layer i's output is hidden_states[i + 1]
+    h = out.hidden_states[layer_idx % llm.num_layers + 1][0]  # (S, D)
+    return np.stack([h[s:e].float().mean(0).numpy() for s, e in spans])
+
+
+@pytest.mark.parametrize("layer_idx", [-2, 0, 1])
+def test_hook_pooling_matches_naive_reference(tiny_student, layer_idx):
+    prompt = tiny_student.prompt_for("What is 3 + 4, doubled, minus 5?")
+    got = tiny_student.extract([(prompt, steps) for steps in CHAINS], layer_idx=layer_idx, batch_size=3)
+    for steps, ex in zip(CHAINS, got, strict=True):
+        ref = naive_latents(tiny_student, prompt, steps, layer_idx)
+        assert ex.H.dtype == np.float16 and ex.H.shape == (len(steps), 64)
+        np.testing.assert_allclose(ex.H.astype(np.float32), ref, atol=1e-3, rtol=1e-2)
+
+
+def test_batched_bucketed_equals_one_at_a_time_and_padding_is_neutral(tiny_student):
+    items = [("Problem: add.\n", steps) for steps in CHAINS]
+    batched = tiny_student.extract(items, batch_size=4)
+    for item, ex in zip(items, batched, strict=True):
+        alone = tiny_student.extract([item], batch_size=1)[0]
+        np.testing.assert_allclose(ex.H.astype(np.float32), alone.H.astype(np.float32), atol=1e-3)
+        assert ex.token_ids == alone.token_ids and ex.step_spans == alone.step_spans
+    # the shortest chain padded next to a much longer one gives the same latents
+    short, long = items[2], ("Problem: add.\n" + "filler words " * 40, CHAINS[0])
+    padded = tiny_student.extract([long, short], batch_size=2)[1]
+    np.testing.assert_allclose(padded.H.astype(np.float32), batched[2].H.astype(np.float32), atol=1e-3)
+
+
+def test_layers_after_layer_idx_never_run(tiny_student):
+    calls = {"last": 0, "head": 0}
+    hooks = [
+        tiny_student.layers[-1].register_forward_hook(lambda *a: calls.__setitem__("last", calls["last"] + 1)),
+        tiny_student.model.lm_head.register_forward_hook(lambda *a: calls.__setitem__("head", calls["head"] + 1)),
+    ]
+    try:
+        tiny_student.extract([("p: ", ["1 + 1 = 2"])] * 3, layer_idx=-2, batch_size=2)
+        assert calls == {"last": 0, "head": 0}
+        tiny_student.extract([("p: ", ["1 + 1 = 2"])], layer_idx=-1)
+        assert calls == {"last": 1, "head": 0}
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def test_token_ids_and_spans_index_the_full_text(tiny_student):
+    prompt = tiny_student.prompt_for("2 + 3?")
+    ex = tiny_student.extract([ChainInput(prompt, ["2 + 3 = 5", "so 5"], final_answer="5")])[0]
+    body, _ = render_chain_spans(["2 + 3 = 5", "so 5"], "5")
+    assert ex.token_ids == tiny_student.tokenizer(prompt + body)["input_ids"]
+    decoded = [tiny_student.tokenizer.decode(ex.token_ids[s:e]).strip() for s, e in ex.step_spans]
+    assert decoded == ["2 + 3 = 5", "so 5"]
+    # causal model: the trailing "Answer:" line cannot change the step latents
+    without = tiny_student.extract([(prompt, ["2 + 3 = 5", "so 5"])])[0]
+    np.testing.assert_allclose(ex.H.astype(np.float32), without.H.astype(np.float32), atol=1e-3)
+
+
+def test_extract_texts_pools_given_char_spans(tiny_student):
+    text = "alpha beta gamma delta"
+    spans = [(0, 10), (11, 22)]
+    ex = tiny_student.extract_texts([text], [spans])[0]
+    assert ex.H.shape == (2, 64)
+    assert not np.allclose(ex.H[0], ex.H[1])
+
+
+def test_errors_are_clear(tiny_student):
+    with pytest.raises(ValueError, match=r"use -4\.\.3"):
+        tiny_student.extract([("p", ["x"])], layer_idx=4)
+    with pytest.raises(ValueError, match="chain 0 has no steps"):
+        tiny_student.extract([("p", [])])
+    with pytest.raises(ValueError, match="step 2 is empty"):
+        tiny_student.extract([("p", ["x", " "])])
+    with pytest.raises(ValueError, match="max_length"):
+        tiny_student.extract([("word " * 2000, ["x"])])
+
+
+def test_encoder_latent_source_matches_reference():
+    llm = StudentLLM.load("minilm-l6", device="cpu")
+    assert (llm.hidden_size, llm.num_layers, llm.spec.kind) == (384, 6, "encoder")
+    ex = llm.extract([("Problem: 3 + 4?\n", ["3 + 4 = 7", "7 is the sum"])])[0]
+    body, char_spans = render_chain_spans(["3 + 4 = 7", "7 is the sum"])
+    text = "Problem: 3 + 4?\n" + body
+    enc = llm.tokenizer(text, return_offsets_mapping=True)
+    spans = token_spans(
+        enc["offset_mapping"], [(len("Problem: 3 + 4?\n") + s, len("Problem: 3 + 4?\n") + e) for s, e in char_spans]
+    )
+    with torch.no_grad():
+        h = llm.model(torch.tensor([enc["input_ids"]]), output_hidden_states=True).hidden_states[-1][0]  # (S, 384)
+    ref = np.stack([h[s:e].mean(0).numpy() for s, e in spans])
+    np.testing.assert_allclose(ex.H.astype(np.float32), ref, atol=1e-3, rtol=1e-2)
+    with pytest.raises(ValueError, match="encoder"):
+        llm.generate("hi")

@@ -1,0 +1,45 @@
+"""Integration tests on the real SmolLM2-135M-Instruct (marker `smollm2`; ~30 s on 2 cores)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rjepa_core.llm.adapter import StudentLLM
+
+pytestmark = pytest.mark.smollm2
+
+
+@pytest.fixture(scope="module")
+def smol(smollm2_dir):
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return StudentLLM.load("smollm2-135m", device="cpu")
+
+
+def test_cached_folder_is_plain_safetensors(smollm2_dir):
+    assert (smollm2_dir / "model.safetensors").is_file()
+    assert "quantization_config" not in (smollm2_dir / "config.json").read_text()
+
+
+def test_load_generate_extract(smol):
+    import reasoning_gym
+
+    assert (smol.hidden_size, smol.num_layers, smol.llm_tag) == (576, 30, "smollm2-135m")
+    item = reasoning_gym.create_dataset("chain_sum", size=1, seed=3)[0]
+    prompt = smol.prompt_for(item["question"])
+    chains = smol.generate([prompt], k=2, max_new_tokens=60, seed=0)[0]
+    assert len(chains) == 2
+    for c in chains:
+        assert math.isfinite(c.logprob) and c.logprob < 0 and 1 <= c.num_new_tokens <= 60
+        assert all(e > s for s, e in c.step_spans) and len(c.step_spans) == len(c.steps)
+    steps = next((c.steps for c in chains if c.steps), ["4 - 1 = 3", "3 - 7 = -4"])
+    out = smol.extract([(prompt, steps), (prompt, ["4 - 1 = 3"])])
+    assert out[0].H.shape == (len(steps), 576) and out[0].H.dtype == np.float16
+    assert np.isfinite(out[0].H.astype(np.float32)).all()
+    assert all(e > s for s, e in out[0].step_spans)
+    decoded = smol.tokenizer.decode(out[1].token_ids[slice(*out[1].step_spans[0])]).strip()
+    assert decoded == "4 - 1 = 3"

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from rjepa_core.schemas import ChainOfThought, Problem
 from rjepa_core.teacher.budget import BudgetExceeded, BudgetTracker
 from rjepa_core.teacher.client import TeacherClient
-from rjepa_core.teacher.jsonrepair import JSONExtractionError
 from rjepa_core.teacher.prompts import load_prompt
 from rjepa_core.validators.gold import decide_gold
 

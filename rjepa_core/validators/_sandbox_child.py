@@ -98,7 +98,10 @@ elif libc is not None and libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
     applied.append("netns")
 set_limits()
 if libc is not None and os.geteuid() == 0:
-    drop_root()
+    try:
+        drop_root()
+    except OSError as e:  # e.g. a container without CAP_SETUID/CAP_SETPCAP: run with the layers we have
+        print(f"sandbox: uid switch / capability drop not applied ({e})", file=sys.stderr)
 os.chdir(workdir)
 if cfg["audit"]:
     applied.append("audit")

@@ -68,7 +68,10 @@ def safe_eval(expr: str) -> Fraction:
             return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "//": Fraction(a // b), "%": a % b}[op]
         raise ValueError(f"not arithmetic: {expr!r}")
 
-    return ev(tree.body)
+    try:
+        return ev(tree.body)
+    except ZeroDivisionError:
+        raise ValueError(f"division by zero in {expr!r}") from None
 
 
 def value_matches(true: Fraction, stated_text: str, rel_tol: float = 1e-6) -> bool:

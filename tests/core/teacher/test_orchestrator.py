@@ -83,6 +83,9 @@ def test_api_key_never_leaves_the_http_header(fake_server, tmp_path, caplog):
     for f in files:
         assert key.encode() not in f.read_bytes(), f
     assert key not in caplog.text
+    log_text = (tmp_path / "teacher.jsonl").read_text()
+    assert "scripted 429" in log_text and "scripted 500" in log_text  # errors were logged, without the key
+    assert {"rjepa.teacher", "openai._base_client"} <= {r.name for r in caplog.records}  # debug logs were captured
     assert key not in json.dumps([rep1, rep2], default=str)
     texts = (
         [repr(t) for t in teachers]

@@ -1,0 +1,109 @@
+"""Writing an evaluation report (SPEC F15): report.json, report.md and PNG figures, all atomic.
+
+    >>> paths = write_report(report, "reports/smollm2-135m/v1")
+    >>> sorted(paths)
+    ['accuracy', 'jepa_loss', 'json', 'markdown', 'training']
+
+The Markdown is a short human summary; the JSON holds everything (the CLI and the Dagster asset's
+metadata read it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rjepa_core.eval.plots import PNG_FILES, plot_report
+from rjepa_core.io import atomic_write_json, atomic_write_text
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _ci(ci: Any) -> str:
+    return f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else "–"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """Human summary: headline numbers, one table per K, localisation, figures."""
+    lines = [
+        f"# R-JEPA evaluation — {report.get('llm_tag') or '?'} / {report.get('dataset_version') or '?'}",
+        "",
+        f"{report.get('n_problems')} test problems, {report.get('n_candidates')} candidates "
+        f"({_f(report.get('correct_rate'))} correct); greedy source: {report.get('greedy_source')}.",
+        "",
+        "## Headline",
+        "",
+        f"- JEPA-loss AUROC (correct vs incorrect, all candidates): **{_f(report.get('auroc_jepa'))}**; "
+        f"mean within-problem AUROC: {_f(report.get('auroc_jepa_within_problem'))}",
+    ]
+    by = report.get("jepa_loss_by_correctness") or {}
+    if by:
+        lines.append(f"- mean JEPA-loss: correct {_f(by.get('correct'))}, incorrect {_f(by.get('incorrect'))}")
+    for key, diff in (report.get("rerank_minus_majority") or {}).items():
+        ci = (report.get("rerank_minus_majority_ci95") or {}).get(key)
+        vs_greedy = (report.get("rerank_minus_greedy") or {}).get(key)
+        lines.append(
+            f"- {key}: JEPA rerank − majority vote = **{_f(diff, 3)}** {_ci(ci)}; JEPA rerank − greedy = "
+            f"{_f(vs_greedy)}"
+        )
+    w = report.get("composite_weights")
+    if w:
+        lines.append(
+            f"- composite weights α={w['alpha']}, β={w['beta']}, γ={w['gamma']} "
+            f"({report.get('composite_weights_source')})"
+        )
+    for name, why in (report.get("skipped_methods") or {}).items():
+        lines.append(f"- skipped {name}: {why}")
+    methods = report.get("methods") or {}
+    for k in report.get("ks") or [report.get("k")]:
+        key = f"k={k}"
+        lines += [
+            "",
+            f"## K = {k} (oracle pass@{k}: {_f((report.get('oracle') or {}).get(key))}, "
+            f"{(report.get('n_problems_per_k') or {}).get(key, report.get('n_problems'))} problems)",
+            "",
+            "| method | accuracy | 95 % CI | AUROC | within-problem AUROC | ms / candidate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, per_k in methods.items():
+            m = per_k.get(key)
+            if m:
+                lines.append(
+                    f"| {name} | {_f(m.get('accuracy'))} | {_ci(m.get('ci95'))} | {_f(m.get('auroc'))} | "
+                    f"{_f(m.get('auroc_within_problem'))} | {_f(m.get('latency_ms_per_candidate'), 3)} |"
+                )
+    loc = report.get("localisation") or {}
+    lines += ["", "## First-error localisation", ""]
+    if loc.get("n"):
+        lines.append(
+            f"Over {loc['n']} incorrect chains with a labelled first wrong step, the most surprising step is that "
+            f"step in **{_f(loc.get('hit_rate'))}** {_ci(loc.get('hit_rate_ci95'))} of chains (chance "
+            f"{_f(loc.get('chance_rate'))}; within ±1 step: {_f(loc.get('within_one_rate'))})."
+        )
+    else:
+        lines.append("No incorrect chain with a labelled first wrong step (and at least two steps).")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{name}]({fname})" for name, fname in PNG_FILES.items()]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes") or []]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and the figures into out_dir; returns {name: path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = plot_report(report, out_dir)
+    md = to_markdown(report)
+    for name, fname in PNG_FILES.items():  # link only the figures that exist
+        if name not in paths:
+            md = md.replace(f"![{name}]({fname})\n", "")
+    paths["markdown"] = atomic_write_text(out_dir / "report.md", md)
+    paths["json"] = atomic_write_json(out_dir / "report.json", report)
+    return paths

@@ -1,0 +1,172 @@
+"""Selection methods compared on the same K candidates (SPEC F15).
+
+    >>> group = [EvalCandidate("a", "7", True, logprob=-5.0, num_tokens=10, jepa_loss=0.2),
+    ...          EvalCandidate("b", "8", False, logprob=-3.0, num_tokens=10, jepa_loss=0.9),
+    ...          EvalCandidate("c", "7", True, logprob=-6.0, num_tokens=12, jepa_loss=0.4)]
+    >>> choose("majority", group), choose("logprob_sum", group), choose("jepa", group)
+    (0, 1, 0)
+
+Every method maps one problem's candidates to per-candidate scores (higher = better); the chosen
+candidate is the first argmax, and the same scores give the method's AUROC for chain correctness.
+`greedy` and `random` do not score candidates: greedy is the greedy-decoded chain (outside the K
+samples), random is averaged over many seeded draws.
+
+The JEPA and composite methods go through `rjepa_core.inference.rerank.rerank`, the function the
+service's RERANK mode uses, so what is evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SCORED_METHODS = (
+    "majority",
+    "logprob_sum",
+    "logprob_mean",
+    "verifier",
+    "probe",
+    "jepa",
+    "composite",
+)
+METHODS = ("greedy", "random", *SCORED_METHODS)
+
+
+@dataclass
+class EvalCandidate:
+    cot_id: str  # chain id
+    answer: str | None  # final answer as written by the student
+    correct: bool  # chain is right (is_valid: final answer matches the gold answer)
+    logprob: float | None = None  # sum of token log-probs under the student
+    num_tokens: int = 1  # generated tokens (normalises the log-prob; the composite's length)
+    num_steps: int = 1  # steps of the chain
+    jepa_loss: float | None = None  # JEPA-loss (lower = more lawful)
+    step_surprise: list[float] | None = None  # per-step JEPA surprise
+    verifier: float | None = None  # supervised verifier P(correct)
+    probe: float | None = None  # linear probe P(correct)
+    text: str = ""  # chain text (only used when num_tokens is unknown)
+
+
+@dataclass
+class Weights:
+    alpha: float = 0.5  # weight of z(log-prob per token)
+    beta: float = 1.0  # weight of z(-JEPA-loss)
+    gamma: float = 0.0  # weight of z(length in tokens)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
+
+
+def answer_key(answer: str | None) -> str | None:
+    """Canonical answer for voting: "1,000", "1000.0" and "1000" vote together."""
+    from rjepa_core.validators.math import normalize_answer
+
+    return normalize_answer(answer)
+
+
+def vote_counts(group: Sequence[EvalCandidate]) -> list[int]:
+    """How many candidates of the group share each candidate's answer (0 for no answer)."""
+    keys = [answer_key(c.answer) for c in group]
+    counts = Counter(k for k in keys if k is not None)
+    return [counts[k] if k is not None else 0 for k in keys]
+
+
+def _logprobs(group: Sequence[EvalCandidate], per_token: bool) -> np.ndarray:
+    known = [c.logprob / (max(c.num_tokens, 1) if per_token else 1) for c in group if c.logprob is not None]
+    worst = min(known) if known else 0.0
+    return np.array(
+        [
+            (c.logprob / (max(c.num_tokens, 1) if per_token else 1)) if c.logprob is not None else worst
+            for c in group
+        ],
+        dtype=np.float64,
+    )
+
+
+def _required(group: Sequence[EvalCandidate], field: str, method: str) -> np.ndarray:
+    values = [getattr(c, field) for c in group]
+    if any(v is None for v in values):
+        raise ValueError(f"method {method!r} needs `{field}` on every candidate: score them first")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _rerank_scores(group: Sequence[EvalCandidate], weights: Weights) -> np.ndarray:
+    from rjepa_core.inference.rerank import Candidate, RerankWeights, rerank
+    from rjepa_core.jepa.scoring import ChainScore
+
+    jepa = _required(group, "jepa_loss", "jepa/composite")
+    cands = [Candidate(c.text, [], c.logprob, None, c.answer, c.num_tokens) for c in group]
+    scores = [ChainScore(float(j), []) for j in jepa]
+    result = rerank(cands, scores, RerankWeights(weights.alpha, weights.beta, weights.gamma))
+    return np.array([d["composite"] for d in result.details], dtype=np.float64)
+
+
+def candidate_scores(method: str, group: Sequence[EvalCandidate], weights: Weights | None = None) -> np.ndarray:
+    """Per-candidate scores of a scored method (higher = better), shape (K,)."""
+    if not group:
+        raise ValueError("a problem needs at least one candidate")
+    if method == "majority":
+        return np.asarray(vote_counts(group), dtype=np.float64) / len(group)
+    if method == "logprob_sum":
+        return _logprobs(group, per_token=False)
+    if method == "logprob_mean":
+        return _logprobs(group, per_token=True)
+    if method in ("verifier", "probe"):
+        return _required(group, method, method)
+    if method == "jepa":
+        return -_required(group, "jepa_loss", method)
+    if method == "composite":
+        return _rerank_scores(group, weights or Weights())
+    raise ValueError(f"unknown selection method {method!r}; scored methods are {SCORED_METHODS}")
+
+
+def choose(method: str, group: Sequence[EvalCandidate], weights: Weights | None = None) -> int:
+    """Index of the chosen candidate; majority breaks vote ties by the higher log-probability."""
+    scores = candidate_scores(method, group, weights)
+    if method == "majority":
+        lp = _logprobs(group, per_token=False)
+        # lexicographic (votes, logprob): the largest answer cluster wins; among tied clusters the
+        # one holding the most probable chain, and that chain is returned.
+        return int(max(range(len(group)), key=lambda i: (scores[i], lp[i], -i)))
+    return int(np.argmax(scores))  # first maximum: ties go to the earlier sample
+
+
+def random_correctness(groups: Sequence[Sequence[EvalCandidate]], draws: int = 200, seed: int = 0) -> np.ndarray:
+    """Per-problem correctness of a uniformly random pick, averaged over `draws` seeded draws, shape (P,)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(groups))
+    for p, group in enumerate(groups):
+        picks = rng.integers(0, len(group), size=draws)  # (draws,)
+        correct = np.array([c.correct for c in group], dtype=np.float64)
+        out[p] = correct[picks].mean()
+    return out
+
+
+def fit_weights(
+    groups: Sequence[Sequence[EvalCandidate]],
+    alphas: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
+    betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
+    gammas: Sequence[float] = (-0.5, -0.25, 0.0, 0.25, 0.5),
+) -> tuple[Weights, float]:
+    """Grid-search composite weights maximising rerank accuracy on held-out groups; returns (weights, accuracy).
+
+    Ties keep the earliest grid point, with beta looped first from its largest value, so equal accuracy
+    prefers more JEPA weight and then the simplest other terms.
+    """
+    groups = [g for g in groups if g]
+    if not groups:
+        raise ValueError("fit_weights needs at least one group of candidates with JEPA-losses")
+    best, best_acc = Weights(0.0, 1.0, 0.0), -1.0
+    for beta in sorted(betas, reverse=True):
+        for alpha in alphas:
+            for gamma in sorted(gammas, key=abs):
+                if alpha == beta == gamma == 0:
+                    continue
+                w = Weights(alpha, beta, gamma)
+                acc = float(np.mean([g[choose("composite", g, w)].correct for g in groups]))
+                if acc > best_acc + 1e-12:
+                    best, best_acc = w, acc
+    return best, best_acc

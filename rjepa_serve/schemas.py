@@ -1,0 +1,241 @@
+"""Request and response bodies of the service (plain JSON types only: no torch, no numpy).
+
+    >>> from rjepa_serve.schemas import ScoreRequest
+    >>> req = ScoreRequest(latents=[[0.1, 0.2], [0.3, 0.4]], domain="math")
+    >>> [len(s.latents) for s in req.all_sequences()]
+    [2]
+
+Static limits here are hard ceilings that keep a request's parse bounded; the configurable caps
+(ServeSettings.max_*) and the checkpoint's own limits (hidden size, max_steps) are checked by the
+routes, which name both numbers in their 422 message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+HARD_MAX_SEQUENCES = 1024
+HARD_MAX_STEPS = 1024
+HARD_MAX_WIDTH = 16384
+HARD_MAX_TEXT = 100_000
+HARD_MAX_CANDIDATES = 256
+MODES = ("OFF", "RERANK")
+UNAVAILABLE_MODES = ("NUDGE", "PLAN")
+
+Step = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_WIDTH)]
+Latents = Annotated[list[Step], Field(min_length=1, max_length=HARD_MAX_STEPS)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_finite(latents: list[list[float]], where: str) -> None:
+    """Raise a ValueError naming the first NaN/Inf and the rectangular-shape violations."""
+    width = len(latents[0])
+    for i, row in enumerate(latents):
+        if len(row) != width:
+            raise ValueError(f"{where}: step {i} has {len(row)} values but step 0 has {width}: latents must be a matrix")
+        for j, v in enumerate(row):
+            if not math.isfinite(v):
+                raise ValueError(f"{where}: value [{i}][{j}] is {v}: latents must be finite numbers (no NaN or Inf)")
+
+
+class SequenceIn(_Body):
+    latents: Latents = Field(description="step latents, shape (num_steps, hidden_size)")
+    domain: str | None = Field(None, max_length=64, description="math, code, logic, other (unknown = other)")
+
+    @model_validator(mode="after")
+    def _finite(self) -> SequenceIn:
+        check_finite(self.latents, "latents")
+        return self
+
+
+class ScoreRequest(_Body):
+    """One chain (`latents` + `domain`) or a batch (`sequences`)."""
+
+    latents: Latents | None = Field(None, description="a single chain (num_steps, hidden_size)")
+    domain: str | None = Field(None, max_length=64)
+    sequences: list[SequenceIn] | None = Field(None, min_length=1, max_length=HARD_MAX_SEQUENCES)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScoreRequest:
+        if (self.latents is None) == (self.sequences is None):
+            raise ValueError("give either `latents` (one chain) or `sequences` (a batch), not both and not neither")
+        if self.latents is not None:
+            check_finite(self.latents, "latents")
+        return self
+
+    def all_sequences(self) -> list[SequenceIn]:
+        if self.sequences is not None:
+            return self.sequences
+        return [SequenceIn.model_construct(latents=self.latents, domain=self.domain)]
+
+
+class ChainScoreOut(BaseModel):
+    jepa_loss: float = Field(description="aggregate surprise (lower = more lawful)")
+    step_surprise: list[float] = Field(description="one surprise per step")
+    score01: float | None = Field(description="calibrated lawfulness in [0, 1]; null when the checkpoint has none")
+    most_surprising_step: int
+
+
+class ScoreResponse(BaseModel):
+    results: list[ChainScoreOut]
+    checkpoint_id: str
+
+
+class PredictMaskedRequest(_Body):
+    latents: Latents
+    indices: list[Annotated[int, Field(ge=0, le=HARD_MAX_STEPS)]] = Field(min_length=1, max_length=HARD_MAX_STEPS)
+    domain: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _finite(self) -> PredictMaskedRequest:
+        check_finite(self.latents, "latents")
+        return self
+
+
+class PredictMaskedResponse(BaseModel):
+    indices: list[int] = Field(description="predicted step indices, sorted, without duplicates")
+    pred_jepa: list[list[float]] = Field(description="predictions in JEPA space, (len(indices), d_model)")
+    pred_hidden: list[list[float]] = Field(description="predictions in the student's hidden space, (len, hidden)")
+    checkpoint_id: str
+
+
+class Weights(_Body):
+    alpha: float = Field(0.0, ge=-100, le=100, description="weight of z(log-prob per token)")
+    beta: float = Field(1.0, ge=-100, le=100, description="weight of z(-JEPA-loss)")
+    gamma: float = Field(0.0, ge=-100, le=100, description="weight of z(length)")
+
+
+class _GenerationParams(_Body):
+    temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy")
+    max_new_tokens: int | None = Field(None, ge=1, le=4096, description="capped by the service setting")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    domain: str | None = Field(None, max_length=64)
+
+
+class RerankRequest(_GenerationParams):
+    prompt: str = Field(min_length=1, max_length=HARD_MAX_TEXT, description="the problem statement")
+    candidates: list[Annotated[str, Field(max_length=HARD_MAX_TEXT)]] | None = Field(
+        None, min_length=1, max_length=HARD_MAX_CANDIDATES, description="candidate chains to rank"
+    )
+    k: int | None = Field(None, ge=1, le=HARD_MAX_CANDIDATES, description="sample K chains (when no candidates)")
+    weights: Weights | None = Field(None, description="composite weights; default: the checkpoint's score config")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RerankRequest:
+        if self.candidates is not None and self.k is not None:
+            raise ValueError("give either `candidates` (texts to rank) or `k` (chains to sample), not both")
+        return self
+
+
+class CandidateOut(BaseModel):
+    index: int
+    text: str
+    steps: list[str]
+    final_answer: str | None
+    logprob: float | None
+    num_tokens: int | None
+    jepa_loss: float | None = Field(description="null when the candidate has no step to score")
+    score01: float | None
+    step_surprise: list[float]
+    composite: float | None
+    chosen: bool
+    note: str | None = None
+
+
+class RerankResponse(BaseModel):
+    best_index: int
+    best: CandidateOut
+    candidates: list[CandidateOut]
+    order: list[int]
+    weights: dict[str, float]
+    checkpoint_id: str
+
+
+class ChatRequest(_GenerationParams):
+    prompt: str = Field(min_length=1, max_length=HARD_MAX_TEXT)
+    mode: str = Field("OFF", description="OFF (student alone) or RERANK (best of K by JEPA)")
+    k: int = Field(4, ge=1, le=HARD_MAX_CANDIDATES, description="candidates sampled in RERANK mode")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        m = v.strip().upper()
+        if m in UNAVAILABLE_MODES:
+            raise ValueError(f"mode {m} is not served yet: use OFF or RERANK")
+        if m not in MODES:
+            raise ValueError(f"unknown mode {v!r}: use OFF or RERANK")
+        return m
+
+
+class JepaDetails(BaseModel):
+    jepa_loss: float | None
+    score01: float | None
+    step_surprise: list[float]
+    surprising_steps: list[int] = Field(description="indices of the most surprising steps, most surprising first")
+    candidates: list[CandidateOut] = Field(description="every candidate in RERANK mode (chosen first is flagged)")
+
+
+class ChatResponse(BaseModel):
+    interaction_id: str
+    mode: str
+    answer: str = Field(description="the final answer (or the whole text when none was found)")
+    text: str
+    steps: list[str]
+    final_answer: str | None
+    jepa: JepaDetails
+    llm_tag: str
+    checkpoint_id: str
+    latency_ms: float
+
+
+class FeedbackRequest(_Body):
+    interaction_id: str | None = Field(None, max_length=64, description="from /chat; server-side record wins")
+    rating: Literal["up", "down"]
+    consent: bool = Field(False, description="the text may be kept and used for training")
+    user_id: str | None = Field(None, min_length=1, max_length=200, description="hashed before storage")
+    comment: str | None = Field(None, max_length=2000)
+    prompt: str | None = Field(None, max_length=HARD_MAX_TEXT, description="when interaction_id is unknown")
+    answer: str | None = Field(None, max_length=HARD_MAX_TEXT)
+    steps: list[Annotated[str, Field(max_length=HARD_MAX_TEXT)]] | None = Field(None, max_length=HARD_MAX_STEPS)
+    mode: str | None = Field(None, max_length=16)
+
+
+class FeedbackResponse(BaseModel):
+    recorded: bool
+    interaction_id: str
+    text_kept: bool
+    source: str = Field(description="server: the chat was found by id; client: fields from the request")
+    date: str
+
+
+class DeleteUserResponse(BaseModel):
+    removed: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "no_checkpoint", "error"]
+    checkpoint_id: str | None
+    llm_tag: str
+    dataset_version: str | None
+    hidden_size: int | None
+    device: str
+    student_loaded: bool
+    uptime_s: float
+    loaded_at: str | None
+    message: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    checkpoint_id: str | None
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: Any

@@ -1,0 +1,42 @@
+"""The code location loads with the expected assets, partitions, checks, jobs, schedule and sensors."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rjepa_assets.definitions import defs as default_defs
+
+ASSETS = {"problems", "gold_cots", "student_chains", "latents", "jepa_checkpoint", "eval_report"}
+
+
+def test_asset_keys_and_partitions():
+    repo = default_defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == ASSETS
+    graph = repo.asset_graph
+    for key in ("problems", "gold_cots"):
+        pdef = graph.get(dg.AssetKey(key)).partitions_def
+        assert isinstance(pdef, dg.DynamicPartitionsDefinition) and pdef.name == "dataset_version"
+    for key in ASSETS - {"problems", "gold_cots"}:
+        pdef = graph.get(dg.AssetKey(key)).partitions_def
+        assert isinstance(pdef, dg.MultiPartitionsDefinition)
+        assert {d.name for d in pdef.partitions_defs} == {"dataset_version", "llm"}
+
+
+def test_checks_jobs_schedules_sensors():
+    repo = default_defs.get_repository_def()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
+    assert checks == {
+        ("latents", "latents_finite_and_registered_width"),
+        ("jepa_checkpoint", "checkpoint_not_collapsed"),
+        ("eval_report", "rerank_not_worse_than_off"),
+    }
+    assert {"dataset_job", "llm_pipeline_job"} <= {j.name for j in repo.get_all_jobs()}
+    assert default_defs.get_schedule_def("nightly_retraining").cron_schedule
+    assert {s.name for s in repo.sensor_defs} == {"llm_registry_sensor", "dataset_version_sensor"}
+
+
+def test_gpu_heavy_assets_share_one_pool():
+    graph = default_defs.get_repository_def().asset_graph
+    pools = {k: graph.get(dg.AssetKey(k)).pools for k in ("student_chains", "latents", "jepa_checkpoint", "eval_report")}
+    assert all(p == {"gpu"} for p in pools.values()), pools

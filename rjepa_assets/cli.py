@@ -58,7 +58,7 @@ def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[s
 
     instance = _instance()
     _register(instance, llm_tag, version)
-    if selection is None or {"problems", "gold_cots"} & set(selection):
+    if selection is None or {"teacher_data", "problems", "gold_cots"} & set(selection):
         t = time.monotonic()
         res = defs.get_job_def("dataset_job").execute_in_process(
             partition_key=version, instance=instance, raise_on_error=False
@@ -66,7 +66,7 @@ def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[s
         _check(res, "dataset_job", t)
     job = defs.get_job_def("llm_pipeline_job")
     if selection:
-        keep = [s for s in selection if s not in ("problems", "gold_cots")]
+        keep = [s for s in selection if s not in ("teacher_data", "problems", "gold_cots")]
         if not keep:
             return
         import dagster as dg

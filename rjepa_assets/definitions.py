@@ -12,13 +12,14 @@ from rjepa_assets.defs.evaluation.assets import eval_report
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource, duckdb_resource
 from rjepa_assets.defs.student.assets import latents, student_chains
+from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
 
 
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """Definitions with default resources; tests pass their own (tmp storage, tiny LLM registry)."""
     return dg.Definitions(
-        assets=[problems, gold_cots, student_chains, latents, jepa_checkpoint, eval_report],
-        jobs=[dataset_job, llm_pipeline_job],
+        assets=[teacher_data, problems, gold_cots, student_chains, latents, jepa_checkpoint, eval_report],
+        jobs=[dataset_job, llm_pipeline_job, create_dataset_job],
         schedules=[nightly_retraining],
         sensors=[llm_registry_sensor, dataset_version_sensor],
         resources={

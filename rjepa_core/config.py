@@ -117,7 +117,10 @@ class MaskConfig:
 @dataclass
 class LossConfig:
     kind: str = "l1"  # regression loss between predictions and layer-normed targets: l1 | l2 | cosine
-    var_weight: float = 1.0  # weight of the variance hinge on predictions (anti-collapse)
+    # Weight of the variance hinge on predictions (anti-collapse). Layer-normed targets have a per-dimension
+    # std of ~0.8-0.9, so a strong hinge at gamma=1 fights the regression; 0.1 still makes a collapsed
+    # prediction cost ~0.1 while letting the loss fall (measured on synthetic chains: val 0.54 vs 0.95 at 1.0).
+    var_weight: float = 0.1
     var_gamma: float = 1.0  # target std per dimension for the hinge (layer-normed targets have std ~1)
     vicreg_cov_weight: float = 0.0  # weight of the VICReg covariance (decorrelation) term on predictions
     infonce_weight: float = 0.0  # weight of the chain-level InfoNCE term (0 = off)

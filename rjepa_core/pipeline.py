@@ -181,6 +181,11 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
             log(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
     result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
+    from pathlib import Path
+
+    from rjepa_core.io import atomic_write_json
+
+    atomic_write_json(Path(out_dir) / "history.json", result.history)
     ck = load_checkpoint(result.checkpoint_dir)
     calibration = fit_calibration(JEPAScorer.from_checkpoint(ck), val_seqs)
     meta = update_meta(
@@ -204,7 +209,10 @@ def newest_checkpoint(layout, llm_tag: str, version: str):
 def run_evaluation(layout, llm_tag: str, version: str, *, ks=(4, 8), seed: int = 0, bootstrap: int = 1000,
                    device: str = "cpu", log: Log = None):
     """Evaluate the partition's newest checkpoint on its test split; write report.{json,md} + plots."""
-    from rjepa_core.eval.report import evaluate, write_report
+    import json
+
+    from rjepa_core.eval.evaluation import evaluate
+    from rjepa_core.eval.report import write_report
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
     from rjepa_core.schemas import read_records
@@ -220,13 +228,17 @@ def run_evaluation(layout, llm_tag: str, version: str, *, ks=(4, 8), seed: int =
     test_chains = [c for c in sampled if split[c.problem_id] == "test"]
     train_chains = [c for c in sampled if split[c.problem_id] == "train"]
     greedy = {c.problem_id: c for c in chains if c.meta.get("greedy")}
-    ck = load_checkpoint(newest_checkpoint(layout, llm_tag, version), device=device)
+    best = newest_checkpoint(layout, llm_tag, version)
+    ck = load_checkpoint(best, device=device)
+    history_path = best.parent / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else None
     scorer = JEPAScorer.from_checkpoint(ck, device=device)
     if log:
         log(f"evaluating {len(test_chains)} candidates on {len(test_problems)} test problems, K={list(ks)}")
     report = evaluate(
         test_problems, test_chains, H, scorer, train_chains=train_chains, train_latents=H, ks=tuple(ks),
-        seed=seed, llm_tag=llm_tag, dataset_version=version, greedy=greedy or None, bootstrap=bootstrap,
+        seed=seed, llm_tag=llm_tag, dataset_version=version, greedy=greedy or None, history=history,
+        n_resamples=bootstrap,
     )
     report["checkpoint"] = str(ck.path)
     paths = write_report(report, layout.reports_dir(llm_tag, version))

@@ -38,7 +38,9 @@ def check_finite(latents: list[list[float]], where: str) -> None:
     width = len(latents[0])
     for i, row in enumerate(latents):
         if len(row) != width:
-            raise ValueError(f"{where}: step {i} has {len(row)} values but step 0 has {width}: latents must be a matrix")
+            raise ValueError(
+                f"{where}: step {i} has {len(row)} values but step 0 has {width}: latents must be a matrix"
+            )
         for j, v in enumerate(row):
             if not math.isfinite(v):
                 raise ValueError(f"{where}: value [{i}][{j}] is {v}: latents must be finite numbers (no NaN or Inf)")

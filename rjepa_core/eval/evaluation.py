@@ -300,9 +300,9 @@ def evaluate(
             "incorrect": [round(c.jepa_loss, 6) for c in pool_c if not c.correct],
         }
         report_jepa["jepa_loss_values"] = values
-        report_jepa["jepa_loss_by_correctness"] = {
-            k: (float(np.mean(v)) if v else None) for k, v in values.items()
-        } | {f"n_{k}": len(v) for k, v in values.items()}
+        report_jepa["jepa_loss_by_correctness"] = {k: (float(np.mean(v)) if v else None) for k, v in values.items()} | {
+            f"n_{k}": len(v) for k, v in values.items()
+        }
         wrong = [(c, cand[c.cot_id]) for c in flat if not c.is_valid]
         # a step label only means something when the latents have one row per labelled step
         labelled = [

@@ -49,8 +49,15 @@ def plot_jepa_loss(report: dict[str, Any], path: Path) -> Path | None:
     bins = 30 if hi > lo else 1
     for vals, name, color in ((ok, "correct", "tab:green"), (bad, "incorrect", "tab:red")):
         if vals:
-            ax.hist(vals, bins=bins, range=(lo, hi if hi > lo else lo + 1e-6), alpha=0.55, color=color,
-                    label=f"{name} (n={len(vals)})", density=True)
+            ax.hist(
+                vals,
+                bins=bins,
+                range=(lo, hi if hi > lo else lo + 1e-6),
+                alpha=0.55,
+                color=color,
+                label=f"{name} (n={len(vals)})",
+                density=True,
+            )
     auroc = report.get("auroc_jepa")
     title = "JEPA-loss by chain correctness"
     ax.set_title(title + (f" (AUROC {auroc:.3f})" if isinstance(auroc, float) else ""))

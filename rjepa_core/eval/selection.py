@@ -78,10 +78,7 @@ def _logprobs(group: Sequence[EvalCandidate], per_token: bool) -> np.ndarray:
     known = [c.logprob / (max(c.num_tokens, 1) if per_token else 1) for c in group if c.logprob is not None]
     worst = min(known) if known else 0.0
     return np.array(
-        [
-            (c.logprob / (max(c.num_tokens, 1) if per_token else 1)) if c.logprob is not None else worst
-            for c in group
-        ],
+        [(c.logprob / (max(c.num_tokens, 1) if per_token else 1)) if c.logprob is not None else worst for c in group],
         dtype=np.float64,
     )
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from rjepa_assets.definitions import defs as default_defs
 
-ASSETS = {"problems", "gold_cots", "student_chains", "latents", "jepa_checkpoint", "eval_report"}
+ASSETS = {"teacher_data", "problems", "gold_cots", "student_chains", "latents", "jepa_checkpoint", "eval_report"}
 
 
 def test_asset_keys_and_partitions():
@@ -14,10 +14,10 @@ def test_asset_keys_and_partitions():
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == ASSETS
     graph = repo.asset_graph
-    for key in ("problems", "gold_cots"):
+    for key in ("teacher_data", "problems", "gold_cots"):
         pdef = graph.get(dg.AssetKey(key)).partitions_def
         assert isinstance(pdef, dg.DynamicPartitionsDefinition) and pdef.name == "dataset_version"
-    for key in ASSETS - {"problems", "gold_cots"}:
+    for key in ASSETS - {"teacher_data", "problems", "gold_cots"}:
         pdef = graph.get(dg.AssetKey(key)).partitions_def
         assert isinstance(pdef, dg.MultiPartitionsDefinition)
         assert {d.name for d in pdef.partitions_defs} == {"dataset_version", "llm"}
@@ -31,7 +31,7 @@ def test_checks_jobs_schedules_sensors():
         ("jepa_checkpoint", "checkpoint_not_collapsed"),
         ("eval_report", "rerank_not_worse_than_off"),
     }
-    assert {"dataset_job", "llm_pipeline_job"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"dataset_job", "llm_pipeline_job", "create_dataset_job"} <= {j.name for j in repo.get_all_jobs()}
     assert default_defs.get_schedule_def("nightly_retraining").cron_schedule
     assert {s.name for s in repo.sensor_defs} == {"llm_registry_sensor", "dataset_version_sensor"}
 

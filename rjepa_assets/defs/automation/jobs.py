@@ -6,8 +6,8 @@ import dagster as dg
 
 dataset_job = dg.define_asset_job(
     "dataset_job",
-    selection=dg.AssetSelection.assets("problems", "gold_cots"),
-    description="Build a dataset version: problems and validated gold chains.",
+    selection=dg.AssetSelection.assets("teacher_data", "problems", "gold_cots"),
+    description="Build a dataset version: teacher data (if any), problems and validated gold chains.",
 )
 
 llm_pipeline_job = dg.define_asset_job(

@@ -10,7 +10,7 @@ from rjepa_assets.defs.metadata import md_table, png
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource
 from rjepa_assets.defs.student.assets import GPU_POOL, latents
-from rjepa_core.eval.plots import plot_training_curves
+from rjepa_core.eval.plots import plot_training
 from rjepa_core.jepa.checkpoint import load_checkpoint
 from rjepa_core.pipeline import load_rjepa_config, train_jepa
 from rjepa_core.store.latents import LatentStore
@@ -50,7 +50,7 @@ def jepa_checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig,
                               llm_tag=tag, dataset_version=version, run_id=run_id, layer_idx=seqs[0].layer_idx)
     if config.publish:
         publish_latest_checkpoint(layout, tag, version, run_id, {**meta, "path": str(result.checkpoint_dir)})
-    curves = plot_training_curves(result.history, out / "training_curves.png")
+    curves = plot_training({"history": result.history}, out / "training_curves.png")
     ratio = result.std_preds / max(result.std_targets, 1e-8)
     finals = {k: v for k, v in result.history[-1].items() if isinstance(v, float)} if result.history else {}
     return dg.MaterializeResult(
@@ -67,7 +67,7 @@ def jepa_checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig,
             "duration_s": round(result.duration_s, 1),
             "sequences_per_s": round(result.sequences_per_s, 1),
             "final_losses": md_table(finals),
-            "loss_curves": png(curves, "training curves"),
+            **({"loss_curves": png(curves, "training curves")} if curves else {}),
             "config": dg.MetadataValue.json(cfg.to_dict()),
             "published_latest": config.publish,
         },

@@ -64,8 +64,13 @@ def _chain(rng, pid: str, split: str, i: int, correct: bool, steps: int, greedy:
         is_valid=correct,
         origin="student:synthetic",
         logprob=float(rng.normal(-20.0, 3.0)),
-        meta={"sample_index": 0 if greedy else i, "greedy": greedy, "num_new_tokens": int(10 * steps),
-              "first_wrong_step": wrong, "split": split},
+        meta={
+            "sample_index": 0 if greedy else i,
+            "greedy": greedy,
+            "num_new_tokens": int(10 * steps),
+            "first_wrong_step": wrong,
+            "split": split,
+        },
     )
 
 
@@ -76,8 +81,14 @@ def make_dataset(
     d = Dataset()
     for split, n in (("test", n_test), ("train", n_train), ("val", max(n_train // 4, 2))):
         for j in range(n):
-            p = Problem(problem_id=f"{split}{j}", domain="math", source="synthetic", statement=f"q{j}",
-                        answer_gold="42", split=split)
+            p = Problem(
+                problem_id=f"{split}{j}",
+                domain="math",
+                source="synthetic",
+                statement=f"q{j}",
+                answer_gold="42",
+                split=split,
+            )
             d.problems.append(p)
             for i in range(k):
                 steps = int(rng.integers(3, 7))

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 def tiny_config(**overrides) -> RJEPAConfig:
     cfg = RJEPAConfig(model=rjepa_tiny(hidden_size=HIDDEN, max_steps=16))
     base = {
-        "optim": {"total_steps": 200, "warmup_steps": 20, "lr": 1e-3},
+        "optim": {"total_steps": 200, "warmup_steps": 20, "lr": 3e-3},
         "train": {"batch_size": 32, "val_every": 50, "patience": 0, "checkpoint_every": 0},
     }
     for k, v in overrides.items():

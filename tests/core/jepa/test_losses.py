@@ -25,7 +25,7 @@ def test_all_terms_finite_and_separate():
     for k in ("jepa", "var", "cov", "infonce", "hidden"):
         assert isinstance(out[k], float) and math.isfinite(out[k])
     assert out["infonce"] > 0 and out["cov"] > 0 and out["hidden"] > 0
-    expected = out["jepa"] + out["var"] + 0.04 * out["cov"] + 0.5 * out["infonce"] + 0.1 * out["hidden"]
+    expected = out["jepa"] + 0.1 * out["var"] + 0.04 * out["cov"] + 0.5 * out["infonce"] + 0.1 * out["hidden"]
     assert abs(float(out["total"].detach()) - expected) < 1e-4
     out["total"].backward()
     assert pred.grad is not None and pred.grad[0, 2].abs().sum() == 0  # padded target gets no gradient

@@ -55,7 +55,8 @@ def test_hierarchical_and_conclusion():
 
 def _chains(lengths):
     rng = np.random.default_rng(0)
-    return [Chain(rng.normal(size=(n, 8)).astype(np.float16), d) for n, d in zip(lengths, ["math", "code", "x", "logic"])]
+    names = ["math", "code", "x", "logic"][: len(lengths)]
+    return [Chain(rng.normal(size=(n, 8)).astype(np.float16), d) for n, d in zip(lengths, names, strict=True)]
 
 
 def test_collator_batch_layout_and_reproducibility():
@@ -80,3 +81,16 @@ def test_collator_rejects_all_short():
     col = Collator(make_masker(MaskConfig()), seed=0)
     with pytest.raises(ValueError, match="shorter than 2 steps"):
         col(_chains([1, 1]), step=0)
+
+
+def test_collator_takes_latent_sequences():
+    from rjepa_core.schemas import LatentSequence
+
+    H = np.arange(4 * 8, dtype=np.float16).reshape(4, 8)
+    seq = LatentSequence(
+        cot_id="c", problem_id="p", llm_tag="t", layer_idx=-2, hidden_size=8, num_steps=4,
+        step_spans=[(0, 1)] * 4, token_ids=[1], domain="code", is_valid=False, H=H,
+    )  # fmt: skip
+    b = Collator(make_masker(MaskConfig()), seed=0)([seq], step=0)
+    assert b.domain_ids.tolist() == [1] and b.is_valid.tolist() == [False]
+    assert torch.equal(b.H[0], torch.from_numpy(H.astype(np.float32)))

@@ -39,7 +39,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
     assert load_train_state(tmp_path / "killed" / "last")["loop"]["step"] == total
     # resumed history continues the killed one: every train step 1..total appears exactly once
-    steps = [r["step"] for r in load_train_state(tmp_path / "killed" / "last")["loop"]["history"] if r["kind"] == "train"]
+    history = load_train_state(tmp_path / "killed" / "last")["loop"]["history"]
+    steps = [r["step"] for r in history if r["kind"] == "train"]
     assert steps == list(range(1, total + 1))
     # nothing half-written is left next to the checkpoints
     assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]

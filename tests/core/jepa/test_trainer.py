@@ -13,13 +13,14 @@ from tests.core.jepa.synthetic import lawful_chains, shuffled
 def test_training_learns_without_collapse(trained):
     cfg, res = trained
     assert res.steps == cfg.optim.total_steps and not res.stopped_early
-    assert res.best_val_loss < 0.8 * res.initial_val_loss
+    assert res.best_val_loss < 0.7 * res.initial_val_loss
     assert res.std_targets > 0.3 and res.std_preds > 0.3  # collapse monitors stay healthy
     train_rows = [r for r in res.history if r["kind"] == "train"]
     assert len(train_rows) == res.steps
     for key in ("loss", "jepa", "var", "cov", "infonce", "hidden", "lr", "momentum", "grad_norm", "std_targets"):
         assert all(np.isfinite(r[key]) for r in train_rows), key
-    assert train_rows[-1]["hidden"] < train_rows[0]["hidden"]  # the hidden-space head learns too
+    first, last = (np.mean([r["hidden"] for r in rows]) for rows in (train_rows[:10], train_rows[-10:]))
+    assert last < 0.95 * first  # the hidden-space head learns too
     assert res.sequences_per_s > 0 and res.duration_s > 0
 
 

@@ -1,0 +1,157 @@
+"""Ablations (SPEC F15): train one R-JEPA per config variant, measure it on the validation candidates.
+
+    >>> rows = run_ablations(train_seqs, val_seqs, val_chains, val_latents, variants=[
+    ...     {"name": "baseline"},
+    ...     {"name": "mask=random", "mask": {"kind": "random"}},
+    ...     {"name": "small", "preset": "small"},
+    ...     {"name": "layer -4", "layer_idx": -4},            # needs layers={-4: LayerData(...)}
+    ... ], out_dir="/tmp/ablations", base_config=cfg)
+    >>> [(r["name"], r["auroc"], r["rerank_accuracy"]) for r in rows]
+
+A variant is a dict of config section overrides (`mask`, `loss`, `optim`, `train`, `score`, `model`)
+plus optional `name`, `preset` (tiny | small | base | large: rebuilds the model section at the
+latents' width) and `layer_idx` (the student layer the latents come from: those latents are taken
+from `layers[layer_idx]`, extracted beforehand). Every variant is measured on the same validation
+candidates: AUROC of -JEPA-loss for chain correctness and the accuracy of min-JEPA-loss reranking
+at K = k, next to majority vote and oracle pass@K on the same groups. A variant that fails (bad
+config, no valid chains) gets a row with its `error` instead of stopping the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rjepa_core.eval.evaluation import _ordered_candidates, _to_candidate
+from rjepa_core.eval.metrics import accuracy, auroc, mean_within_group_auroc, oracle_pass_at_k
+from rjepa_core.eval.selection import choose
+from rjepa_core.schemas import ChainOfThought
+
+SECTIONS = ("model", "mask", "loss", "optim", "train", "score")
+
+
+@dataclass
+class LayerData:
+    train_seqs: Sequence[Any]  # training chains (LatentSequence / Chain) with latents of this layer
+    val_seqs: Sequence[Any]  # validation chains for early stopping, same layer
+    candidate_latents: dict[str, np.ndarray]  # cot_id -> H of the validation candidates, same layer
+
+
+def _width(seqs: Sequence[Any]) -> int:
+    from rjepa_core.jepa.collate import as_chain
+
+    if not seqs:
+        raise ValueError("ablations need training chains with latents")
+    return int(as_chain(seqs[0]).H.shape[1])
+
+
+def variant_config(base, variant: dict[str, Any], hidden_size: int):
+    """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
+    from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
+
+    unknown = sorted(set(variant) - {"name", "preset", "layer_idx", *SECTIONS})
+    if unknown:
+        raise ValueError(f"variant has unknown key(s) {unknown}; use name, preset, layer_idx or {SECTIONS}")
+    cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
+    d = cfg.to_dict()
+    preset = variant.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"variant preset {preset!r} is not one of {sorted(PRESETS)}")
+        d["model"] = dataclasses.asdict(PRESETS[preset](hidden_size))
+    d["model"]["hidden_size"] = hidden_size
+    for section in SECTIONS:
+        d[section] = {**d[section], **(variant.get(section) or {})}
+    return RJEPAConfig.from_dict(d)
+
+
+def _measure(scorer, chains: list[ChainOfThought], latents: dict[str, np.ndarray], k: int, domain: str):
+    groups, _ = _ordered_candidates(chains)
+    groups = {pid: g[:k] for pid, g in groups.items() if len(g) >= 2}
+    if not groups:
+        raise ValueError("no validation problem has >= 2 candidates: sample K chains on the val split")
+    flat = [c for g in groups.values() for c in g]
+    missing = [c.cot_id for c in flat if c.cot_id not in latents]
+    if missing:
+        raise ValueError(f"{len(missing)} validation candidates have no latents (e.g. {missing[0]})")
+    tic = time.perf_counter()
+    scores = scorer.score([np.asarray(latents[c.cot_id]) for c in flat], [domain] * len(flat))
+    score_ms = (time.perf_counter() - tic) * 1000.0 / len(flat)
+    loss = {c.cot_id: s.jepa_loss for c, s in zip(flat, scores, strict=True)}
+    cands = []
+    for g in groups.values():
+        row = [_to_candidate(c) for c in g]
+        for c in row:
+            c.jepa_loss = loss[c.cot_id]
+        cands.append(row)
+    labels = [[c.correct for c in g] for g in cands]
+    return {
+        "n_problems": len(cands),
+        "k": k,
+        "auroc": auroc([-c.jepa_loss for g in cands for c in g], [y for row in labels for y in row]),
+        "auroc_within_problem": mean_within_group_auroc([[-c.jepa_loss for c in g] for g in cands], labels),
+        "rerank_accuracy": accuracy([g[choose("jepa", g)].correct for g in cands]),
+        "majority_accuracy": accuracy([g[choose("majority", g)].correct for g in cands]),
+        "oracle": oracle_pass_at_k(labels, k),
+        "score_ms_per_candidate": score_ms,
+    }
+
+
+def run_ablations(
+    train_seqs: Sequence[Any],
+    val_seqs: Sequence[Any],
+    val_candidates: list[ChainOfThought],
+    val_latents: dict[str, np.ndarray],
+    variants: list[dict[str, Any]],
+    *,
+    out_dir: str | Path,
+    base_config=None,
+    layers: dict[int, LayerData] | None = None,
+    k: int = 8,
+    domain: str = "math",
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """One row per variant: name, overrides, val_loss, steps, train_s, auroc, rerank_accuracy, ... or error."""
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.jepa.trainer import train
+
+    out_dir = Path(out_dir)
+    rows = []
+    for n, variant in enumerate(variants):
+        name = str(variant.get("name") or f"variant{n}")
+        row: dict[str, Any] = {"name": name, "variant": variant, "error": None}
+        try:
+            tr, va, cand = train_seqs, val_seqs, val_latents
+            if variant.get("layer_idx") is not None:
+                layer = int(variant["layer_idx"])
+                if not layers or layer not in layers:
+                    raise ValueError(
+                        f"variant {name!r} asks for layer_idx={layer} but no latents of that layer were given: "
+                        f"extract them (StudentLLM.extract(..., layer_idx={layer})) and pass layers={{{layer}: ...}}"
+                    )
+                tr, va, cand = layers[layer].train_seqs, layers[layer].val_seqs, layers[layer].candidate_latents
+                row["layer_idx"] = layer
+            cfg = variant_config(base_config, variant, _width(tr))
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            result = train(cfg, tr, va, out_dir / f"{n:02d}-{safe}", resume=False, device=device)
+            ck = load_checkpoint(result.checkpoint_dir)
+            row.update(
+                val_loss=result.best_val_loss,
+                initial_val_loss=result.initial_val_loss,
+                steps=result.steps,
+                train_s=result.duration_s,
+                sequences_per_s=result.sequences_per_s,
+                std_preds=result.std_preds,
+            )
+            row.update(_measure(JEPAScorer.from_checkpoint(ck, device), val_candidates, cand, k, domain))
+        except ValueError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows

@@ -1,0 +1,59 @@
+"""Dependencies shared by the routes: the service, the model state (or a 503), and guarded model calls.
+
+>>> # in a route:  async def score(ms: Model, svc: Service): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, HTTPException, Request
+
+from rjepa_serve.state import ModelState, ServiceBusy, ServiceState, ServiceTimeout, no_checkpoint_message
+
+T = TypeVar("T")
+
+
+def get_service(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+Service = Annotated[ServiceState, Depends(get_service)]
+
+
+def get_model(svc: Service) -> ModelState:
+    """The state at the start of the request (a reload during the request does not change it)."""
+    ms = svc.current
+    if ms is None:
+        msg = svc.last_error or no_checkpoint_message(svc.settings)
+        raise HTTPException(503, detail=msg)
+    return ms
+
+
+Model = Annotated[ModelState, Depends(get_model)]
+
+
+def get_generator(ms: Model) -> ModelState:
+    if ms.student is None:
+        raise HTTPException(503, detail=f"generation is unavailable: {ms.student_error or 'no student LLM loaded'}")
+    return ms
+
+
+Generator = Annotated[ModelState, Depends(get_generator)]
+
+
+def client_error(msg: str) -> HTTPException:
+    return HTTPException(422, detail=msg)
+
+
+async def run_model(svc: ServiceState, fn: Callable[..., T], *args: Any) -> T:
+    """Run on the model thread; client-fixable ValueErrors → 422, busy → 503, too slow → 504."""
+    try:
+        return await svc.runner.run(fn, *args, timeout=svc.settings.generation_timeout_s)
+    except ValueError as exc:
+        raise client_error(str(exc)) from exc
+    except ServiceBusy as exc:
+        raise HTTPException(503, detail=str(exc), headers={"Retry-After": "5"}) from exc
+    except ServiceTimeout as exc:
+        raise HTTPException(504, detail=str(exc)) from exc

@@ -1,0 +1,138 @@
+"""The model work behind the routes, run on the model thread: score, predict, rerank, chat (SPEC F10, F11).
+
+    >>> # with `ms` a loaded ModelState (see state.load_model_state):
+    >>> # out = rank(ms, candidates_from_texts(ms, "2+3?", ["Step 1: 2+3=5\\nAnswer: 5"]), ms.weights, "math")
+
+Functions here take plain numpy/str inputs and a ModelState, raise ValueError for anything the
+client can fix (the routes turn it into a 422), and return plain dicts/lists ready for the schemas.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rjepa_serve.state import ModelState
+
+
+@dataclass
+class Ranked:
+    best_index: int  # chosen candidate
+    order: list[int]  # best first; unscorable candidates last
+    outs: list[dict[str, Any]]  # CandidateOut fields, in input order
+
+
+def _finite(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def score_chains(ms: ModelState, seqs: list[np.ndarray], domains: list[str | None]) -> list[dict[str, Any]]:
+    scores = ms.scorer.score(seqs, domains)
+    return [
+        {
+            "jepa_loss": float(s.jepa_loss),
+            "step_surprise": [float(x) for x in s.step_surprise],
+            "score01": _finite(s.score01),
+            "most_surprising_step": int(s.most_surprising_step),
+        }
+        for s in scores
+    ]
+
+
+def predict(ms: ModelState, H: np.ndarray, indices: list[int], domain: str | None) -> tuple[list[int], Any, Any]:
+    from rjepa_core.jepa.scoring import predict_masked
+
+    idx = sorted(set(indices))
+    pred_jepa, pred_hidden = predict_masked(ms.model, H, idx, domain)
+    return idx, pred_jepa.tolist(), pred_hidden.tolist()
+
+
+def _require_student(ms: ModelState) -> Any:
+    if ms.student is None:
+        raise RuntimeError(ms.student_error or "no student LLM is loaded")
+    return ms.student
+
+
+def candidates_from_texts(ms: ModelState, statement: str, texts: list[str]) -> tuple[str, list[Any]]:
+    """Candidates (steps, final answer, log-prob under the student) from given chain texts."""
+    from rjepa_core.inference.rerank import Candidate
+    from rjepa_core.segmentation import extract_final_answer, segment
+
+    student = _require_student(ms)
+    prompt = student.prompt_for(statement)
+    logps = student.logprobs([prompt] * len(texts), texts)
+    out = []
+    for text, lp in zip(texts, logps, strict=True):
+        steps = [s.text for s in segment(text)] if text.strip() else []
+        n_tok = len(student.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+        out.append(Candidate(text, steps, float(lp), None, extract_final_answer(text), n_tok or None))
+    return prompt, out
+
+
+def candidates_from_samples(
+    ms: ModelState, statement: str, k: int, temperature: float, max_new_tokens: int, seed: int | None
+) -> tuple[str, list[Any]]:
+    """K chains sampled from the student."""
+    from rjepa_core.inference.rerank import Candidate
+
+    student = _require_student(ms)
+    prompt = student.prompt_for(statement)
+    chains = student.generate([prompt], k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)[0]
+    return prompt, [Candidate(c.text, list(c.steps), c.logprob, None, c.final_answer, c.num_new_tokens) for c in chains]
+
+
+def rank(ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: str | None) -> Ranked:
+    """Extract latents of the candidates that have steps, score them, rerank; unscorable ones go last."""
+    from rjepa_core.inference.rerank import rerank
+
+    student = _require_student(ms)
+    notes: dict[int, str] = {}
+    scorable = [i for i, c in enumerate(cands) if c.steps]
+    for i, c in enumerate(cands):
+        if not c.steps:
+            notes[i] = "no step text to score"
+        elif len(c.steps) > ms.max_steps:
+            notes[i] = f"scored its first {ms.max_steps} of {len(c.steps)} steps (the model's max_steps)"
+    if scorable:
+        items = [(prompt, cands[i].steps[: ms.max_steps]) for i in scorable]
+        for i, ex in zip(scorable, student.extract(items, layer_idx=ms.layer_idx), strict=True):
+            cands[i].H = ex.H
+        scores = ms.scorer.score([cands[i].H for i in scorable], [domain] * len(scorable))
+        result = rerank([cands[i] for i in scorable], scores, weights)
+        order = [scorable[j] for j in result.order]
+        details = {scorable[j]: (d, scores[j]) for j, d in enumerate(result.details)}
+    else:
+        order, details = [], {}
+    order += [i for i in range(len(cands)) if i not in details]
+    best = order[0]
+    outs = []
+    for i, c in enumerate(cands):
+        d, s = details.get(i, (None, None))
+        outs.append(
+            {
+                "index": i,
+                "text": c.text,
+                "steps": list(c.steps),
+                "final_answer": c.final_answer,
+                "logprob": _finite(c.logprob),
+                "num_tokens": c.num_tokens,
+                "jepa_loss": float(s.jepa_loss) if s is not None else None,
+                "score01": _finite(s.score01) if s is not None else None,
+                "step_surprise": [float(x) for x in s.step_surprise] if s is not None else [],
+                "composite": _finite(d["composite"]) if d is not None else None,
+                "chosen": i == best,
+                "note": notes.get(i),
+            }
+        )
+    return Ranked(best, order, outs)
+
+
+def surprising_steps(surprise: list[float]) -> list[int]:
+    """The steps to highlight: the top third by surprise (at least one), most surprising first."""
+    if not surprise:
+        return []
+    top = max(1, math.ceil(len(surprise) / 3))
+    return [int(i) for i in np.argsort(-np.asarray(surprise), kind="stable")[:top]]

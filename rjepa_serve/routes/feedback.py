@@ -1,0 +1,47 @@
+"""`POST /feedback` and `DELETE /feedback/user/{user_id}` (SPEC F14, logging half)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from rjepa_core.interactions import Interaction
+from rjepa_serve.deps import Service, client_error
+from rjepa_serve.schemas import DeleteUserResponse, FeedbackRequest, FeedbackResponse
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post("/feedback", response_model=FeedbackResponse)
+async def feedback(req: FeedbackRequest, svc: Service) -> FeedbackResponse:
+    """Thumbs up/down on an answer; the text is kept (PII-filtered) only with consent."""
+    known = svc.recent.get(req.interaction_id)
+    if known is not None:
+        it = Interaction(**known, source="server")
+    else:
+        if req.prompt is None and req.answer is None and req.interaction_id is None:
+            raise client_error("send the interaction_id returned by /chat, or the prompt and answer rated")
+        it = Interaction(prompt=req.prompt, answer=req.answer, steps=list(req.steps or []), mode=req.mode or "OFF")
+    it.rating = req.rating
+    it.consent = req.consent
+    it.user_id = req.user_id
+    it.comment = req.comment
+    it.interaction_id = req.interaction_id
+    rec = await asyncio.to_thread(svc.interactions.append, it)
+    svc.metrics.feedback.labels(rating=req.rating, consent=str(req.consent).lower()).inc()
+    return FeedbackResponse(
+        recorded=True,
+        interaction_id=rec["interaction_id"],
+        text_kept=rec["text_kept"],
+        source=rec["source"],
+        date=rec["created_at"][:10],
+    )
+
+
+@router.delete("/feedback/user/{user_id}", response_model=DeleteUserResponse)
+async def delete_user(user_id: Annotated[str, Path(min_length=1, max_length=200)], svc: Service) -> DeleteUserResponse:
+    """Remove every interaction of one user from all interaction files (each file rewritten atomically)."""
+    removed = await asyncio.to_thread(svc.interactions.delete_user, user_id)
+    return DeleteUserResponse(removed=removed)

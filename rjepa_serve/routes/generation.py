@@ -1,0 +1,142 @@
+"""`POST /rerank` and `POST /chat` (modes OFF and RERANK, SPEC F11)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import APIRouter
+
+from rjepa_serve import engine
+from rjepa_serve.deps import Generator, Service, client_error, run_model
+from rjepa_serve.schemas import (
+    CandidateOut,
+    ChatRequest,
+    ChatResponse,
+    JepaDetails,
+    RerankRequest,
+    RerankResponse,
+)
+from rjepa_serve.settings import ServeSettings
+
+router = APIRouter(tags=["generation"])
+
+
+def _check_prompt(prompt: str, s: ServeSettings) -> str:
+    if not prompt.strip():
+        raise client_error("prompt is blank: send the problem statement")
+    if len(prompt) > s.max_prompt_chars:
+        raise client_error(f"prompt has {len(prompt)} characters, above the limit of {s.max_prompt_chars}: shorten it")
+    return prompt
+
+
+def _check_k(k: int, s: ServeSettings, what: str) -> None:
+    if k > s.max_candidates:
+        raise client_error(f"{what}={k} is above the limit of {s.max_candidates} candidates: ask for fewer")
+
+
+def _new_tokens(requested: int | None, s: ServeSettings) -> int:
+    if requested is not None and requested > s.max_new_tokens:
+        raise client_error(f"max_new_tokens={requested} is above the limit of {s.max_new_tokens}: ask for fewer")
+    return requested or min(s.default_new_tokens, s.max_new_tokens)
+
+
+@router.post("/rerank", response_model=RerankResponse)
+async def rerank(req: RerankRequest, ms: Generator, svc: Service) -> RerankResponse:
+    """Rank given candidate chains (or K chains sampled from the student) by the composite JEPA score."""
+    s = svc.settings
+    prompt = _check_prompt(req.prompt, s)
+    weights = ms.weights
+    if req.weights is not None:
+        from rjepa_core.inference.rerank import RerankWeights
+
+        weights = RerankWeights(req.weights.alpha, req.weights.beta, req.weights.gamma)
+
+    def work():
+        if req.candidates is not None:
+            full, cands = engine.candidates_from_texts(ms, prompt, list(req.candidates))
+        else:
+            k = req.k or min(4, s.max_candidates)
+            n = _new_tokens(req.max_new_tokens, s)
+            full, cands = engine.candidates_from_samples(ms, prompt, k, req.temperature, n, req.seed)
+        return engine.rank(ms, full, cands, weights, req.domain)
+
+    if req.candidates is not None:
+        _check_k(len(req.candidates), s, "len(candidates)")
+        for i, c in enumerate(req.candidates):
+            if len(c) > s.max_candidate_chars:
+                raise client_error(
+                    f"candidates[{i}] has {len(c)} characters, above the limit of {s.max_candidate_chars}"
+                )
+    else:
+        _check_k(req.k or 1, s, "k")
+        _new_tokens(req.max_new_tokens, s)
+    ranked = await run_model(svc, work)
+    svc.metrics.candidates.observe(len(ranked.outs))
+    outs = [CandidateOut(**o) for o in ranked.outs]
+    return RerankResponse(
+        best_index=ranked.best_index,
+        best=outs[ranked.best_index],
+        candidates=outs,
+        order=ranked.order,
+        weights={"alpha": weights.alpha, "beta": weights.beta, "gamma": weights.gamma},
+        checkpoint_id=ms.checkpoint_id,
+    )
+
+
+@router.post("/chat", response_model=ChatResponse)
+async def chat(req: ChatRequest, ms: Generator, svc: Service) -> ChatResponse:
+    """Answer a problem: OFF = one chain from the student; RERANK = the best of K chains by JEPA."""
+    s = svc.settings
+    start = time.perf_counter()
+    prompt = _check_prompt(req.prompt, s)
+    k = req.k if req.mode == "RERANK" else 1
+    _check_k(k, s, "k")
+    n = _new_tokens(req.max_new_tokens, s)
+
+    def work():
+        full, cands = engine.candidates_from_samples(ms, prompt, k, req.temperature, n, req.seed)
+        return engine.rank(ms, full, cands, ms.weights, req.domain)
+
+    ranked = await run_model(svc, work)
+    svc.metrics.candidates.observe(len(ranked.outs))
+    best = ranked.outs[ranked.best_index]
+    details = JepaDetails(
+        jepa_loss=best["jepa_loss"],
+        score01=best["score01"],
+        step_surprise=best["step_surprise"],
+        surprising_steps=engine.surprising_steps(best["step_surprise"]),
+        candidates=[CandidateOut(**o) for o in ranked.outs] if req.mode == "RERANK" else [],
+    )
+    resp = ChatResponse(
+        interaction_id=uuid.uuid4().hex,
+        mode=req.mode,
+        answer=best["final_answer"] or best["text"],
+        text=best["text"],
+        steps=best["steps"],
+        final_answer=best["final_answer"],
+        jepa=details,
+        llm_tag=ms.llm_tag,
+        checkpoint_id=ms.checkpoint_id,
+        latency_ms=round((time.perf_counter() - start) * 1000, 1),
+    )
+    svc.recent.put(
+        resp.interaction_id,
+        {
+            "prompt": prompt,
+            "answer": resp.answer,
+            "steps": resp.steps,
+            "final_answer": resp.final_answer,
+            "mode": resp.mode,
+            "jepa": {
+                "jepa_loss": details.jepa_loss,
+                "score01": details.score01,
+                "step_surprise": details.step_surprise,
+            },
+            "num_candidates": len(ranked.outs),
+            "llm_tag": ms.llm_tag,
+            "checkpoint_id": ms.checkpoint_id,
+            "extra": {"temperature": req.temperature, "latency_ms": resp.latency_ms},
+        },
+    )
+    return resp

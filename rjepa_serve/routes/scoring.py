@@ -1,0 +1,61 @@
+"""`POST /score` and `POST /predict_masked`: latents in, JEPA-loss / predictions out."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter
+
+from rjepa_serve import engine
+from rjepa_serve.deps import Model, Service, client_error, run_model
+from rjepa_serve.schemas import (
+    ChainScoreOut,
+    PredictMaskedRequest,
+    PredictMaskedResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from rjepa_serve.state import ModelState
+
+router = APIRouter(tags=["model"])
+
+
+def as_matrix(latents: list[list[float]], ms: ModelState, max_steps: int, where: str) -> np.ndarray:
+    """(num_steps, hidden) float32, checked against the checkpoint's width and the step caps."""
+    H = np.asarray(latents, dtype=np.float32)  # (S, Dh)
+    if H.shape[1] != ms.hidden_size:
+        raise client_error(
+            f"{where}: latent width {H.shape[1]} does not match hidden size {ms.hidden_size} of checkpoint "
+            f"{ms.checkpoint_id} (llm {ms.llm_tag}): send latents of that student, or use a calibration adapter"
+        )
+    cap = min(max_steps, ms.max_steps)
+    if H.shape[0] > cap:
+        raise client_error(f"{where}: {H.shape[0]} steps is above the limit of {cap} steps per chain: send fewer steps")
+    if not np.isfinite(H).all():  # finite doubles can still overflow float32
+        raise client_error(f"{where}: values overflow float32: latents must be finite float32 numbers")
+    return H
+
+
+@router.post("/score", response_model=ScoreResponse)
+async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
+    """JEPA-loss, per-step surprise and calibrated 0-1 score of one chain or a batch of chains."""
+    seqs = req.all_sequences()
+    cap = svc.settings.max_sequences
+    if len(seqs) > cap:
+        raise client_error(f"{len(seqs)} sequences is above the limit of {cap} per request: split the batch")
+    where = "latents" if req.sequences is None else "sequences[{}].latents"
+    mats = [as_matrix(s.latents, ms, svc.settings.max_steps, where.format(i)) for i, s in enumerate(seqs)]
+    out = await run_model(svc, engine.score_chains, ms, mats, [s.domain for s in seqs])
+    return ScoreResponse(results=[ChainScoreOut(**r) for r in out], checkpoint_id=ms.checkpoint_id)
+
+
+@router.post("/predict_masked", response_model=PredictMaskedResponse)
+async def predict_masked(req: PredictMaskedRequest, ms: Model, svc: Service) -> PredictMaskedResponse:
+    """Predict the latents of steps `indices` from the other steps (indices past the end predict future steps)."""
+    H = as_matrix(req.latents, ms, svc.settings.max_steps, "latents")
+    bad = [i for i in req.indices if i >= ms.max_steps]
+    if bad:
+        raise client_error(f"indices {bad} are outside [0, {ms.max_steps}): the checkpoint covers {ms.max_steps} steps")
+    if set(range(H.shape[0])) <= set(req.indices):
+        raise client_error("every step is masked: leave at least one step of `latents` visible as context")
+    idx, pj, ph = await run_model(svc, engine.predict, ms, H, req.indices, req.domain)
+    return PredictMaskedResponse(indices=idx, pred_jepa=pj, pred_hidden=ph, checkpoint_id=ms.checkpoint_id)

@@ -1,0 +1,253 @@
+"""What the service holds: an immutable model state swapped atomically on reload, and the model runner.
+
+    >>> from rjepa_serve.settings import ServeSettings
+    >>> svc = ServiceState(ServeSettings(storage="/tmp/empty-store", load_student=False, reload_interval_s=0))
+    >>> svc.current is None  # nothing loaded until `await svc.reload()` (the app's lifespan does it)
+    True
+
+A request reads `svc.current` once and keeps that `ModelState` for its whole life, so a reload that
+lands mid-request never changes the model under it: the new state is built aside (in a worker
+thread, not the model thread) and then assigned in one step. Model calls go through `ModelRunner`:
+one worker thread, so calls never overlap, with a wall-time limit covering the wait in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rjepa_serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ServiceBusy(Exception):
+    """The model queue did not reach this call within the time limit (nothing ran)."""
+
+
+class ServiceTimeout(Exception):
+    """The model call started but did not finish within the time limit."""
+
+
+@dataclass(frozen=True)
+class ModelState:
+    checkpoint_id: str  # run id of the published checkpoint
+    llm_tag: str  # student the checkpoint was trained on
+    dataset_version: str | None  # dataset version it was trained on
+    path: str  # checkpoint folder actually loaded
+    hidden_size: int  # student latent width the checkpoint expects
+    max_steps: int  # longest chain the model covers
+    layer_idx: int | None  # student layer the latents come from (None: the student spec's)
+    scorer: Any  # rjepa_core.jepa.scoring.JEPAScorer
+    model: Any  # rjepa_core.jepa.model.RJEPA (eval mode)
+    weights: Any  # rjepa_core.inference.rerank.RerankWeights from the checkpoint's score config
+    student: Any | None  # rjepa_core.llm.adapter.StudentLLM, or None when generation is off
+    student_error: str | None  # why there is no student
+    loaded_at: str  # ISO time of the load
+    meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta.json
+
+
+class ModelRunner:
+    """Serialises model calls on one worker thread, each bounded in wall time (queue included)."""
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rjepa-model")
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        fut = self._pool.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
+        except TimeoutError:
+            if fut.cancel():
+                raise ServiceBusy(f"the model queue was busy for {timeout:.0f} s: retry later") from None
+            raise ServiceTimeout(
+                f"the model call did not finish within {timeout:.0f} s: ask for fewer candidates or tokens"
+            ) from None
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RecentChats:
+    """The last N chat results by interaction id, so /feedback logs what the service really answered."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, key: str | None) -> dict[str, Any] | None:
+        return self._items.get(key) if key else None
+
+
+def no_checkpoint_message(settings: ServeSettings) -> str:
+    return (
+        f"no R-JEPA checkpoint has been published for llm {settings.llm_tag!r} under {settings.storage}: "
+        f"materialize the `jepa_checkpoint` asset for this llm (Dagster UI, or `rjepa demo`), "
+        "then POST /admin/reload or wait for the next poll"
+    )
+
+
+def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
+    """The LATEST checkpoint pointer of the configured llm (None when nothing was published)."""
+    from rjepa_core.store.layout import StorageLayout
+    from rjepa_core.store.pointers import read_latest_checkpoint
+
+    return read_latest_checkpoint(StorageLayout(settings.storage), settings.llm_tag)
+
+
+def interactions_dir(settings: ServeSettings) -> Path:
+    """`<storage>/interactions/`, as the storage layout names it."""
+    from rjepa_core.store.layout import StorageLayout
+
+    return Path(StorageLayout(settings.storage).interactions_path("1970-01-01")).parent
+
+
+def open_interaction_log(settings: ServeSettings) -> Any:
+    """The interaction log; the salt comes from RJEPA_INTERACTIONS_SALT, else a random one kept in storage."""
+    from rjepa_core.interactions import InteractionLog, load_or_create_salt
+
+    secret = settings.interactions_salt
+    salt = secret.get_secret_value() if secret else load_or_create_salt(Path(settings.storage) / ".interactions_salt")
+    return InteractionLog(interactions_dir(settings), salt, settings.workspace, settings.collect_text)
+
+
+def load_student(settings: ServeSettings, device: str) -> Any:
+    from rjepa_core.llm.adapter import StudentLLM
+    from rjepa_core.llm.registry import LLMSpec, resolve_spec
+
+    if settings.llm_source:
+        spec: Any = LLMSpec(llm_tag=settings.llm_tag, source=settings.llm_source)
+    else:
+        spec = resolve_spec(settings.llm_tag)
+    return StudentLLM.load(spec, device=device)
+
+
+def load_model_state(
+    settings: ServeSettings, pointer: dict[str, Any], student: Any | None, student_error: str | None
+) -> ModelState:
+    """Load the checkpoint a pointer names (runs in a worker thread; the old state keeps serving)."""
+    from rjepa_core.inference.rerank import RerankWeights
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.scoring import JEPAScorer
+
+    device = settings.resolved_device()
+    path = pointer.get("path") or (pointer.get("meta") or {}).get("path")
+    if not path:
+        raise ValueError(f"LATEST pointer of {settings.llm_tag!r} names no checkpoint path: republish it")
+    ck = load_checkpoint(path, device=device)
+    meta = dict(ck.meta)
+    hidden = int(meta.get("hidden_size") or ck.config.model.hidden_size)
+    if student is not None and int(student.hidden_size) != hidden:
+        student_error = (
+            f"checkpoint {pointer.get('run_id')} was trained on hidden size {hidden} but llm "
+            f"{settings.llm_tag!r} has {student.hidden_size}: add a calibration adapter or train on its latents"
+        )
+        student = None
+    layer = meta.get("layer_idx")
+    return ModelState(
+        checkpoint_id=str(pointer.get("run_id") or Path(str(path)).parent.name),
+        llm_tag=str(pointer.get("llm_tag") or settings.llm_tag),
+        dataset_version=pointer.get("dataset_version"),
+        path=str(ck.path),
+        hidden_size=hidden,
+        max_steps=int(ck.config.model.max_steps),
+        layer_idx=int(layer) if layer is not None else None,
+        scorer=JEPAScorer.from_checkpoint(ck, device=device),
+        model=ck.model,
+        weights=RerankWeights.from_score_config(ck.config.score),
+        student=student,
+        student_error=student_error,
+        loaded_at=datetime.now(UTC).isoformat(),
+        meta=meta,
+    )
+
+
+class ServiceState:
+    """Settings, the current ModelState (or why there is none), the runner, interaction log and metrics."""
+
+    def __init__(self, settings: ServeSettings, metrics: Any = None, interactions: Any = None) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        self.current: ModelState | None = None
+        self.last_error: str | None = None
+        self.student: Any | None = None
+        self.student_error: str | None = None if settings.load_student else "generation is off (RJEPA_LOAD_STUDENT=0)"
+        self._student_tried = False
+        self.runner = ModelRunner()
+        self.metrics = metrics
+        self.interactions = interactions
+        self.recent = RecentChats(settings.recent_chats)
+        self._reload_lock = asyncio.Lock()
+
+    def _student(self) -> None:
+        if self._student_tried or not self.settings.load_student:
+            return
+        self._student_tried = True
+        try:
+            self.student = load_student(self.settings, self.settings.resolved_device())
+        except Exception as exc:  # the scoring routes still work without a student
+            self.student_error = f"could not load student {self.settings.llm_tag!r}: {exc}"
+            log.warning(self.student_error)
+
+    def _load(self, pointer: dict[str, Any]) -> ModelState:
+        self._student()
+        return load_model_state(self.settings, pointer, self.student, self.student_error)
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the LATEST checkpoint if it differs from the one served; never raises."""
+        async with self._reload_lock:
+            try:
+                pointer = await asyncio.to_thread(read_pointer, self.settings)
+            except Exception as exc:
+                self.last_error = f"could not read the LATEST pointer: {exc}"
+                self._count_reload("error")
+                return False, self.last_error
+            if pointer is None:
+                self.last_error = no_checkpoint_message(self.settings)
+                return False, self.last_error
+            cur = self.current
+            if cur is not None and cur.checkpoint_id == str(pointer.get("run_id")):
+                return False, f"checkpoint {cur.checkpoint_id} is already served"
+            try:
+                new = await asyncio.to_thread(self._load, pointer)
+            except Exception as exc:
+                self.last_error = f"could not load checkpoint {pointer.get('run_id')}: {exc}"
+                log.error(self.last_error)
+                self._count_reload("error")
+                return False, self.last_error
+            self.current = new  # one assignment: requests in flight keep the state they took
+            self.last_error = None
+            self._count_reload("loaded")
+            if self.metrics is not None:
+                self.metrics.set_model(new.checkpoint_id, new.llm_tag, new.dataset_version)
+            log.info("serving checkpoint %s (%s/%s)", new.checkpoint_id, new.llm_tag, new.dataset_version)
+            return True, f"now serving checkpoint {new.checkpoint_id}"
+
+    def _count_reload(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.reloads.labels(result=result).inc()
+
+    async def poll(self) -> None:
+        """Reload whenever the pointer moves; runs until cancelled."""
+        interval = self.settings.reload_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self.reload()
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from rjepa_core.eval import evaluate
+from rjepa_core.eval.metrics import oracle_pass_at_k
+from rjepa_core.eval.selection import METHODS
+
+
+def test_report_has_the_contract_fields(report):
+    assert report["k"] == 8 and report["ks"] == [4, 8]
+    assert report["n_problems"] == 12 and report["n_candidates"] == 96
+    assert report["llm_tag"] == "synthetic" and report["dataset_version"] == "v0"
+    assert report["greedy_source"] == "greedy_decoding"
+    assert set(report["methods"]) == set(METHODS)
+    assert set(report["rerank_minus_majority"]) == {"k=4", "k=8"}
+    assert 0.0 <= report["auroc_jepa"] <= 1.0
+    assert report["skipped_methods"] == {}
+    assert report["composite_weights_source"].startswith("fitted on")
+
+
+def test_every_method_has_metrics_per_k_with_the_point_inside_its_interval(report):
+    for name, per_k in report["methods"].items():
+        for key in ("k=4", "k=8"):
+            m = per_k[key]
+            assert 0.0 <= m["accuracy"] <= 1.0, name
+            lo, hi = m["ci95"]
+            assert lo <= m["accuracy"] <= hi, name
+            assert m["accuracy"] <= m["oracle_pass_at_k"] + 1e-9, name
+            assert m["latency_ms_per_candidate"] >= 0.0
+            if name in ("greedy", "random"):
+                assert m["auroc"] is None
+            else:
+                assert 0.0 <= m["auroc"] <= 1.0, name
+
+
+def test_oracle_and_greedy_match_the_data(report, dataset):
+    by_pid = {}
+    for c in dataset.test_chains:
+        by_pid.setdefault(c.problem_id, []).append(c.is_valid)
+    assert report["oracle"]["k=8"] == pytest.approx(oracle_pass_at_k(list(by_pid.values()), 8))
+    greedy_acc = np.mean([dataset.greedy[p].is_valid for p in by_pid])
+    assert report["methods"]["greedy"]["k=4"]["accuracy"] == pytest.approx(greedy_acc)
+    rate = np.mean([c.is_valid for c in dataset.test_chains])
+    assert report["correct_rate"] == pytest.approx(rate)
+
+
+def test_verifier_learns_the_synthetic_signal(report):
+    # wrong chains jump off the dynamics with a larger norm: a supervised verifier should see it
+    assert report["methods"]["verifier"]["k=8"]["auroc"] > 0.6
+    assert report["classifiers"]["verifier"]["num_train"] > 0
+
+
+def test_localisation_and_jepa_distributions_are_reported(report, dataset):
+    loc = report["localisation"]
+    n_wrong = sum(not c.is_valid for c in dataset.test_chains)
+    assert loc["n_incorrect"] == n_wrong and 0 < loc["n"] <= n_wrong
+    assert 0.0 <= loc["hit_rate"] <= 1.0 and 0.0 < loc["chance_rate"] < 1.0
+    values = report["jepa_loss_values"]
+    assert len(values["correct"]) + len(values["incorrect"]) == 96
+    assert report["jepa_loss_by_correctness"]["n_incorrect"] == len(values["incorrect"])
+
+
+def test_without_greedy_or_scorer_the_report_says_so(dataset):
+    rep = evaluate(dataset.problems, dataset.test_chains, dataset.test_latents, None, ks=(4,))
+    assert rep["greedy_source"] == "first_sample"
+    assert {"jepa", "composite", "verifier", "probe"} <= set(rep["skipped_methods"])
+    assert "jepa" not in rep["methods"] and "majority" in rep["methods"]
+    assert rep["auroc_jepa"] is None
+    first = {}
+    for c in dataset.test_chains:
+        if c.meta["sample_index"] == 0:
+            first[c.problem_id] = c.is_valid
+    assert rep["methods"]["greedy"]["k=4"]["accuracy"] == pytest.approx(np.mean(list(first.values())))
+
+
+def test_given_weights_are_used(dataset, scorer):
+    rep = evaluate(
+        dataset.problems,
+        dataset.test_chains,
+        dataset.test_latents,
+        scorer,
+        ks=(4,),
+        weights={"alpha": 0.0, "beta": 1.0, "gamma": 0.0},
+    )
+    assert rep["composite_weights"] == {"alpha": 0.0, "beta": 1.0, "gamma": 0.0}
+    assert rep["composite_weights_source"] == "given"
+    # pure-JEPA composite is JEPA rerank
+    assert rep["methods"]["composite"]["k=4"]["accuracy"] == rep["methods"]["jepa"]["k=4"]["accuracy"]
+
+
+def test_missing_latents_or_candidates_fail_with_a_clear_message(dataset, scorer):
+    latents = dict(dataset.test_latents)
+    latents.pop(dataset.test_chains[0].cot_id)
+    with pytest.raises(ValueError, match="materialize the latents"):
+        evaluate(dataset.problems, dataset.test_chains, latents, scorer)
+    with pytest.raises(ValueError, match="sampled candidates"):
+        evaluate(dataset.problems, dataset.test_chains, dataset.test_latents, scorer, ks=(16,))

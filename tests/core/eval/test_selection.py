@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+
+from rjepa_core.eval.selection import (
+    METHODS,
+    SCORED_METHODS,
+    EvalCandidate,
+    Weights,
+    candidate_scores,
+    choose,
+    fit_weights,
+    random_correctness,
+    vote_counts,
+)
+
+
+def cand(i, answer, correct, logprob=-10.0, tokens=10, jepa=0.5, verifier=0.5, probe=0.5):
+    return EvalCandidate(f"c{i}", answer, correct, logprob, tokens, 3, jepa, None, verifier, probe)
+
+
+def test_majority_vote_groups_equal_numbers_written_differently():
+    group = [cand(0, "1,000", True), cand(1, "7", False), cand(2, "1000.0", True), cand(3, "7", False)]
+    assert vote_counts(group) == [2, 2, 2, 2]
+    group.append(cand(4, "1000", True))
+    assert vote_counts(group) == [3, 2, 3, 2, 3]
+    assert group[choose("majority", group)].correct
+
+
+def test_majority_vote_tie_is_broken_by_log_probability():
+    group = [
+        cand(0, "7", False, logprob=-9.0),
+        cand(1, "8", True, logprob=-3.0),
+        cand(2, "7", False, -8.0),
+        cand(3, "8", True, logprob=-12.0),
+    ]
+    assert choose("majority", group) == 1  # 2 votes each; the "8" cluster holds the most probable chain
+    group[1].logprob = -20.0
+    assert choose("majority", group) == 2  # now the "7" cluster does, and its best chain is returned
+
+
+def test_majority_vote_never_elects_missing_answers():
+    group = [cand(0, None, False, logprob=-1.0), cand(1, None, False, logprob=-1.0), cand(2, "5", True, -9.0)]
+    assert choose("majority", group) == 2
+    assert candidate_scores("majority", group).tolist() == [0.0, 0.0, pytest.approx(1 / 3)]
+
+
+def test_logprob_sum_and_mean_differ_by_length():
+    group = [cand(0, "1", False, logprob=-10.0, tokens=5), cand(1, "2", True, logprob=-12.0, tokens=40)]
+    assert choose("logprob_sum", group) == 0
+    assert choose("logprob_mean", group) == 1
+
+
+def test_jepa_picks_min_loss_and_pure_jepa_composite_agrees():
+    group = [cand(i, str(i), i == 2, jepa=j) for i, j in enumerate([0.9, 0.7, 0.2, 0.4])]
+    assert choose("jepa", group) == 2
+    assert choose("composite", group, Weights(0.0, 1.0, 0.0)) == 2
+    assert choose("composite", group, Weights(1.0, 0.0, 0.0)) == 0  # equal log-probs: ties go to the first
+
+
+def test_every_method_returns_one_valid_index_per_problem():
+    rng = np.random.default_rng(0)
+    groups = [
+        [
+            cand(
+                i,
+                str(rng.integers(3)),
+                bool(rng.random() < 0.4),
+                float(rng.normal(-10, 2)),
+                int(rng.integers(5, 50)),
+                float(rng.random()),
+                float(rng.random()),
+                float(rng.random()),
+            )
+            for i in range(k)
+        ]
+        for k in (1, 2, 5, 8)
+    ]
+    for method in SCORED_METHODS:
+        picks = [choose(method, g) for g in groups]
+        assert len(picks) == len(groups)
+        assert all(0 <= p < len(g) for p, g in zip(picks, groups, strict=True))
+        assert all(candidate_scores(method, g).shape == (len(g),) for g in groups)
+    assert set(SCORED_METHODS) < set(METHODS)
+
+
+def test_unknown_method_and_missing_scores_fail_clearly():
+    group = [cand(0, "1", True, jepa=None)]
+    with pytest.raises(ValueError, match="unknown selection method"):
+        choose("oracle", group)
+    with pytest.raises(ValueError, match="score them first"):
+        choose("jepa", group)
+
+
+def test_random_correctness_is_seeded_and_close_to_the_expectation():
+    groups = [[cand(i, "x", i < c, jepa=0.1) for i in range(4)] for c in (0, 1, 2, 4)]
+    r = random_correctness(groups, draws=2000, seed=5)
+    assert r.shape == (4,)
+    assert r[0] == 0.0 and r[3] == 1.0
+    assert r[1] == pytest.approx(0.25, abs=0.04) and r[2] == pytest.approx(0.5, abs=0.04)
+    assert (random_correctness(groups, draws=2000, seed=5) == r).all()
+
+
+def test_fit_weights_finds_the_informative_term():
+    rng = np.random.default_rng(1)
+    groups = []
+    for _ in range(20):
+        ok = rng.permutation([True, False, False, False])
+        # JEPA-loss separates right from wrong; log-prob is misleading (right chains are least probable)
+        groups.append(
+            [
+                cand(
+                    i,
+                    str(i),
+                    bool(o),
+                    logprob=-30.0 if o else float(rng.normal(-10, 1)),
+                    jepa=0.1 if o else 0.5 + float(rng.random()),
+                )
+                for i, o in enumerate(ok)
+            ]
+        )
+    w, acc = fit_weights(groups)
+    assert acc == 1.0
+    assert w.beta > 0 and w.beta >= w.alpha

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from rjepa_core.config import ScoreConfig
+from rjepa_core.jepa.calibration import Calibration, fit_calibration
+from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
+from rjepa_core.jepa.scoring import JEPAScorer, masked_sets, predict_masked
+from tests.core.jepa.conftest import HIDDEN
+from tests.core.jepa.synthetic import lawful_chains, perturbed, shuffled
+
+
+@pytest.fixture(scope="module")
+def scorer(trained):
+    _, res = trained
+    return JEPAScorer.from_checkpoint(load_checkpoint(res.checkpoint_dir))
+
+
+def test_masked_sets():
+    assert masked_sets(1, ScoreConfig()) == [[0]]
+    assert masked_sets(3, ScoreConfig()) == [[0], [1], [2]]
+    assert masked_sets(4, ScoreConfig(mode="window", window=2)) == [[0, 1], [1, 2], [2, 3]]
+    assert masked_sets(2, ScoreConfig(mode="window", window=3)) == [[0], [1]]
+
+
+def test_deterministic_and_batch_equals_single(scorer):
+    chains = [c.H for c in lawful_chains(5, 6, HIDDEN, seed=7)] + [lawful_chains(1, 3, HIDDEN, seed=8)[0].H]
+    chains.append(chains[0][:1])  # single-step chain
+    a = scorer.score(chains, ["math"] * len(chains))
+    b = scorer.score(chains, ["math"] * len(chains))
+    assert [s.jepa_loss for s in a] == [s.jepa_loss for s in b]
+    assert [len(s.step_surprise) for s in a] == [6] * 5 + [3, 1]
+    for h, s in zip(chains, a, strict=True):
+        single = scorer.score([h], ["math"])[0]
+        assert single.jepa_loss == pytest.approx(s.jepa_loss, abs=1e-5)
+        assert np.allclose(single.step_surprise, s.step_surprise, atol=1e-5)
+        assert s.jepa_loss == pytest.approx(np.mean(s.step_surprise))
+    assert all(np.isfinite(s.jepa_loss) for s in a)
+
+
+def test_lawful_chains_are_less_surprising(scorer):
+    good = lawful_chains(30, 6, HIDDEN, seed=11)
+    g = scorer.score([c.H for c in good], ["math"] * 30)
+    s = scorer.score([shuffled(c, i).H for i, c in enumerate(good)], ["math"] * 30)
+    wins = sum(a.jepa_loss < b.jepa_loss for a, b in zip(g, s, strict=True))
+    assert np.mean([x.jepa_loss for x in g]) < np.mean([x.jepa_loss for x in s])
+    assert wins >= 24
+    p = scorer.score([perturbed(c, 3, i).H for i, c in enumerate(good)], ["math"] * 30)
+    assert sum(b.jepa_loss > a.jepa_loss for a, b in zip(g, p, strict=True)) >= 24
+    assert sum(b.step_surprise[3] > a.step_surprise[3] for a, b in zip(g, p, strict=True)) >= 24  # the replaced step
+
+
+def test_window_and_max_modes(trained):
+    _, res = trained
+    ck = load_checkpoint(res.checkpoint_dir)
+    chains = [c.H for c in lawful_chains(4, 6, HIDDEN, seed=3)]
+    mean = JEPAScorer(ck.model, ScoreConfig(mode="window", window=2)).score(chains)
+    mx = JEPAScorer(ck.model, ScoreConfig(mode="window", window=2, aggregate="max")).score(chains)
+    for a, b in zip(mean, mx, strict=True):
+        assert b.jepa_loss == pytest.approx(max(a.step_surprise)) and b.jepa_loss >= a.jepa_loss
+
+
+def test_bad_inputs(scorer):
+    with pytest.raises(ValueError, match=f"hidden size {HIDDEN}"):
+        scorer.score([np.zeros((3, HIDDEN + 1), np.float32)])
+    with pytest.raises(ValueError, match="max_steps"):
+        scorer.score([np.zeros((40, HIDDEN), np.float32)])
+    assert scorer.score([]) == []
+
+
+def test_calibration_maps_to_unit_interval(trained, scorer):
+    _, res = trained
+    cal = fit_calibration(scorer, lawful_chains(40, 6, HIDDEN, seed=21))
+    assert cal.count == 40 and cal.losses == sorted(cal.losses)
+    grid = np.linspace(min(cal.losses) - 1, max(cal.losses) + 1, 50)
+    vals = [cal.score01(x) for x in grid]
+    assert vals[0] == 1.0 and vals[-1] == 0.0 and all(a >= b for a, b in zip(vals, vals[1:], strict=False))
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    update_meta(res.checkpoint_dir, calibration=cal.to_dict())
+    calibrated = JEPAScorer.from_checkpoint(load_checkpoint(res.checkpoint_dir))
+    good = lawful_chains(20, 6, HIDDEN, seed=31)
+    g = calibrated.score([c.H for c in good])
+    s = calibrated.score([shuffled(c, i).H for i, c in enumerate(good)])
+    assert all(0.0 <= x.score01 <= 1.0 for x in g + s)
+    assert np.mean([x.score01 for x in g]) > np.mean([x.score01 for x in s])
+    with pytest.raises(ValueError, match="validated chains"):
+        fit_calibration(scorer, [shuffled(c) for c in good])
+
+
+def test_predict_masked_shapes_and_future_steps(scorer):
+    h = lawful_chains(1, 4, HIDDEN, seed=2)[0].H
+    pj, ph = predict_masked(scorer.model, h, [1])
+    assert pj.shape == (1, 64) and ph.shape == (1, HIDDEN)
+    pj, ph = predict_masked(scorer.model, h, [4, 5], domain="math")  # plan: two steps past the end
+    assert pj.shape == (2, 64) and np.isfinite(ph).all()
+    with pytest.raises(ValueError, match="indices"):
+        predict_masked(scorer.model, h, [99])

@@ -1,0 +1,216 @@
+"""The API through `TestClient(create_app(...))` on a tiny published checkpoint and the tiny student."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.serve.conftest import HIDDEN
+
+
+def latents(steps: int, width: int = HIDDEN, seed: int = 0) -> list[list[float]]:
+    return np.random.default_rng(seed).standard_normal((steps, width)).round(4).tolist()
+
+
+def test_health_names_the_published_checkpoint(client):
+    h = client.get("/health").json()
+    assert h["status"] == "ok"
+    assert (h["checkpoint_id"], h["llm_tag"], h["dataset_version"]) == ("run-a", "tiny", "v1")
+    assert h["device"] == "cpu" and h["hidden_size"] == HIDDEN and h["student_loaded"] is True
+    assert h["uptime_s"] >= 0
+
+
+def test_score_one_chain_and_a_batch(client):
+    one = client.post("/score", json={"latents": latents(4), "domain": "math"})
+    assert one.status_code == 200, one.text
+    [r] = one.json()["results"]
+    assert len(r["step_surprise"]) == 4 and r["jepa_loss"] > 0
+    assert 0.0 <= r["score01"] <= 1.0
+    assert r["most_surprising_step"] == int(np.argmax(r["step_surprise"]))
+    batch = client.post(
+        "/score", json={"sequences": [{"latents": latents(3, seed=1)}, {"latents": latents(5, seed=2), "domain": "x"}]}
+    )
+    assert batch.status_code == 200, batch.text
+    assert [len(r["step_surprise"]) for r in batch.json()["results"]] == [3, 5]
+    assert batch.json()["checkpoint_id"] == "run-a"
+
+
+def test_score_is_deterministic(client):
+    body = {"latents": latents(5, seed=3)}
+    assert client.post("/score", json=body).json() == client.post("/score", json=body).json()
+
+
+def test_hidden_size_mismatch_names_both_sizes(client):
+    r = client.post("/score", json={"latents": latents(3, width=10)})
+    assert r.status_code == 422
+    assert "10" in r.json()["detail"] and str(HIDDEN) in r.json()["detail"]
+    r = client.post("/predict_masked", json={"latents": latents(3, width=12), "indices": [1]})
+    assert r.status_code == 422 and "12" in r.json()["detail"]
+
+
+def test_nan_and_inf_are_rejected_with_a_clear_message(client):
+    row = ", ".join(["0.5"] * (HIDDEN - 1))
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        body = f'{{"latents": [[{row}, 0.1], [{row}, {bad}]]}}'
+        r = client.post("/score", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, bad
+        assert "finite" in r.json()["detail"] and "[1][63]" in r.json()["detail"]
+    r = client.post("/score", json={"latents": [[1e300] * HIDDEN]})
+    assert r.status_code == 422 and "float32" in r.json()["detail"]
+
+
+def test_shape_and_count_limits(client, serve_settings):
+    too_long = client.post("/score", json={"latents": latents(serve_settings.max_steps + 1)})
+    assert too_long.status_code == 422 and "limit of 16 steps" in too_long.json()["detail"]
+    many = {"sequences": [{"latents": latents(2)}] * (serve_settings.max_sequences + 1)}
+    r = client.post("/score", json=many)
+    assert r.status_code == 422 and "split the batch" in r.json()["detail"]
+    ragged = client.post("/score", json={"latents": [[0.1] * HIDDEN, [0.1] * (HIDDEN - 1)]})
+    assert ragged.status_code == 422 and "matrix" in ragged.json()["detail"]
+    for body in ({}, {"latents": latents(2), "sequences": [{"latents": latents(2)}]}, {"latents": []}):
+        r = client.post("/score", json=body)
+        assert r.status_code == 422, body
+        assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+
+
+def test_malformed_json_and_wrong_types_are_4xx(client):
+    r = client.post("/score", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert client.post("/score", json={"latents": "abc"}).status_code == 422
+    assert client.post("/chat", json={"prompt": 3}).status_code == 422
+    assert client.post("/feedback", json={"rating": "meh"}).status_code == 422
+    assert client.get("/score").status_code == 405
+
+
+def test_predict_masked_returns_both_spaces(client):
+    r = client.post("/predict_masked", json={"latents": latents(4), "indices": [3, 1, 1, 5]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["indices"] == [1, 3, 5]
+    assert np.asarray(out["pred_jepa"]).shape == (3, 64)  # tiny preset d_model
+    assert np.asarray(out["pred_hidden"]).shape == (3, HIDDEN)
+    assert np.isfinite(out["pred_hidden"]).all()
+
+
+def test_predict_masked_rejects_bad_indices(client):
+    r = client.post("/predict_masked", json={"latents": latents(3), "indices": [40]})
+    assert r.status_code == 422 and "32" in r.json()["detail"]
+    r = client.post("/predict_masked", json={"latents": latents(2), "indices": [0, 1]})
+    assert r.status_code == 422 and "context" in r.json()["detail"]
+    assert client.post("/predict_masked", json={"latents": latents(2), "indices": []}).status_code == 422
+    assert client.post("/predict_masked", json={"latents": latents(2), "indices": [-1]}).status_code == 422
+
+
+def test_rerank_given_candidates(client):
+    cands = [
+        "Step 1: 3 + 4 = 7\nStep 2: 7 * 2 = 14\nAnswer: 14",
+        "Step 1: 3 + 4 = 8\nAnswer: 8",
+        "   ",
+    ]
+    r = client.post("/rerank", json={"prompt": "What is (3 + 4) * 2?", "candidates": cands, "domain": "math"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert sorted(out["order"]) == [0, 1, 2] and out["order"][-1] == 2
+    assert out["best_index"] == out["order"][0] in (0, 1)
+    assert [c["chosen"] for c in out["candidates"]].count(True) == 1
+    assert [len(c["steps"]) for c in out["candidates"]] == [2, 1, 0]
+    assert out["candidates"][0]["final_answer"] == "14" and out["candidates"][0]["jepa_loss"] > 0
+    assert out["candidates"][2]["jepa_loss"] is None and "no step" in out["candidates"][2]["note"]
+    assert out["best"] == out["candidates"][out["best_index"]]
+    assert out["weights"] == {"alpha": 0.0, "beta": 1.0, "gamma": 0.0}
+
+
+def test_rerank_weights_change_the_composite(client):
+    cands = ["Step 1: 3 + 4 = 7\nAnswer: 7", "Step 1: 3 + 4 = 8\nStep 2: 8 - 1 = 7\nAnswer: 7"]
+    body = {"prompt": "3 + 4?", "candidates": cands, "weights": {"alpha": 0, "beta": 0, "gamma": 1}}
+    out = client.post("/rerank", json=body).json()
+    assert out["best_index"] == 1  # pure length: the longer chain wins
+
+
+def test_rerank_samples_k_from_the_student(client):
+    r = client.post("/rerank", json={"prompt": "What is 2 + 5?", "k": 3, "seed": 0, "max_new_tokens": 16})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["candidates"]) == 3 and sorted(out["order"]) == [0, 1, 2]
+    assert all(c["num_tokens"] is None or c["num_tokens"] <= 16 for c in out["candidates"])
+
+
+def test_rerank_limits(client, serve_settings):
+    base = {"prompt": "2 + 2?"}
+    r = client.post("/rerank", json={**base, "candidates": ["Step 1: 4"] * 5})
+    assert r.status_code == 422 and "limit of 4 candidates" in r.json()["detail"]
+    r = client.post("/rerank", json={**base, "k": 5})
+    assert r.status_code == 422 and "k=5" in r.json()["detail"]
+    r = client.post("/rerank", json={**base, "k": 2, "candidates": ["a"]})
+    assert r.status_code == 422 and "not both" in r.json()["detail"]
+    r = client.post("/rerank", json={"prompt": "x" * 501, "k": 1})
+    assert r.status_code == 422 and "limit of 500" in r.json()["detail"]
+    r = client.post("/rerank", json={**base, "k": 1, "max_new_tokens": 25})
+    assert r.status_code == 422 and "max_new_tokens=25" in r.json()["detail"]
+    r = client.post("/rerank", json={"prompt": "   ", "k": 1})
+    assert r.status_code == 422 and "blank" in r.json()["detail"]
+
+
+def test_chat_off_and_rerank(client):
+    off = client.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "off", "seed": 1})
+    assert off.status_code == 200, off.text
+    o = off.json()
+    assert o["mode"] == "OFF" and o["jepa"]["candidates"] == [] and o["llm_tag"] == "tiny"
+    assert len(o["jepa"]["step_surprise"]) == len(o["steps"])
+    assert set(o["jepa"]["surprising_steps"]) <= set(range(len(o["steps"])))
+    rr = client.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 3, "seed": 1})
+    assert rr.status_code == 200, rr.text
+    r = rr.json()
+    assert r["mode"] == "RERANK" and len(r["jepa"]["candidates"]) == 3
+    chosen = [c for c in r["jepa"]["candidates"] if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["text"] == r["text"]
+    assert r["interaction_id"] != o["interaction_id"]
+
+
+def test_chat_rejects_unknown_or_unserved_modes(client):
+    r = client.post("/chat", json={"prompt": "2+2?", "mode": "NUDGE"})
+    assert r.status_code == 422 and "not served yet" in r.json()["detail"]
+    r = client.post("/chat", json={"prompt": "2+2?", "mode": "FAST"})
+    assert r.status_code == 422 and "use OFF or RERANK" in r.json()["detail"]
+    r = client.post("/chat", json={"prompt": "2+2?", "mode": "RERANK", "k": 9})
+    assert r.status_code == 422 and "limit of 4" in r.json()["detail"]
+    assert client.post("/chat", json={"prompt": "2+2?", "temperature": -1}).status_code == 422
+
+
+def test_body_limits_give_413(client, serve_settings):
+    big = b'{"latents": [[' + b"0.1," * 60_000 + b"0.1]]}"
+    r = client.post("/score", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the streamed size is counted
+        yield b'{"latents": [['
+        for _ in range(100):
+            yield b"0.1," * 1000
+        yield b"0.1]]}"
+
+    r = client.post("/score", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_metrics_count_requests_and_show_the_model(client):
+    client.post("/score", json={"latents": latents(2)})
+    client.post("/score", json={"latents": latents(2, width=3)})
+    text = client.get("/metrics").text
+    assert 'rjepa_requests_total{method="POST",route="/score",status="200"}' in text
+    assert 'rjepa_errors_total{kind="client",route="/score"}' in text
+    assert 'rjepa_request_latency_seconds_bucket{le="0.5",route="/score"}' in text
+    assert 'rjepa_model_info{checkpoint_id="run-a",dataset_version="v1",llm_tag="tiny"} 1.0' in text
+
+
+def test_openapi_and_page_are_served(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/score", "/predict_masked", "/rerank", "/chat", "/feedback", "/metrics"} <= set(paths)
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="prompt"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_unknown_route_is_404_json(client):
+    r = client.get("/nope")
+    assert r.status_code == 404 and json.loads(r.text)["detail"]

@@ -1,0 +1,86 @@
+"""Startup without a checkpoint, reload to a newly published one (manual and polled), timeouts, admin token."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from rjepa_serve.app import create_app
+from tests.serve.conftest import HIDDEN, make_settings, publish_tiny_checkpoint
+
+
+def _score_body(seed: int = 0) -> dict:
+    return {"latents": np.random.default_rng(seed).standard_normal((4, HIDDEN)).tolist()}
+
+
+def test_starts_without_checkpoint_and_says_what_to_do(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path, None))) as c:
+        h = c.get("/health").json()
+        assert h["status"] == "no_checkpoint" and h["checkpoint_id"] is None
+        assert "jepa_checkpoint" in h["message"]
+        for path, body in (("/score", _score_body()), ("/chat", {"prompt": "2+2?"})):
+            r = c.post(path, json=body)
+            assert r.status_code == 503 and "materialize the `jepa_checkpoint` asset" in r.json()["detail"]
+        assert c.post("/feedback", json={"rating": "up", "prompt": "p", "answer": "a"}).status_code == 200
+        assert "rjepa_model_loaded 0.0" in c.get("/metrics").text
+
+
+def test_reload_swaps_checkpoint_without_failing_requests_in_flight(tmp_path):
+    publish_tiny_checkpoint(tmp_path, "run-a", seed=0)
+    with TestClient(create_app(make_settings(tmp_path, None))) as c:
+        assert c.get("/health").json()["checkpoint_id"] == "run-a"
+        r = c.post("/admin/reload").json()
+        assert r["changed"] is False and "already served" in r["message"]
+        before = c.post("/score", json=_score_body(1)).json()["results"][0]["jepa_loss"]
+        publish_tiny_checkpoint(tmp_path, "run-b", version="v2", seed=1)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            inflight = [pool.submit(c.post, "/score", json=_score_body(i)) for i in range(8)]
+            reload = pool.submit(c.post, "/admin/reload")
+            assert all(f.result().status_code == 200 for f in inflight)
+            assert reload.result().json() == {**reload.result().json(), "changed": True, "checkpoint_id": "run-b"}
+        h = c.get("/health").json()
+        assert (h["checkpoint_id"], h["dataset_version"]) == ("run-b", "v2")
+        after = c.post("/score", json=_score_body(1)).json()
+        assert after["checkpoint_id"] == "run-b" and after["results"][0]["jepa_loss"] != before
+        assert 'rjepa_reloads_total{result="loaded"} 2.0' in c.get("/metrics").text
+
+
+def test_background_poll_picks_up_a_new_checkpoint(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path, None, reload_interval_s=0.2))) as c:
+        assert c.get("/health").json()["status"] == "no_checkpoint"
+        publish_tiny_checkpoint(tmp_path, "run-p")
+        deadline = time.monotonic() + 30
+        while c.get("/health").json()["checkpoint_id"] != "run-p":
+            assert time.monotonic() < deadline, "the poller never loaded the published checkpoint"
+            time.sleep(0.1)
+        assert c.post("/score", json=_score_body()).status_code == 200
+
+
+def test_broken_pointer_target_keeps_serving_and_reports(tmp_path):
+    import shutil
+
+    publish_tiny_checkpoint(tmp_path, "run-a")
+    with TestClient(create_app(make_settings(tmp_path, None))) as c:
+        folder = publish_tiny_checkpoint(tmp_path, "run-x", seed=2)
+        shutil.rmtree(folder)
+        r = c.post("/admin/reload").json()
+        assert r["changed"] is False and "run-x" in r["message"]
+        assert c.get("/health").json()["checkpoint_id"] == "run-a"
+        assert c.post("/score", json=_score_body()).status_code == 200
+
+
+def test_generation_timeout_is_a_clear_5xx(store_root, tiny_llm_dir):
+    with TestClient(create_app(make_settings(store_root, tiny_llm_dir, generation_timeout_s=0.001))) as c:
+        r = c.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 4, "max_new_tokens": 24})
+        assert r.status_code in (503, 504)
+        assert "within" in r.json()["detail"] or "busy" in r.json()["detail"]
+
+
+def test_admin_token_guards_reload(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path, None, admin_token="s3cret"))) as c:
+        assert c.post("/admin/reload").status_code == 403
+        assert c.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
+        assert c.post("/admin/reload", headers={"X-Admin-Token": "s3cret"}).status_code == 200

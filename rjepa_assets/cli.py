@@ -60,11 +60,11 @@ def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[s
     _register(instance, llm_tag, version)
     if selection is None or {"teacher_data", "problems", "gold_cots"} & set(selection):
         t = time.monotonic()
-        res = defs.get_job_def("dataset_job").execute_in_process(
+        res = defs.resolve_job_def("dataset_job").execute_in_process(
             partition_key=version, instance=instance, raise_on_error=False
         )
         _check(res, "dataset_job", t)
-    job = defs.get_job_def("llm_pipeline_job")
+    job = defs.resolve_job_def("llm_pipeline_job")
     if selection:
         keep = [s for s in selection if s not in ("teacher_data", "problems", "gold_cots")]
         if not keep:
@@ -134,7 +134,16 @@ def cmd_eval(args) -> None:
 
 def cmd_ui(args) -> None:
     _instance()
-    cmd = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    cmd = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     print("[rjepa] " + " ".join(cmd))
     raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
@@ -149,9 +158,17 @@ def cmd_bench(args) -> None:
 def cmd_llms_add(args) -> None:
     from rjepa_core.llm.registry import LLMSpec
 
-    spec = LLMSpec(llm_tag=args.tag, source=args.source, gguf_file=args.gguf_file, layer_idx=args.layer_idx,
-                   dtype=args.dtype, batch_size=args.batch_size, hidden_size=args.hidden_size,
-                   quantization=args.quantization, description=args.description)
+    spec = LLMSpec(
+        llm_tag=args.tag,
+        source=args.source,
+        gguf_file=args.gguf_file,
+        layer_idx=args.layer_idx,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        hidden_size=args.hidden_size,
+        quantization=args.quantization,
+        description=args.description,
+    )
     path = PROJECT_ROOT / "configs" / "llms" / f"{args.tag}.yaml"
     if path.exists() and not args.force:
         raise SystemExit(f"{path} exists: pass --force to replace it")

@@ -1,9 +1,9 @@
 """The pipeline's steps as plain functions; Dagster assets and the CLI are thin wrappers around them.
 
-    >>> student = StudentLLM.load("smollm2-135m")
-    >>> chains = sample_student_chains(student, problems, k=4, k_test=8)
-    >>> seqs = extract_latents(student, problems, gold_cots + chains)
-    >>> result = train_jepa(seqs, cfg, out_dir="checkpoints/run1")
+>>> student = StudentLLM.load("smollm2-135m")
+>>> chains = sample_student_chains(student, problems, k=4, k_test=8)
+>>> seqs = extract_latents(student, problems, gold_cots + chains)
+>>> result = train_jepa(seqs, cfg, out_dir="checkpoints/run1")
 """
 
 from __future__ import annotations
@@ -80,8 +80,14 @@ def sample_student_chains(
                         origin=f"student:{tag}",
                         created_at=datetime.now(UTC),
                         logprob=float(g.logprob),
-                        meta={"sample_index": i, "greedy": temp == 0.0, "temperature": temp,
-                              "num_new_tokens": g.num_new_tokens, "text": g.text, "split": p.split},
+                        meta={
+                            "sample_index": i,
+                            "greedy": temp == 0.0,
+                            "temperature": temp,
+                            "num_new_tokens": g.num_new_tokens,
+                            "text": g.text,
+                            "split": p.split,
+                        },
                     )
                     out.append(label_chain(p, chain))
             prog.update(kk * len(chunk))
@@ -102,7 +108,9 @@ def extract_latents(
     by_id = {p.problem_id: p for p in problems}
     missing = {c.problem_id for c in cots} - set(by_id)
     if missing:
-        raise ValueError(f"{len(missing)} chains refer to problems not in this dataset version (e.g. {next(iter(missing))})")
+        raise ValueError(
+            f"{len(missing)} chains refer to problems not in this dataset version (e.g. {next(iter(missing))})"
+        )
     layer = student.spec.layer_idx if layer_idx is None else layer_idx
     prog = Progress(len(cots), f"extract latents ({student.llm_tag}, layer {layer})", log)
     out: list[LatentSequence] = []
@@ -118,9 +126,18 @@ def extract_latents(
             p = by_id[c.problem_id]
             out.append(
                 LatentSequence(
-                    cot_id=c.cot_id, problem_id=c.problem_id, llm_tag=student.llm_tag, layer_idx=layer,
-                    hidden_size=int(ex.H.shape[1]), num_steps=int(ex.H.shape[0]), step_spans=ex.step_spans,
-                    token_ids=ex.token_ids, domain=p.domain, is_valid=c.is_valid, split=p.split, origin=c.origin,
+                    cot_id=c.cot_id,
+                    problem_id=c.problem_id,
+                    llm_tag=student.llm_tag,
+                    layer_idx=layer,
+                    hidden_size=int(ex.H.shape[1]),
+                    num_steps=int(ex.H.shape[0]),
+                    step_spans=ex.step_spans,
+                    token_ids=ex.token_ids,
+                    domain=p.domain,
+                    is_valid=c.is_valid,
+                    split=p.split,
+                    origin=c.origin,
                     H=ex.H,
                 ).check()
             )
@@ -189,8 +206,12 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
     ck = load_checkpoint(result.checkpoint_dir)
     calibration = fit_calibration(JEPAScorer.from_checkpoint(ck), val_seqs)
     meta = update_meta(
-        result.checkpoint_dir, calibration=calibration.to_dict(), num_train=len(train_seqs), num_val=len(val_seqs),
-        num_negatives=len(negatives), **extra_meta,
+        result.checkpoint_dir,
+        calibration=calibration.to_dict(),
+        num_train=len(train_seqs),
+        num_val=len(val_seqs),
+        num_negatives=len(negatives),
+        **extra_meta,
     )
     return result, meta
 
@@ -206,8 +227,17 @@ def newest_checkpoint(layout, llm_tag: str, version: str):
     return runs[-1] / "best"
 
 
-def run_evaluation(layout, llm_tag: str, version: str, *, ks=(4, 8), seed: int = 0, bootstrap: int = 1000,
-                   device: str = "cpu", log: Log = None):
+def run_evaluation(
+    layout,
+    llm_tag: str,
+    version: str,
+    *,
+    ks=(4, 8),
+    seed: int = 0,
+    bootstrap: int = 1000,
+    device: str = "cpu",
+    log: Log = None,
+):
     """Evaluate the partition's newest checkpoint on its test split; write report.{json,md} + plots."""
     import json
 
@@ -236,8 +266,18 @@ def run_evaluation(layout, llm_tag: str, version: str, *, ks=(4, 8), seed: int =
     if log:
         log(f"evaluating {len(test_chains)} candidates on {len(test_problems)} test problems, K={list(ks)}")
     report = evaluate(
-        test_problems, test_chains, H, scorer, train_chains=train_chains, train_latents=H, ks=tuple(ks),
-        seed=seed, llm_tag=llm_tag, dataset_version=version, greedy=greedy or None, history=history,
+        test_problems,
+        test_chains,
+        H,
+        scorer,
+        train_chains=train_chains,
+        train_latents=H,
+        ks=tuple(ks),
+        seed=seed,
+        llm_tag=llm_tag,
+        dataset_version=version,
+        greedy=greedy or None,
+        history=history,
         n_resamples=bootstrap,
     )
     report["checkpoint"] = str(ck.path)

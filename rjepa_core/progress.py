@@ -1,9 +1,9 @@
 """Progress reporting for long steps: counts, rate and ETA, throttled, through any `log(str)` callable.
 
-    >>> p = Progress(total=1000, label="extract", log=print)
-    >>> for _ in range(1000):
-    ...     p.update(1)
-    >>> p.done()
+>>> p = Progress(total=1000, label="extract", log=print)
+>>> for _ in range(1000):
+...     p.update(1)
+>>> p.done()
 """
 
 from __future__ import annotations

@@ -56,6 +56,21 @@ def _require_student(ms: ModelState) -> Any:
     return ms.student
 
 
+def _logprobs(student: Any, prompt: str, texts: dict[int, str]) -> dict[int, float | None]:
+    """Log-probs of the texts after the prompt; a text the student cannot score alone gets None."""
+    keys = list(texts)
+    try:
+        return dict(zip(keys, student.logprobs([prompt] * len(keys), [texts[k] for k in keys]), strict=True))
+    except (StopIteration, ValueError):
+        out: dict[int, float | None] = {}
+        for k in keys:
+            try:
+                out[k] = student.logprobs([prompt], [texts[k]])[0]
+            except (StopIteration, ValueError):
+                out[k] = None
+        return out
+
+
 def candidates_from_texts(ms: ModelState, statement: str, texts: list[str]) -> tuple[str, list[Any]]:
     """Candidates (steps, final answer, log-prob under the student) from given chain texts."""
     from rjepa_core.inference.rerank import Candidate
@@ -63,12 +78,19 @@ def candidates_from_texts(ms: ModelState, statement: str, texts: list[str]) -> t
 
     student = _require_student(ms)
     prompt = student.prompt_for(statement)
-    logps = student.logprobs([prompt] * len(texts), texts)
+    # blank texts have no token to score (and make the student's logprobs fail): they get no log-prob
+    filled = [i for i, t in enumerate(texts) if t.strip()]
+    logps = _logprobs(student, prompt, {i: texts[i] for i in filled})
     out = []
-    for text, lp in zip(texts, logps, strict=True):
+    for i, text in enumerate(texts):
         steps = [s.text for s in segment(text)] if text.strip() else []
-        n_tok = len(student.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-        out.append(Candidate(text, steps, float(lp), None, extract_final_answer(text), n_tok or None))
+        n_tok = len(student.tokenizer(text, add_special_tokens=False)["input_ids"]) if text.strip() else 0
+        lp = logps.get(i)
+        out.append(
+            Candidate(
+                text, steps, float(lp) if lp is not None else None, None, extract_final_answer(text), n_tok or None
+            )
+        )
     return prompt, out
 
 

@@ -44,6 +44,7 @@ class ModelState:
     llm_tag: str  # student the checkpoint was trained on
     dataset_version: str | None  # dataset version it was trained on
     path: str  # checkpoint folder actually loaded
+    pointer_path: str  # folder the LATEST pointer named (path may be its .old fallback)
     hidden_size: int  # student latent width the checkpoint expects
     max_steps: int  # longest chain the model covers
     layer_idx: int | None  # student layer the latents come from (None: the student spec's)
@@ -62,8 +63,15 @@ class ModelRunner:
     def __init__(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rjepa-model")
 
+    @staticmethod
+    def _call(fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except StopIteration as exc:  # a future cannot carry StopIteration: it would never complete
+            raise RuntimeError(f"model call raised StopIteration: {exc!r}") from exc
+
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
-        fut = self._pool.submit(fn, *args)
+        fut = self._pool.submit(self._call, fn, *args)
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
         except TimeoutError:
@@ -114,7 +122,7 @@ def interactions_dir(settings: ServeSettings) -> Path:
     """`<storage>/interactions/`, as the storage layout names it."""
     from rjepa_core.store.layout import StorageLayout
 
-    return Path(StorageLayout(settings.storage).interactions_path("1970-01-01")).parent
+    return Path(StorageLayout(settings.storage).interactions_dir())
 
 
 def open_interaction_log(settings: ServeSettings) -> Any:
@@ -164,6 +172,7 @@ def load_model_state(
         llm_tag=str(pointer.get("llm_tag") or settings.llm_tag),
         dataset_version=pointer.get("dataset_version"),
         path=str(ck.path),
+        pointer_path=str(path),
         hidden_size=hidden,
         max_steps=int(ck.config.model.max_steps),
         layer_idx=int(layer) if layer is not None else None,
@@ -221,7 +230,10 @@ class ServiceState:
                 self.last_error = no_checkpoint_message(self.settings)
                 return False, self.last_error
             cur = self.current
-            if cur is not None and cur.checkpoint_id == str(pointer.get("run_id")):
+            if cur is not None and (cur.checkpoint_id, cur.pointer_path) == (
+                str(pointer.get("run_id")),
+                str(pointer.get("path")),
+            ):
                 return False, f"checkpoint {cur.checkpoint_id} is already served"
             try:
                 new = await asyncio.to_thread(self._load, pointer)

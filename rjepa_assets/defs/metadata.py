@@ -9,7 +9,9 @@ from typing import Any
 import dagster as dg
 
 
-def md_table(rows: dict[str, Any] | list[dict[str, Any]], headers: tuple[str, str] = ("key", "value")) -> dg.MetadataValue:
+def md_table(
+    rows: dict[str, Any] | list[dict[str, Any]], headers: tuple[str, str] = ("key", "value")
+) -> dg.MetadataValue:
     if isinstance(rows, dict):
         lines = [f"| {headers[0]} | {headers[1]} |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows.items()]
     else:

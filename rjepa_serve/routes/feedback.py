@@ -40,7 +40,7 @@ async def feedback(req: FeedbackRequest, svc: Service) -> FeedbackResponse:
     )
 
 
-@router.delete("/feedback/user/{user_id}", response_model=DeleteUserResponse)
+@router.delete("/feedback/user/{user_id:path}", response_model=DeleteUserResponse)
 async def delete_user(user_id: Annotated[str, Path(min_length=1, max_length=200)], svc: Service) -> DeleteUserResponse:
     """Remove every interaction of one user from all interaction files (each file rewritten atomically)."""
     removed = await asyncio.to_thread(svc.interactions.delete_user, user_id)

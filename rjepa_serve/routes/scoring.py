@@ -21,18 +21,20 @@ router = APIRouter(tags=["model"])
 
 def as_matrix(latents: list[list[float]], ms: ModelState, max_steps: int, where: str) -> np.ndarray:
     """(num_steps, hidden) float32, checked against the checkpoint's width and the step caps."""
-    H = np.asarray(latents, dtype=np.float32)  # (S, Dh)
-    if H.shape[1] != ms.hidden_size:
+    H64 = np.asarray(latents, dtype=np.float64)  # (S, Dh)
+    if H64.shape[1] != ms.hidden_size:
         raise client_error(
-            f"{where}: latent width {H.shape[1]} does not match hidden size {ms.hidden_size} of checkpoint "
+            f"{where}: latent width {H64.shape[1]} does not match hidden size {ms.hidden_size} of checkpoint "
             f"{ms.checkpoint_id} (llm {ms.llm_tag}): send latents of that student, or use a calibration adapter"
         )
     cap = min(max_steps, ms.max_steps)
-    if H.shape[0] > cap:
-        raise client_error(f"{where}: {H.shape[0]} steps is above the limit of {cap} steps per chain: send fewer steps")
-    if not np.isfinite(H).all():  # finite doubles can still overflow float32
+    if H64.shape[0] > cap:
+        raise client_error(
+            f"{where}: {H64.shape[0]} steps is above the limit of {cap} steps per chain: send fewer steps"
+        )
+    if np.abs(H64).max() > np.finfo(np.float32).max:  # finite doubles can still overflow float32
         raise client_error(f"{where}: values overflow float32: latents must be finite float32 numbers")
-    return H
+    return H64.astype(np.float32)
 
 
 @router.post("/score", response_model=ScoreResponse)

@@ -19,12 +19,20 @@ TINY_RJEPA = {
 V1 = {
     "version": "v1",
     "sources": [
-        {"kind": "reasoning_gym", "task": "chain_sum", "size": 16, "seed": 1,
-         "params": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1}},
+        {
+            "kind": "reasoning_gym",
+            "task": "chain_sum",
+            "size": 16,
+            "seed": 1,
+            "params": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1},
+        },
     ],
 }
-V2 = {"version": "v2", "parent": "v1", "sources": [{"kind": "reasoning_gym", "task": "basic_arithmetic",
-                                                    "size": 6, "seed": 2}]}
+V2 = {
+    "version": "v2",
+    "parent": "v1",
+    "sources": [{"kind": "reasoning_gym", "task": "basic_arithmetic", "size": 6, "seed": 2}],
+}
 
 FAST_RUN_CONFIG = {
     "ops": {
@@ -46,8 +54,10 @@ def project(tmp_path, tiny_llm_dir):
     from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource
 
     configs = tmp_path / "configs"
-    write_yaml(configs / "llms" / "tiny.yaml",
-               {"llm_tag": "tiny", "source": str(tiny_llm_dir), "hidden_size": 64, "batch_size": 8})
+    write_yaml(
+        configs / "llms" / "tiny.yaml",
+        {"llm_tag": "tiny", "source": str(tiny_llm_dir), "hidden_size": 64, "batch_size": 8},
+    )
     write_yaml(configs / "datasets" / "v1.yaml", V1)
     write_yaml(configs / "rjepa" / "default.yaml", TINY_RJEPA)
     store = tmp_path / "store"

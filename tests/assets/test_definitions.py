@@ -38,5 +38,7 @@ def test_checks_jobs_schedules_sensors():
 
 def test_gpu_heavy_assets_share_one_pool():
     graph = default_defs.get_repository_def().asset_graph
-    pools = {k: graph.get(dg.AssetKey(k)).pools for k in ("student_chains", "latents", "jepa_checkpoint", "eval_report")}
+    pools = {
+        k: graph.get(dg.AssetKey(k)).pools for k in ("student_chains", "latents", "jepa_checkpoint", "eval_report")
+    }
     assert all(p == {"gpu"} for p in pools.values()), pools

@@ -16,8 +16,14 @@ def test_feedback_on_a_chat_keeps_the_server_record_pii_filtered(client, serve_s
     chat = client.post("/chat", json={"prompt": "Email me at ann@example.org: what is 2 + 2?", "seed": 0}).json()
     r = client.post(
         "/feedback",
-        json={"interaction_id": chat["interaction_id"], "rating": "up", "consent": True, "user_id": "ann",
-              "comment": "call me on +33 6 12 34 56 78", "prompt": "client text is ignored for known chats"},
+        json={
+            "interaction_id": chat["interaction_id"],
+            "rating": "up",
+            "consent": True,
+            "user_id": "ann",
+            "comment": "call me on +33 6 12 34 56 78",
+            "prompt": "client text is ignored for known chats",
+        },
     )
     assert r.status_code == 200, r.text
     assert r.json() == {**r.json(), "recorded": True, "text_kept": True, "source": "server"}
@@ -34,8 +40,15 @@ def test_feedback_on_a_chat_keeps_the_server_record_pii_filtered(client, serve_s
 def test_feedback_without_consent_keeps_no_text(client, serve_settings):
     r = client.post(
         "/feedback",
-        json={"rating": "down", "consent": False, "user_id": "bob", "prompt": "my card 4111 1111 1111 1111",
-              "answer": "42", "steps": ["a step"], "mode": "RERANK"},
+        json={
+            "rating": "down",
+            "consent": False,
+            "user_id": "bob",
+            "prompt": "my card 4111 1111 1111 1111",
+            "answer": "42",
+            "steps": ["a step"],
+            "mode": "RERANK",
+        },
     )
     assert r.status_code == 200 and r.json()["text_kept"] is False and r.json()["source"] == "client"
     [rec] = [x for x in _records(serve_settings) if x["interaction_id"] == r.json()["interaction_id"]]

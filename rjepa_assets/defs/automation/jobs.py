@@ -1,7 +1,5 @@
 """Jobs: the dataset job [dataset_version] and the per-LLM pipeline job [llm × dataset_version]."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 dataset_job = dg.define_asset_job(

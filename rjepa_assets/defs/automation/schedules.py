@@ -1,7 +1,5 @@
 """Nightly retraining: chains → latents → checkpoint → eval for the newest dataset version of every LLM."""
 
-from __future__ import annotations
-
 import os
 
 import dagster as dg
@@ -13,8 +11,12 @@ from rjepa_assets.defs.partitions import dataset_version_partitions, llm_partiti
 NIGHTLY_CRON = os.environ.get("RJEPA_NIGHTLY_CRON", "0 2 * * *")
 
 
-@dg.schedule(job=llm_pipeline_job, cron_schedule=NIGHTLY_CRON, execution_timezone="UTC",
-             description="Retrain every registered LLM on the newest dataset version (cron: $RJEPA_NIGHTLY_CRON).")
+@dg.schedule(
+    job=llm_pipeline_job,
+    cron_schedule=NIGHTLY_CRON,
+    execution_timezone="UTC",
+    description="Retrain every registered LLM on the newest dataset version (cron: $RJEPA_NIGHTLY_CRON).",
+)
 def nightly_retraining(context: dg.ScheduleEvaluationContext):
     versions = sorted(context.instance.get_dynamic_partitions(dataset_version_partitions.name), key=version_order)
     llms = sorted(context.instance.get_dynamic_partitions(llm_partitions.name))
@@ -23,7 +25,10 @@ def nightly_retraining(context: dg.ScheduleEvaluationContext):
     newest = versions[-1]
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [
-        dg.RunRequest(run_key=f"nightly|{stamp}|{tag}|{newest}", partition_key=multi_key(newest, tag),
-                      tags={"rjepa/trigger": "nightly"})
+        dg.RunRequest(
+            run_key=f"nightly|{stamp}|{tag}|{newest}",
+            partition_key=multi_key(newest, tag),
+            tags={"rjepa/trigger": "nightly"},
+        )
         for tag in llms
     ]

@@ -1,7 +1,5 @@
 """Sensors: new LLM in the registry → `llm` partition + backfill; new dataset config → `dataset_version`."""
 
-from __future__ import annotations
-
 import re
 
 import dagster as dg
@@ -17,8 +15,12 @@ def version_order(v: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", v)]
 
 
-@dg.sensor(job=llm_pipeline_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="A new configs/llms/<tag>.yaml adds an `llm` partition and backfills every dataset version.")
+@dg.sensor(
+    job=llm_pipeline_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A new configs/llms/<tag>.yaml adds an `llm` partition and backfills every dataset version.",
+)
 def llm_registry_sensor(context: dg.SensorEvaluationContext, configs: ConfigsResource):
     registry = configs.registry()
     known = set(context.instance.get_dynamic_partitions(llm_partitions.name))
@@ -34,8 +36,12 @@ def llm_registry_sensor(context: dg.SensorEvaluationContext, configs: ConfigsRes
     return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=[llm_partitions.build_add_request(new)])
 
 
-@dg.sensor(job=dataset_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="A new configs/datasets/<version>.yaml adds a `dataset_version` partition and builds it.")
+@dg.sensor(
+    job=dataset_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A new configs/datasets/<version>.yaml adds a `dataset_version` partition and builds it.",
+)
 def dataset_version_sensor(context: dg.SensorEvaluationContext, configs: ConfigsResource):
     found = load_dataset_configs(configs.dir("datasets"))
     known = set(context.instance.get_dynamic_partitions(dataset_version_partitions.name))
@@ -43,4 +49,6 @@ def dataset_version_sensor(context: dg.SensorEvaluationContext, configs: Configs
     if not new:
         return dg.SkipReason(f"no new dataset version ({len(known)} known)")
     runs = [dg.RunRequest(run_key=f"dataset|{v}", partition_key=v) for v in new]
-    return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=[dataset_version_partitions.build_add_request(new)])
+    return dg.SensorResult(
+        run_requests=runs, dynamic_partitions_requests=[dataset_version_partitions.build_add_request(new)]
+    )

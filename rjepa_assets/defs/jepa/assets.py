@@ -1,7 +1,5 @@
 """The R-JEPA checkpoint asset [llm × dataset_version]: trained on validated train-split chains."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -31,14 +29,46 @@ class CheckpointConfig(dg.Config):
     deps=[latents],
     group_name="jepa",
     pool=GPU_POOL,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch", "safetensors"},
     check_specs=[dg.AssetCheckSpec("checkpoint_not_collapsed", asset="jepa_checkpoint")],
     description="R-JEPA trained on validated chains' latents (train split), early-stopped on val, calibrated.",
 )
-def jepa_checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig, storage: StorageResource,
-                    configs: ConfigsResource):
-    version, tag = split_key(context.partition_key)
-    layout = storage.layout()
+def jepa_checkpoint(
+    context: dg.AssetExecutionContext, config: CheckpointConfig, storage: StorageResource, configs: ConfigsResource
+):
+    layout, results = storage.layout(), {}
+    for key in context.partition_keys:
+        version, tag = split_key(key)
+        results[str(key)] = _train_partition(context, config, configs, layout, version, tag)
+    collapsed = {k: r["ratio"] for k, r in results.items() if r["ratio"] <= COLLAPSE_RATIO}
+    if len(results) == 1:
+        metadata = next(iter(results.values()))["metadata"]
+    else:
+        metadata = {
+            "partitions": md_table(
+                [
+                    {"partition": k, "run_id": r["metadata"]["run_id"], "best_val_loss": r["metadata"]["best_val_loss"]}
+                    for k, r in results.items()
+                ]
+            )
+        }
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="checkpoint_not_collapsed",
+                passed=not collapsed,
+                metadata={
+                    "std_preds_over_std_targets": dg.MetadataValue.json({k: r["ratio"] for k, r in results.items()}),
+                    "threshold": COLLAPSE_RATIO,
+                },
+            )
+        ],
+    )
+
+
+def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource, layout, version: str, tag: str):
     seqs = LatentStore(layout).read(tag, version)
     if not seqs:
         raise dg.Failure(f"no latents for {tag}/{version}: materialize `latents` for this partition first")
@@ -46,37 +76,36 @@ def jepa_checkpoint(context: dg.AssetExecutionContext, config: CheckpointConfig,
     cfg = load_rjepa_config(configs.dir("rjepa") / f"{config.config}.yaml", seqs[0].hidden_size, **overrides)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
     out = layout.checkpoint_dir(tag, version, run_id)
-    result, meta = train_jepa(seqs, cfg, out, log=context.log.info, device=config.device,
-                              llm_tag=tag, dataset_version=version, run_id=run_id, layer_idx=seqs[0].layer_idx)
+    result, meta = train_jepa(
+        seqs,
+        cfg,
+        out,
+        log=context.log.info,
+        device=config.device,
+        llm_tag=tag,
+        dataset_version=version,
+        run_id=run_id,
+        layer_idx=seqs[0].layer_idx,
+    )
     if config.publish:
         publish_latest_checkpoint(layout, tag, version, run_id, {**meta, "path": str(result.checkpoint_dir)})
     curves = plot_training({"history": result.history}, out / "training_curves.png")
-    ratio = result.std_preds / max(result.std_targets, 1e-8)
     finals = {k: v for k, v in result.history[-1].items() if isinstance(v, float)} if result.history else {}
-    return dg.MaterializeResult(
-        metadata={
-            "run_id": run_id,
-            "path": dg.MetadataValue.path(str(result.checkpoint_dir)),
-            "steps": result.steps,
-            "best_val_loss": result.best_val_loss or float("nan"),
-            "initial_val_loss": result.initial_val_loss or float("nan"),
-            "std_targets": result.std_targets,
-            "std_preds": result.std_preds,
-            "num_train_chains": result.num_train,
-            "params": sum(p.numel() for p in load_checkpoint(result.checkpoint_dir).model.parameters()),
-            "duration_s": round(result.duration_s, 1),
-            "sequences_per_s": round(result.sequences_per_s, 1),
-            "final_losses": md_table(finals),
-            **({"loss_curves": png(curves, "training curves")} if curves else {}),
-            "config": dg.MetadataValue.json(cfg.to_dict()),
-            "published_latest": config.publish,
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="checkpoint_not_collapsed",
-                passed=bool(ratio > COLLAPSE_RATIO),
-                metadata={"std_preds_over_std_targets": float(ratio), "threshold": COLLAPSE_RATIO},
-            )
-        ],
-    )
-
+    metadata = {
+        "run_id": run_id,
+        "path": dg.MetadataValue.path(str(result.checkpoint_dir)),
+        "steps": result.steps,
+        "best_val_loss": result.best_val_loss or float("nan"),
+        "initial_val_loss": result.initial_val_loss or float("nan"),
+        "std_targets": result.std_targets,
+        "std_preds": result.std_preds,
+        "num_train_chains": result.num_train,
+        "params": sum(p.numel() for p in load_checkpoint(result.checkpoint_dir).model.parameters()),
+        "duration_s": round(result.duration_s, 1),
+        "sequences_per_s": round(result.sequences_per_s, 1),
+        "final_losses": md_table(finals),
+        **({"loss_curves": png(curves, "training curves")} if curves else {}),
+        "config": dg.MetadataValue.json(cfg.to_dict()),
+        "published_latest": config.publish,
+    }
+    return {"metadata": metadata, "ratio": result.std_preds / max(result.std_targets, 1e-8)}

@@ -1,17 +1,17 @@
 """Per-LLM assets [llm × dataset_version]: sampled student chains and step latents."""
 
-from __future__ import annotations
-
 from collections import Counter
 
 import dagster as dg
 import numpy as np
+from dagster_duckdb import DuckDBResource
 
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_core.pipeline import extract_latents, sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
+from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
 
 GPU_POOL = "gpu"  # one GPU-heavy step at a time per device (dagster.yaml sets the pool limit)
@@ -48,7 +48,9 @@ def _limit(rows: list[Problem], n: int) -> list[Problem]:
     description="K chains per problem sampled from the student, labelled correct/incorrect, with log-probs.",
 )
 def student_chains(
-    context: dg.AssetExecutionContext, config: StudentChainsConfig, storage: StorageResource,
+    context: dg.AssetExecutionContext,
+    config: StudentChainsConfig,
+    storage: StorageResource,
     student_llm: StudentLLMResource,
 ):
     layout, meta = storage.layout(), {}
@@ -57,8 +59,14 @@ def student_chains(
         rows = _limit(read_records(Problem, layout.problems_path(version)), config.max_problems)
         student = student_llm.load(tag)
         chains = sample_student_chains(
-            student, rows, k=config.k, k_test=config.k_test, temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens, seed=config.seed, greedy_test=config.greedy_test,
+            student,
+            rows,
+            k=config.k,
+            k_test=config.k_test,
+            temperature=config.temperature,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            greedy_test=config.greedy_test,
             log=context.log.info,
         )
         write_records(chains, layout.student_chains_path(tag, version), ChainOfThought)
@@ -90,7 +98,9 @@ def student_chains(
     check_specs=[dg.AssetCheckSpec("latents_finite_and_registered_width", asset="latents")],
     description="Step latents (mean-pooled hidden states of one layer) of gold and student chains.",
 )
-def latents(context: dg.AssetExecutionContext, storage: StorageResource, student_llm: StudentLLMResource):
+def latents(
+    context: dg.AssetExecutionContext, storage: StorageResource, student_llm: StudentLLMResource, duckdb: DuckDBResource
+):
     layout, meta, problems_bad = storage.layout(), {}, []
     store = LatentStore(layout)
     for key in context.partition_keys:
@@ -107,10 +117,18 @@ def latents(context: dg.AssetExecutionContext, storage: StorageResource, student
         if not finite or wrong:
             problems_bad.append(f"{key}: finite={finite}, widths {wrong} != registered {width}")
         meta[str(key)] = {**store.stats(tag, version), "hidden_size": width, "layer_idx": seqs[0].layer_idx}
+    build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
+    with duckdb.get_connection() as con:
+        by_llm = con.execute(
+            "SELECT llm_tag, dataset_version, split, is_valid, count(*) AS n FROM latents GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
     only = next(iter(meta.values())) if len(meta) == 1 else {}
     return dg.MaterializeResult(
         metadata={
             **{k: v for k, v in only.items() if isinstance(v, int | float | str)},
+            "index_by_llm": md_table(
+                [dict(zip(("llm", "version", "split", "valid", "n"), r, strict=True)) for r in by_llm]
+            ),
             "partitions": md_table([{"partition": k, **v} for k, v in meta.items()]),
         },
         check_results=[

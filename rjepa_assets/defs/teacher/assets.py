@@ -5,8 +5,6 @@ TEACHER_<NAME>_BASE_URL/_MODEL/_API_KEY in the environment); otherwise it record
 and says why. Keys never reach logs, files or metadata; spend is capped by `teacher_budget_usd`.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from rjepa_assets.defs.metadata import md_table
@@ -31,7 +29,10 @@ def teacher_data(context: dg.AssetExecutionContext, storage: StorageResource, co
     version = context.partition_key
     cfg = load_dataset_config(configs.dir("datasets") / f"{version}.yaml")
     layout = storage.layout()
-    out_p, out_c = layout.dataset_dir(version) / "teacher_problems.parquet", layout.dataset_dir(version) / "teacher_cots.parquet"
+    out_p, out_c = (
+        layout.dataset_dir(version) / "teacher_problems.parquet",
+        layout.dataset_dir(version) / "teacher_cots.parquet",
+    )
     if not cfg.teachers or cfg.teacher_problems <= 0:
         write_records([], out_p, Problem)
         write_records([], out_c, ChainOfThought)
@@ -49,8 +50,12 @@ def teacher_data(context: dg.AssetExecutionContext, storage: StorageResource, co
     log_path = layout.dataset_dir(version) / "teacher_requests.jsonl"
     clients = [TeacherClient(s, log_path=log_path) for n, s in available.items() if n.lower() in wanted]
     budget = BudgetTracker(cap_usd=cfg.teacher_budget_usd or None)
-    spec = ProblemSpec(domain=cfg.teacher_domain, subdomain=cfg.teacher_subdomain, n=cfg.teacher_problems,
-                       difficulty=cfg.teacher_difficulty)
+    spec = ProblemSpec(
+        domain=cfg.teacher_domain,
+        subdomain=cfg.teacher_subdomain,
+        n=cfg.teacher_problems,
+        difficulty=cfg.teacher_difficulty,
+    )
     problems, rep_p = generate_problems(clients, spec, budget)
     chains, rep_c = generate_chains(clients, problems, budget, chains_per_teacher=cfg.teacher_chains)
     write_records(problems, out_p, Problem)
@@ -96,13 +101,20 @@ def write_dataset_config(context: dg.OpExecutionContext, config: CreateDatasetCo
         raise dg.Failure(f"{path} already exists: pick a new version name (versions are immutable)")
     sources = []
     if config.reasoning_gym_task and config.reasoning_gym_size > 0:
-        sources.append(SourceSpec(kind="reasoning_gym", task=config.reasoning_gym_task,
-                                  size=config.reasoning_gym_size).__dict__)
+        sources.append(
+            SourceSpec(kind="reasoning_gym", task=config.reasoning_gym_task, size=config.reasoning_gym_size).__dict__
+        )
     body = {
-        "version": config.version, "parent": config.parent or None, "description": "created from the UI",
-        "sources": sources, "teachers": config.teachers, "teacher_problems": config.count,
-        "teacher_budget_usd": config.budget_usd, "teacher_domain": config.domain,
-        "teacher_subdomain": config.subdomain, "teacher_difficulty": config.difficulty,
+        "version": config.version,
+        "parent": config.parent or None,
+        "description": "created from the UI",
+        "sources": sources,
+        "teachers": config.teachers,
+        "teacher_problems": config.count,
+        "teacher_budget_usd": config.budget_usd,
+        "teacher_domain": config.domain,
+        "teacher_subdomain": config.subdomain,
+        "teacher_difficulty": config.difficulty,
     }
     DatasetConfig(**{**body, "sources": [SourceSpec(**s) for s in sources]})  # validate before writing
     atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))

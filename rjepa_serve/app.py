@@ -151,6 +151,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             svc.runner.shutdown()
+            svc.scoring_runner.shutdown()
 
     app = FastAPI(
         title="rjepa",

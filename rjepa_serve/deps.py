@@ -47,10 +47,11 @@ def client_error(msg: str) -> HTTPException:
     return HTTPException(422, detail=msg)
 
 
-async def run_model(svc: ServiceState, fn: Callable[..., T], *args: Any) -> T:
-    """Run on the model thread; client-fixable ValueErrors → 422, busy → 503, too slow → 504."""
+async def run_model(svc: ServiceState, fn: Callable[..., T], *args: Any, scoring: bool = False) -> T:
+    """Run on a model thread; client-fixable ValueErrors → 422, busy → 503, too slow → 504."""
+    runner = svc.scoring_runner if scoring else svc.runner
     try:
-        return await svc.runner.run(fn, *args, timeout=svc.settings.generation_timeout_s)
+        return await runner.run(fn, *args, timeout=svc.settings.generation_timeout_s)
     except ValueError as exc:
         raise client_error(str(exc)) from exc
     except ServiceBusy as exc:

@@ -26,7 +26,7 @@ class ServeSettings(BaseSettings):
     llm_source: str | None = None  # override the student's source (folder, .gguf, hub id); None = registry
     load_student: bool = True  # False serves /score and /predict_masked only (no generation)
     device: str = "auto"  # auto = CUDA when present, else CPU
-    torch_threads: int = Field(2, ge=1)  # intra-op threads for the model calls
+    torch_threads: int = Field(1, ge=1)  # intra-op threads per model call (two model threads may run at once)
     reload_interval_s: float = Field(30.0, ge=0)  # poll the LATEST pointer this often (0 = never)
     admin_token: SecretStr | None = None  # when set, POST /admin/reload needs header X-Admin-Token
 

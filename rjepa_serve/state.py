@@ -7,8 +7,12 @@
 
 A request reads `svc.current` once and keeps that `ModelState` for its whole life, so a reload that
 lands mid-request never changes the model under it: the new state is built aside (in a worker
-thread, not the model thread) and then assigned in one step. Model calls go through `ModelRunner`:
-one worker thread, so calls never overlap, with a wall-time limit covering the wait in the queue.
+thread, not the model threads) and then assigned in one step. Model calls go through a `ModelRunner`:
+one worker thread, so its calls never overlap, with a wall-time limit covering the wait in the queue.
+There are two runners: `generation` (the student: sampling, log-probs, extraction, then scoring of the
+candidates) and `scoring` (/score, /predict_masked), so a latent-scoring call does not queue behind a
+long generation. R-JEPA inference is read-only (eval mode, no grad, no buffers written), which is what
+makes its use from both threads safe; the student is only ever used by the generation thread.
 """
 
 from __future__ import annotations
@@ -197,7 +201,8 @@ class ServiceState:
         self.student: Any | None = None
         self.student_error: str | None = None if settings.load_student else "generation is off (RJEPA_LOAD_STUDENT=0)"
         self._student_tried = False
-        self.runner = ModelRunner()
+        self.runner = ModelRunner()  # student work (generation, log-probs, extraction) + scoring of its chains
+        self.scoring_runner = ModelRunner()  # /score and /predict_masked: never queued behind a generation
         self.metrics = metrics
         self.interactions = interactions
         self.recent = RecentChats(settings.recent_chats)

@@ -46,7 +46,7 @@ async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
         raise client_error(f"{len(seqs)} sequences is above the limit of {cap} per request: split the batch")
     where = "latents" if req.sequences is None else "sequences[{}].latents"
     mats = [as_matrix(s.latents, ms, svc.settings.max_steps, where.format(i)) for i, s in enumerate(seqs)]
-    out = await run_model(svc, engine.score_chains, ms, mats, [s.domain for s in seqs])
+    out = await run_model(svc, engine.score_chains, ms, mats, [s.domain for s in seqs], scoring=True)
     return ScoreResponse(results=[ChainScoreOut(**r) for r in out], checkpoint_id=ms.checkpoint_id)
 
 
@@ -59,5 +59,5 @@ async def predict_masked(req: PredictMaskedRequest, ms: Model, svc: Service) -> 
         raise client_error(f"indices {bad} are outside [0, {ms.max_steps}): the checkpoint covers {ms.max_steps} steps")
     if set(range(H.shape[0])) <= set(req.indices):
         raise client_error("every step is masked: leave at least one step of `latents` visible as context")
-    idx, pj, ph = await run_model(svc, engine.predict, ms, H, req.indices, req.domain)
+    idx, pj, ph = await run_model(svc, engine.predict, ms, H, req.indices, req.domain, scoring=True)
     return PredictMaskedResponse(indices=idx, pred_jepa=pj, pred_hidden=ph, checkpoint_id=ms.checkpoint_id)

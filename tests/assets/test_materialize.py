@@ -47,10 +47,7 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     mat = instance.get_latest_materialization_event(dg.AssetKey("jepa_checkpoint")).asset_materialization
     assert mat.partition == "v1|tiny"
     assert {"run_id", "best_val_loss", "std_preds", "loss_curves"} <= set(mat.metadata)
-    checks = {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-        for e in r2.get_asset_check_evaluations()
-    }
+    checks = {e.check_name: e.passed for e in r2.get_asset_check_evaluations()}
     assert checks["latents_finite_and_registered_width"] is True
     assert checks["checkpoint_not_collapsed"] is True
     assert "rerank_not_worse_than_off" in checks

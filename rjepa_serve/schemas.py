@@ -24,6 +24,7 @@ HARD_MAX_TEXT = 100_000
 HARD_MAX_CANDIDATES = 256
 MODES = ("OFF", "RERANK")
 UNAVAILABLE_MODES = ("NUDGE", "PLAN")
+MIN_TEMPERATURE = 0.01
 
 Step = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_WIDTH)]
 Latents = Annotated[list[Step], Field(min_length=1, max_length=HARD_MAX_STEPS)]
@@ -114,7 +115,12 @@ class Weights(_Body):
 
 
 class _GenerationParams(_Body):
-    temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy")
+    temperature: float = Field(0.7, ge=0, le=2, description=f"0 (or below {MIN_TEMPERATURE}) = greedy")
+
+    def sampling_temperature(self) -> float:
+        """Tiny temperatures overflow the softmax (inf/NaN probabilities): they mean greedy."""
+        return self.temperature if self.temperature >= MIN_TEMPERATURE else 0.0
+
     max_new_tokens: int | None = Field(None, ge=1, le=4096, description="capped by the service setting")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     domain: str | None = Field(None, max_length=64)

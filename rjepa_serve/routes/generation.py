@@ -58,7 +58,7 @@ async def rerank(req: RerankRequest, ms: Generator, svc: Service) -> RerankRespo
         else:
             k = req.k or min(4, s.max_candidates)
             n = _new_tokens(req.max_new_tokens, s)
-            full, cands = engine.candidates_from_samples(ms, prompt, k, req.temperature, n, req.seed)
+            full, cands = engine.candidates_from_samples(ms, prompt, k, req.sampling_temperature(), n, req.seed)
         return engine.rank(ms, full, cands, weights, req.domain)
 
     if req.candidates is not None:
@@ -95,7 +95,7 @@ async def chat(req: ChatRequest, ms: Generator, svc: Service) -> ChatResponse:
     n = _new_tokens(req.max_new_tokens, s)
 
     def work():
-        full, cands = engine.candidates_from_samples(ms, prompt, k, req.temperature, n, req.seed)
+        full, cands = engine.candidates_from_samples(ms, prompt, k, req.sampling_temperature(), n, req.seed)
         return engine.rank(ms, full, cands, ms.weights, req.domain)
 
     ranked = await run_model(svc, work)
@@ -136,7 +136,7 @@ async def chat(req: ChatRequest, ms: Generator, svc: Service) -> ChatResponse:
             "num_candidates": len(ranked.outs),
             "llm_tag": ms.llm_tag,
             "checkpoint_id": ms.checkpoint_id,
-            "extra": {"temperature": req.temperature, "latency_ms": resp.latency_ms},
+            "extra": {"temperature": req.sampling_temperature(), "latency_ms": resp.latency_ms},
         },
     )
     return resp

@@ -168,6 +168,13 @@ def test_chat_off_and_rerank(client):
     assert r["interaction_id"] != o["interaction_id"]
 
 
+def test_chat_tiny_temperature_means_greedy(client):
+    body = {"prompt": "What is 3 + 4?", "max_new_tokens": 8}
+    tiny = client.post("/chat", json={**body, "temperature": 1e-300, "seed": 1})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["text"] == client.post("/chat", json={**body, "temperature": 0, "seed": 2}).json()["text"]
+
+
 def test_chat_rejects_unknown_or_unserved_modes(client):
     r = client.post("/chat", json={"prompt": "2+2?", "mode": "NUDGE"})
     assert r.status_code == 422 and "not served yet" in r.json()["detail"]

@@ -1,0 +1,82 @@
+"""Pipeline steps on the tiny real student: labels, chain bookkeeping, latents, training split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rjepa_core.pipeline import extract_latents, label_chain, sample_student_chains, split_for_training
+from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem
+
+
+def problem(split="train", answer="5"):
+    return Problem.create(
+        source="test", statement=f"What is 2 + 3? ({split})", domain="math", answer_gold=answer, split=split
+    )
+
+
+def chain(p, steps, final):
+    return ChainOfThought(
+        cot_id=final + p.problem_id,
+        problem_id=p.problem_id,
+        steps=steps,
+        final_answer=final,
+        is_valid=False,
+        origin="student:tiny",
+    )
+
+
+def test_label_chain_checks_answer_and_locates_first_wrong_step():
+    p = problem()
+    ok = label_chain(p, chain(p, ["2 + 3 = 5"], "5"))
+    assert ok.is_valid and ok.meta["first_wrong_step"] is None
+    bad = label_chain(p, chain(p, ["2 + 3 = 6", "6 - 1 = 5"], "5.0"))
+    assert bad.is_valid  # final answers compare as numbers
+    assert bad.meta["first_wrong_step"] == 0
+    wrong = label_chain(p, chain(p, ["2 + 3 = 6"], "6"))
+    assert not wrong.is_valid and "wrong final answer" in wrong.validation_reason
+    empty = label_chain(p, chain(p, ["hmm"], ""))
+    assert not empty.is_valid and empty.validation_reason == "no final answer"
+
+
+def test_sampling_gives_k_per_split_plus_greedy_and_latents_match(tiny_student):
+    problems = [problem("train"), problem("test")]
+    chains = sample_student_chains(tiny_student, problems, k=2, k_test=3, max_new_tokens=8, seed=1)
+    by = {p.split: [c for c in chains if c.problem_id == p.problem_id] for p in problems}
+    assert len(by["train"]) == 2
+    assert len(by["test"]) == 4 and sum(c.meta["greedy"] for c in by["test"]) == 1
+    assert all(c.logprob <= 0 and c.origin == "student:tiny" for c in chains)
+    again = sample_student_chains(tiny_student, problems, k=2, k_test=3, max_new_tokens=8, seed=1)
+    assert [c.steps for c in again] == [c.steps for c in chains]  # seeded
+    seqs = extract_latents(tiny_student, problems, chains)
+    assert [s.cot_id for s in seqs] == [c.cot_id for c in chains]
+    for s, c in zip(seqs, chains, strict=True):
+        assert s.H.shape == (len(c.steps), 64) and s.H.dtype == np.float16 and s.is_valid == c.is_valid
+    with pytest.raises(ValueError, match="not in this dataset version"):
+        extract_latents(tiny_student, problems[:1], chains)
+    with pytest.raises(ValueError, match="k and k_test"):
+        sample_student_chains(tiny_student, problems, k=0)
+
+
+def test_split_for_training_uses_only_valid_targets():
+    def seq(i, split, valid):
+        return LatentSequence(
+            cot_id=str(i),
+            problem_id="p",
+            llm_tag="t",
+            layer_idx=-2,
+            hidden_size=2,
+            num_steps=1,
+            step_spans=[(0, 1)],
+            token_ids=[0],
+            split=split,
+            is_valid=valid,
+        )
+
+    seqs = [seq(i, s, v) for i, (s, v) in enumerate([("train", True)] * 20 + [("train", False), ("val", True)])]
+    train, val, neg = split_for_training(seqs)
+    assert len(train) == 20 and len(val) == 1 and len(neg) == 1
+    train, val, _ = split_for_training(seqs[:20])  # no val split: a slice of train is held out
+    assert len(train) == 18 and len(val) == 2
+    with pytest.raises(ValueError, match="no valid training chains"):
+        split_for_training([seq(0, "train", False)])

@@ -205,7 +205,7 @@ def main() -> None:
 
     report = {
         "benchmark": "service_load",
-        "server": "uvicorn, 1 process, model calls serialised on one thread, 127.0.0.1",
+        "server": "uvicorn, 1 process, 127.0.0.1; student calls serialised on one thread, latent scoring on another",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch_threads": args.threads},
         "checkpoint_id": health["checkpoint_id"],
         "llm_tag": health["llm_tag"],

@@ -95,9 +95,13 @@ class StudentLLM:
         items: Sequence[tuple[str, list[str]] | ChainInput],
         layer_idx: int | None = None,
         batch_size: int | None = None,
+        share_prefix: bool = True,
     ) -> list[Extracted]:
-        """Step latents of (prompt, steps) chains, text = prompt + render_chain(steps)."""
-        return extraction.extract(self, items, layer_idx=layer_idx, batch_size=batch_size)
+        """Step latents of (prompt, steps) chains, text = prompt + render_chain(steps).
+
+        share_prefix: chains with the same prompt run it once and reuse its cache (same latents, less compute).
+        """
+        return extraction.extract(self, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix)
 
     def extract_texts(
         self,

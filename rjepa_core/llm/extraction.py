@@ -8,7 +8,9 @@
 Why it is fast: chains are sorted by length and batched with right padding (little padding
 waste); a forward hook on the ONE requested decoder layer captures its output and aborts the
 forward, so later layers and the LM head never run and no other layer's states are kept; each
-step is mean-pooled over its token span with one batched matmul in float32.
+step is mean-pooled over its token span with one batched matmul in float32. With a causal model,
+chains that share a prompt (K samples of one problem) run the prompt once and only their own
+tokens against its cached keys/values (`share_prefix=True`, see `rjepa_core.llm.prefix`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rjepa_core.llm import prefix
 from rjepa_core.segmentation import render_chain_spans, token_spans
 
 
@@ -60,8 +63,11 @@ def encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
-def layer_output(llm, input_ids, attention_mask, layer_pos: int):
-    """Output of one layer for a padded batch, (B, S, D); nothing after that layer runs."""
+def layer_output(llm, input_ids, attention_mask, layer_pos: int, **forward_kwargs):
+    """Output of one layer for a padded batch, (B, S, D); nothing after that layer runs.
+
+    `forward_kwargs` go to the model (past_key_values, position_ids, use_cache for prefix sharing).
+    """
     import torch
 
     captured = {}
@@ -73,9 +79,9 @@ def layer_output(llm, input_ids, attention_mask, layer_pos: int):
     handle = llm.layers[layer_pos].register_forward_hook(hook)
     try:
         with torch.inference_mode():
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, **forward_kwargs}
             if llm.spec.kind == "causal":
-                kwargs["use_cache"] = False
+                kwargs.setdefault("use_cache", False)
             llm.model(**kwargs)
     except _StopForward:
         pass
@@ -100,20 +106,16 @@ def _pool(h, spans: list[list[tuple[int, int]]]):
     return [pooled[b, : len(row)] for b, row in enumerate(spans)]
 
 
-def extract_texts(
-    llm,
-    texts: Sequence[str],
-    char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
-    layer_idx: int | None = None,
-    batch_size: int | None = None,
-) -> list[Extracted]:
-    """Pooled latents of arbitrary character spans of arbitrary texts (lower level than `extract`)."""
-    import torch
+@dataclass
+class _Encoded:
+    ids: list[int]  # full-text token ids
+    offsets: list[tuple[int, int]]  # their character offsets
+    spans: list[tuple[int, int]]  # token [start, end) of each step
 
+
+def _encode(llm, texts: Sequence[str], char_spans_per_text: Sequence[Sequence[tuple[int, int]]]) -> list[_Encoded]:
     if len(texts) != len(char_spans_per_text):
         raise ValueError(f"got {len(texts)} texts but {len(char_spans_per_text)} span lists")
-    layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
-    batch_size = batch_size or llm.spec.batch_size
     encoded = []
     for i, (text, char_spans) in enumerate(zip(texts, char_spans_per_text, strict=True)):
         if not char_spans:
@@ -124,25 +126,88 @@ def extract_texts(
                 f"text {i} has {len(ids)} tokens > max_length {llm.spec.max_length} of {llm.llm_tag!r}: "
                 "shorten the chain or raise max_length in the registry YAML"
             )
-        encoded.append((ids, token_spans(offsets, list(char_spans))))
-    pad_id = llm.pad_token_id
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]), reverse=True)
-    results: list[Extracted | None] = [None] * len(encoded)
+        encoded.append(_Encoded(ids, offsets, token_spans(offsets, list(char_spans))))
+    return encoded
+
+
+def _pool_full(llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: int, batch_size: int) -> dict:
+    """Pooled float32 (J, D) per index, each text run whole (length-sorted, right-padded batches)."""
+    import torch
+
+    out = {}
+    order = sorted(indices, key=lambda i: len(encoded[i].ids), reverse=True)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(len(encoded[i][0]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (B, S)
+        width = max(len(encoded[i].ids) for i in idx)
+        input_ids = torch.full((len(idx), width), llm.pad_token_id, dtype=torch.long)  # (B, S)
         attention_mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, S)
         for row, i in enumerate(idx):
-            ids = encoded[i][0]
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+            input_ids[row, : len(encoded[i].ids)] = torch.tensor(encoded[i].ids)
+            attention_mask[row, : len(encoded[i].ids)] = 1
         h = layer_output(llm, input_ids.to(llm.device), attention_mask.to(llm.device), layer_pos)  # (B, S, D)
-        pooled = _pool(h, [encoded[i][1] for i in idx])
-        for row, i in enumerate(idx):
-            H = pooled[row].cpu().numpy().astype(np.float16)  # (J, D)
-            results[i] = Extracted(H=H, token_ids=encoded[i][0], step_spans=encoded[i][1])
-    return results  # type: ignore[return-value]
+        out.update(zip(idx, _pool(h, [encoded[i].spans for i in idx]), strict=True))
+    return out
+
+
+def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_size: int) -> dict:
+    """Pooled float32 (J, D) per member of `groups`: each prompt runs once, chains run on its cached keys/values.
+
+    Up to `batch_size` equal-length prompts run together (no padding, so positions stay exact);
+    their members' chain tokens then run in length-sorted batches, each row on its prompt's cache.
+    """
+    import torch
+
+    config, dev, out = llm.model.config, llm.device, {}
+    for P, bucket in prefix.buckets_by_length(groups).items():
+        for g0 in range(0, len(bucket), batch_size):
+            window = bucket[g0 : g0 + batch_size]
+            cache = prefix.new_cache(config, layer_pos)
+            prompt_ids = torch.tensor([g.prompt_ids for g in window], device=dev)  # (G, P)
+            layer_output(llm, prompt_ids, torch.ones_like(prompt_ids), layer_pos, past_key_values=cache, use_cache=True)
+            keys, values = prefix.cached_kv(cache, layer_pos)  # per layer (G, H_kv, P, d)
+            rows = sorted(
+                ((i, g) for g, group in enumerate(window) for i in group.members),
+                key=lambda r: len(encoded[r[0]].ids),
+                reverse=True,
+            )
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                which = torch.tensor([g for _, g in chunk], device=dev)  # (B,)
+                row_cache = prefix.cache_for_rows(config, keys, values, which)
+                ids, mask, pos = prefix.continuation_batch([encoded[i].ids[P:] for i, _ in chunk], P, llm.pad_token_id)
+                h = layer_output(
+                    llm,
+                    ids.to(dev),
+                    mask.to(dev),
+                    layer_pos,
+                    past_key_values=row_cache,
+                    position_ids=pos.to(dev),
+                    use_cache=True,  # the calling convention of cached generation, which every causal LM supports
+                )  # (B, C, D): the chain tokens only
+                spans = [[(s - P, e - P) for s, e in encoded[i].spans] for i, _ in chunk]
+                out.update(zip([i for i, _ in chunk], _pool(h, spans), strict=True))
+    return out
+
+
+def _results(encoded: list[_Encoded], pooled: dict, dtype) -> list[Extracted]:
+    return [
+        Extracted(H=pooled[i].cpu().numpy().astype(dtype), token_ids=e.ids, step_spans=e.spans)
+        for i, e in enumerate(encoded)
+    ]
+
+
+def extract_texts(
+    llm,
+    texts: Sequence[str],
+    char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
+    layer_idx: int | None = None,
+    batch_size: int | None = None,
+) -> list[Extracted]:
+    """Pooled latents of arbitrary character spans of arbitrary texts (lower level than `extract`)."""
+    layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
+    encoded = _encode(llm, texts, char_spans_per_text)
+    pooled = _pool_full(llm, encoded, range(len(encoded)), layer_pos, batch_size or llm.spec.batch_size)
+    return _results(encoded, pooled, np.float16)
 
 
 def _as_chain(item) -> ChainInput:
@@ -153,9 +218,11 @@ def _as_chain(item) -> ChainInput:
     raise TypeError(f"expected (prompt, steps) or ChainInput, got {type(item).__name__}")
 
 
-def extract(llm, items, layer_idx: int | None = None, batch_size: int | None = None) -> list[Extracted]:
-    """Latents of chains; each item is (prompt_text, steps) or a ChainInput. Text = prompt + render_chain."""
-    texts, spans = [], []
+def extract_float32(
+    llm, items, layer_idx: int | None = None, batch_size: int | None = None, share_prefix: bool = True
+) -> list[Extracted]:
+    """`extract` before the float16 cast (H float32): for exactness checks and callers that want full precision."""
+    prompts, texts, spans = [], [], []
     for n, item in enumerate(items):
         chain = _as_chain(item)
         if not chain.steps:
@@ -164,6 +231,31 @@ def extract(llm, items, layer_idx: int | None = None, batch_size: int | None = N
             body, char_spans = render_chain_spans(chain.steps, chain.final_answer)
         except ValueError as exc:
             raise ValueError(f"chain {n}: {exc}") from exc
+        prompts.append(chain.prompt)
         texts.append(chain.prompt + body)
         spans.append([(len(chain.prompt) + s, len(chain.prompt) + e) for s, e in char_spans])
-    return extract_texts(llm, texts, spans, layer_idx=layer_idx, batch_size=batch_size)
+    layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
+    batch_size = batch_size or llm.spec.batch_size
+    encoded = _encode(llm, texts, spans)
+    groups, rest = [], list(range(len(encoded)))
+    if share_prefix and llm.spec.kind == "causal" and prefix.new_cache(llm.model.config, layer_pos) is not None:
+        prompt_tokens = {p: encode_with_offsets(llm.tokenizer, p) for p in dict.fromkeys(prompts)}
+        groups, rest = prefix.plan_prefix_groups(
+            prompts, prompt_tokens, [e.ids for e in encoded], [e.offsets for e in encoded], [e.spans for e in encoded]
+        )
+    pooled = _pool_full(llm, encoded, rest, layer_pos, batch_size)
+    pooled.update(_pool_shared(llm, encoded, groups, layer_pos, batch_size))
+    return _results(encoded, pooled, np.float32)
+
+
+def extract(
+    llm, items, layer_idx: int | None = None, batch_size: int | None = None, share_prefix: bool = True
+) -> list[Extracted]:
+    """Latents of chains; each item is (prompt_text, steps) or a ChainInput. Text = prompt + render_chain.
+
+    share_prefix: chains with the same prompt run it once (causal models; same latents, less compute).
+    """
+    out = extract_float32(llm, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix)
+    for ex in out:
+        ex.H = ex.H.astype(np.float16)  # (J, D)
+    return out

@@ -1,87 +1,106 @@
 """DuckDB index over the store (SPEC §4): SQL by domain, difficulty, validity, LLM and version.
 
-    >>> build_index(layout)
-    >>> query(layout, "SELECT llm_tag, dataset_version, is_valid, count(*) AS n FROM latents GROUP BY ALL")
+    >>> build_index(layout)                                   # <root>/index.duckdb
+    >>> query(layout, "SELECT llm_tag, dataset_version, domain, is_valid, count(*) AS n FROM latents GROUP BY ALL")
+    >>> counts_by(layout, "problems", "dataset_version", "difficulty")
 
-Views read the parquet files in place (no copy). `dataset_version` and `llm_tag` come from the
-paths. Rebuilding writes a new database file and renames it over the old one, so readers opened
-read-only keep working.
+Views read the parquet files in place (no copy) through a glob, so shards committed after the build
+show up without a rebuild; `dataset_version` and `llm_tag` come from the paths. Anything under a
+hidden name (temp files, the `.v1.new` folder of a set being written) is filtered out on the file
+name, which DuckDB applies before opening the files. A view whose glob matches nothing yet is an
+empty table with the right columns; rebuild once files exist. Rebuilding writes a new database
+file and renames it over the old one, and `query` opens it read-only, so concurrent readers never
+see a half-built index or fight over a write lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem
+from rjepa_core.schemas import ChainOfThought, Problem
 from rjepa_core.store.layout import StorageLayout
+from rjepa_core.store.shards import SHARD_SCHEMA
 
-# view name -> (glob relative to the root, record class, path parts -> columns)
-VIEWS = {
-    "problems": ("datasets/*/problems.parquet", Problem, {"dataset_version": -2}),
-    "cots": ("datasets/*/cots.parquet", ChainOfThought, {"dataset_version": -2}),
-    "student_chains": ("chains/*/*/student_chains.parquet", ChainOfThought, {"llm_tag": -3, "dataset_version": -2}),
-    "latents": ("latents/*/*/shard-*.parquet", LatentSequence, {"llm_tag": -3, "dataset_version": -2}),
+
+@dataclass(frozen=True)
+class ViewSpec:
+    glob: str  # files of the view, relative to the storage root
+    schema: pa.Schema  # columns of the files (used for the empty table before any file exists)
+    path_columns: dict[str, int]  # column -> path component counted from the end (-1 is the file name)
+
+
+VIEWS: dict[str, ViewSpec] = {
+    "problems": ViewSpec("datasets/*/problems.parquet", Problem.ARROW_SCHEMA, {"dataset_version": -2}),
+    "cots": ViewSpec("datasets/*/cots.parquet", ChainOfThought.ARROW_SCHEMA, {"dataset_version": -2}),
+    "student_chains": ViewSpec(
+        "chains/*/*/student_chains.parquet", ChainOfThought.ARROW_SCHEMA, {"llm_tag": -3, "dataset_version": -2}
+    ),
+    "latents": ViewSpec("latents/*/*/shard-*.parquet", SHARD_SCHEMA, {"llm_tag": -3, "dataset_version": -2}),
 }
 
 
-def _duck_type(arrow_type) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_string(arrow_type):
-        return "VARCHAR"
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN"
-    if pa.types.is_integer(arrow_type):
-        return "BIGINT"
-    if pa.types.is_floating(arrow_type):
-        return "DOUBLE"
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ"
-    return "VARCHAR[]" if pa.types.is_list(arrow_type) else "VARCHAR"
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
-def _view_sql(layout: StorageLayout, name: str) -> str:
-    pattern, cls, parts = VIEWS[name]
-    files = [p for p in layout.root.glob(pattern) if not p.name.startswith(".")]
-    path_cols = ", ".join(f"string_split(filename, '/')[{idx}] AS {col}" for col, idx in parts.items())
-    if not files:  # an empty table with the right columns, so queries work before anything is built
-        cols = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in cls.ARROW_SCHEMA)
-        extra = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in parts)
-        return f"CREATE VIEW {name} AS SELECT {cols}, {extra} WHERE false"
-    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in sorted(files))
-    return (
+def _visible_files(layout: StorageLayout, spec: ViewSpec) -> list[Path]:
+    root = layout.root
+    return [p for p in root.glob(spec.glob) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, layout: StorageLayout, name: str, spec: ViewSpec) -> int:
+    """Create one view (or empty table); returns how many files it covers now."""
+    files = _visible_files(layout, spec)
+    if not files:
+        empty = spec.schema.empty_table()
+        for col in spec.path_columns:
+            empty = empty.append_column(col, pa.array([], pa.string()))
+        con.register("_empty", empty)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
+        con.unregister("_empty")
+        return 0
+    root = str(layout.root)
+    path_cols = ", ".join(f"string_split(filename, '/')[{idx}] AS {col}" for col, idx in spec.path_columns.items())
+    # The filter is on the part below the root (the root itself may sit under a hidden folder).
+    # No union_by_name: with it DuckDB opens every matched file before filtering, hidden ones included.
+    con.execute(
         f"CREATE VIEW {name} AS SELECT * EXCLUDE (filename), {path_cols} "
-        f"FROM read_parquet([{listing}], filename = true, union_by_name = true)"
+        f"FROM read_parquet({_sql_str(root + '/' + spec.glob)}, filename = true) "
+        f"WHERE strpos(filename[{len(root) + 1}:], '/.') = 0"
     )
+    return len(files)
 
 
 def build_index(layout: StorageLayout, db_path: str | Path | None = None) -> Path:
-    """(Re)create the views; returns the database path."""
+    """(Re)create every view in a fresh database file and rename it into place; returns its path."""
     db_path = Path(db_path or layout.index_db_path())
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = db_path.with_name(f".{db_path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    con = duckdb.connect(str(tmp))
+    tmp = db_path.with_name(f".{db_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        for name in VIEWS:
-            con.execute(_view_sql(layout, name))
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, spec in VIEWS.items():
+                _create_view(con, layout, name, spec)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, db_path)
     finally:
-        con.close()
-    os.replace(tmp, db_path)
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
     return db_path
 
 
-def query(layout: StorageLayout, sql: str, params: list[Any] | None = None, db_path: str | Path | None = None):
-    """Run SQL against the index (built on first use); rows as dicts."""
-    db_path = Path(db_path or layout.index_db_path())
-    if not db_path.exists():
-        build_index(layout, db_path)
+def _run(db_path: Path, sql: str, params: list[Any] | dict[str, Any] | None) -> list[dict[str, Any]]:
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         cur = con.execute(sql, params or [])
@@ -91,12 +110,32 @@ def query(layout: StorageLayout, sql: str, params: list[Any] | None = None, db_p
         con.close()
 
 
-def counts_by(layout: StorageLayout, view: str, *cols: str) -> list[dict[str, Any]]:
+def query(
+    layout: StorageLayout, sql: str, params: list[Any] | dict[str, Any] | None = None, db_path: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Run SQL against the index, read-only (built on first use); rows as dicts."""
+    db_path = Path(db_path or layout.index_db_path())
+    if not db_path.exists():
+        build_index(layout, db_path)
+    try:
+        return _run(db_path, sql, params)
+    except duckdb.IOException as e:
+        if "No files found" not in str(e):
+            raise
+    # Every file of a view was removed since the build: rebuild (that view becomes empty) and retry once.
+    build_index(layout, db_path)
+    return _run(db_path, sql, params)
+
+
+def counts_by(layout: StorageLayout, view: str, *cols: str, db_path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Row counts of a view grouped by `cols` (e.g. "llm_tag", "is_valid"), ordered by them; key `n`."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: use one of {sorted(VIEWS)}")
     for c in cols:
         if not c.isidentifier():
-            raise ValueError(f"bad column name {c!r}")
+            raise ValueError(f"column {c!r} is not a plain column name")
     group = ", ".join(cols)
-    sql = f"SELECT {group}{',' if cols else ''} count(*) AS n FROM {view}"
-    return query(layout, sql + (f" GROUP BY {group} ORDER BY {group}" if cols else ""))
+    sql = f"SELECT {group}{', ' if cols else ''}count(*) AS n FROM {view}"
+    if cols:
+        sql += f" GROUP BY {group} ORDER BY {group}"
+    return query(layout, sql, db_path=db_path)

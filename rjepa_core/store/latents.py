@@ -1,48 +1,55 @@
-"""Latent shards (SPEC §4): parquet metadata + one safetensors tensor per shard, written atomically.
+"""Per-LLM latent cache (SPEC §4): sets of shards under latents/<llm_tag>/<version>/.
 
     >>> store = LatentStore(StorageLayout("/data/rjepa"))
-    >>> store.write("smollm2-135m", "v1", seqs, shard_size=1024, overwrite=True)
-    >>> train = store.read("smollm2-135m", "v1", split="train", is_valid=True)
+    >>> store.write("smollm2-135m", "v1", seqs, shard_size=1024)                 # a whole set, atomically
+    >>> store.write("smollm2-135m", "v1", more, append=True)                     # incremental extraction
+    >>> train = store.read("smollm2-135m", "v1", split="train", is_valid=True)  # H: float16 numpy
+    >>> store.stats("smollm2-135m", "v1")["num_sequences"]
 
-A shard is `shard-NNNNN.safetensors` (one float16 tensor "H" of shape [rows, hidden]: every step of
-every sequence of the shard, concatenated) and `shard-NNNNN.parquet` (one row per sequence with its
-`row_offset` into H). The safetensors file is renamed into place first and the parquet file LAST:
-the parquet file is the commit marker, and it records the tensor file's size and sha256, so a
-reader never takes a half-written shard as whole. Reads memory-map the tensor file
-(`safetensors.safe_open(framework="numpy")`), so only the rows asked for are paged in.
+Shard format and commit protocol: see `rjepa_core.store.shards`. A whole-set write (the default, or
+`overwrite=True`) builds its shards in a hidden sibling folder `.<version>.new` and then swaps
+folders, so readers see the old set or the new one; an interrupted swap is repaired by the next
+writer, and readers fall back to the parked `.<version>.old` meanwhile. Appends commit shard by
+shard; several appenders may run at once if they use disjoint `start_shard` ranges. Leftovers of
+killed writers (hidden temp files, tensor files without a parquet, a half-built `.new` folder) are
+ignored by readers and removed by the next writer that finds no other writer alive.
+
+Reads: by default `safe_open(framework="numpy")` memory-maps each tensor file and copies the
+shard's H out; `read(..., memmap=True)` instead returns read-only `np.memmap` views on the data
+offset (zero copy, rows paged in when touched).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import fcntl
 import json
 import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from rjepa_core.io import atomic_path, is_temp_file
+from rjepa_core.io import is_temp_file
 from rjepa_core.schemas import LatentSequence
 from rjepa_core.store.layout import StorageLayout
+from rjepa_core.store.shards import (
+    open_rows,
+    read_rows,
+    sha256_file,
+    shard_index,
+    shard_info,
+    shard_name,
+    write_shard,
+)
 
-SHARD_SCHEMA = LatentSequence.ARROW_SCHEMA.append(pa.field("row_offset", pa.int64()))
-META_KEY = b"rjepa.shard"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _aside(folder: Path, kind: str) -> Path:
+    """Hidden sibling used during a whole-set write (`.v1.new`) or swap (`.v1.old`)."""
+    return folder.parent / f".{folder.name}.{kind}"
 
 
 class LatentStore:
@@ -58,100 +65,160 @@ class LatentStore:
         shard_size: int = 1024,
         overwrite: bool = False,
         append: bool = False,
+        start_shard: int | None = None,
     ) -> list[Path]:
-        """Write sequences as shards; `append` continues after existing shards, `overwrite` replaces them."""
+        """Write `seqs` as shards of `shard_size` sequences; returns the committed parquet paths.
+
+        Default: a new set (FileExistsError if one exists). `overwrite=True`: replace the set.
+        `append=True`: add shards numbered after the last existing one. `start_shard=N`: add shards
+        numbered from N (for parallel extraction by shard range); refuses to clobber existing ones.
+        """
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-        final = self.layout.latents_dir(llm_tag, version)
-        existing = self._committed(final)
-        if existing and not (overwrite or append):
-            raise FileExistsError(
-                f"{final} already holds {len(existing)} shards: pass overwrite=True to replace them or append=True"
+        if start_shard is not None and start_shard < 0:
+            raise ValueError(f"start_shard must be >= 0, got {start_shard}")
+        incremental = append or start_shard is not None
+        if overwrite and incremental:
+            raise ValueError(
+                "overwrite=True replaces the whole set; append/start_shard add to it: pass one or the other"
             )
-        if overwrite:  # build the new set aside, then swap folders (readers see old or new, not a mix)
-            target = final.parent / f".{final.name}.new"
-            shutil.rmtree(target, ignore_errors=True)
-            start = 0
-        else:
-            target = final
-            start = (int(existing[-1].stem.split("-")[1]) + 1) if existing else 0
-        target.mkdir(parents=True, exist_ok=True)
-        self._clean_temp(target)
-        written, batch, width = [], [], None
+        final = self.layout.latents_dir(llm_tag, version)
+        with self._writing(final, exclusive=not incremental):
+            existing = {shard_index(p): p for p, _ in self._committed(final)}
+            if incremental:
+                start = start_shard if start_shard is not None else max(existing, default=-1) + 1
+                final.mkdir(parents=True, exist_ok=True)
+                return self._write_all(final, start, llm_tag, seqs, shard_size, taken=set(existing))
+            if existing and not overwrite:
+                raise FileExistsError(
+                    f"{final} already holds {len(existing)} shards: pass overwrite=True to replace them "
+                    "or append=True to add to them"
+                )
+            new = _aside(final, "new")
+            new.mkdir(parents=True)
+            try:
+                written = self._write_all(new, 0, llm_tag, seqs, shard_size, taken=set())
+            except BaseException:
+                shutil.rmtree(new, ignore_errors=True)
+                raise
+            self._swap(new, final)
+        return [final / p.name for p in written]
+
+    @contextlib.contextmanager
+    def _writing(self, final: Path, exclusive: bool) -> Iterator[None]:
+        """Writer lock on `.<version>.lock`: every writer holds it shared; cleanup needs it alone.
+
+        Appenders with disjoint `start_shard` ranges may run at once, so a writer removes debris only
+        when no other writer is alive (the kernel drops a killed writer's lock with the process).
+        """
+        lock = final.parent / f".{final.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if exclusive:
+                    raise RuntimeError(
+                        f"another process is writing {final}: wait for it to finish before replacing the set"
+                    ) from None
+                fcntl.flock(f, fcntl.LOCK_SH)
+            else:
+                self._recover(final)
+                if not exclusive:
+                    fcntl.flock(f, fcntl.LOCK_SH)  # let other appenders start
+            yield
+
+    def _write_all(
+        self, folder: Path, start: int, llm_tag: str, seqs: Iterable[LatentSequence], shard_size: int, taken: set[int]
+    ) -> list[Path]:
+        written: list[Path] = []
+        batch: list[LatentSequence] = []
+        width: int | None = None
+
+        def flush() -> None:
+            index = start + len(written)
+            if index in taken or (folder / f"{shard_name(index)}.parquet").exists():
+                raise FileExistsError(
+                    f"{folder / shard_name(index)}.parquet already exists: use append=True without start_shard "
+                    "to continue after the last shard, or overwrite=True to replace the set"
+                )
+            written.append(write_shard(folder, index, batch))
+            batch.clear()
+
         for s in seqs:
             s.check()
             if s.llm_tag != llm_tag:
-                raise ValueError(f"sequence {s.cot_id} is from llm {s.llm_tag!r}, not {llm_tag!r}")
-            width = width or s.hidden_size
+                raise ValueError(
+                    f"sequence {s.cot_id} comes from llm {s.llm_tag!r}, not {llm_tag!r}: write each llm apart"
+                )
+            if width is None:
+                width = self._width_of(folder, s.hidden_size) if taken else s.hidden_size
             if s.hidden_size != width:
-                raise ValueError(f"sequence {s.cot_id} has width {s.hidden_size}, others {width}: one width per set")
+                raise ValueError(
+                    f"sequence {s.cot_id} has hidden size {s.hidden_size} but the set has {width}: "
+                    "one width per set (latents of one llm_tag and layer)"
+                )
             batch.append(s)
             if len(batch) == shard_size:
-                written.append(self._write_shard(target, start + len(written), batch))
-                batch = []
+                flush()
         if batch:
-            written.append(self._write_shard(target, start + len(written), batch))
-        if overwrite:
-            old = final.parent / f".{final.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if final.exists():
-                os.replace(final, old)
-            os.replace(target, final)
-            shutil.rmtree(old, ignore_errors=True)
-            written = [final / p.name for p in written]
+            flush()
         return written
 
-    def _write_shard(self, folder: Path, index: int, seqs: list[LatentSequence]) -> Path:
-        name = f"shard-{index:05d}"
-        H = np.concatenate([s.H.astype(np.float16, copy=False) for s in seqs], axis=0)  # (rows, hidden)
-        offsets = np.cumsum([0] + [s.num_steps for s in seqs[:-1]]).tolist()
-        st_path, pq_path = folder / f"{name}.safetensors", folder / f"{name}.parquet"
-        with atomic_path(st_path) as tmp:
-            save_file({"H": np.ascontiguousarray(H)}, tmp)
-        rows = [{**s.to_row(), "row_offset": int(o)} for s, o in zip(seqs, offsets, strict=True)]
-        info = {
-            "tensor_file": st_path.name,
-            "bytes": st_path.stat().st_size,
-            "sha256": _sha256(st_path),
-            "rows": int(H.shape[0]),
-            "hidden_size": int(H.shape[1]),
-            "sequences": len(seqs),
-        }
-        table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA).replace_schema_metadata(
-            {META_KEY: json.dumps(info).encode()}
-        )
-        with atomic_path(pq_path) as tmp:  # the commit marker: written last
-            pq.write_table(table, tmp)
-        return pq_path
+    def _width_of(self, folder: Path, width: int) -> int:
+        """The width of the shards already in `folder` (appends must match it), else `width`."""
+        for _, info in self._committed(folder):
+            return int(info["hidden_size"])
+        return width
 
     @staticmethod
-    def _clean_temp(folder: Path) -> None:
-        for p in folder.iterdir():
-            if is_temp_file(p):
+    def _swap(new: Path, final: Path) -> None:
+        old = _aside(final, "old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(new, final)  # a crash between the two renames is repaired by _recover
+        shutil.rmtree(old, ignore_errors=True)
+
+    @staticmethod
+    def _recover(final: Path) -> None:
+        """Undo what killed writers left: a half swap, a half-built set, temp and orphan tensor files."""
+        old, new = _aside(final, "old"), _aside(final, "new")
+        if not final.exists() and old.is_dir():
+            os.replace(old, final)  # the new set never became visible: the old one is still the truth
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        if not final.is_dir():
+            return
+        for p in final.iterdir():
+            orphan = p.suffix == ".safetensors" and not p.with_suffix(".parquet").exists()
+            if is_temp_file(p) or orphan:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
 
     # ---- reading ----------------------------------------------------------------------------
-    @staticmethod
-    def _shard_info(pq_path: Path) -> dict | None:
-        """The shard's commit record, or None when it is not complete (missing or wrong tensor file)."""
-        try:
-            meta = pq.read_schema(pq_path).metadata or {}
-        except (OSError, pa.ArrowInvalid):
-            return None
-        info = json.loads(meta.get(META_KEY, b"{}") or b"{}")
-        st = pq_path.with_suffix(".safetensors")
-        if not info or not st.exists() or st.stat().st_size != info.get("bytes"):
-            return None
-        return info
+    def _folder(self, llm_tag: str, version: str) -> Path | None:
+        final = self.layout.latents_dir(llm_tag, version)
+        if final.is_dir():
+            return final
+        old = _aside(final, "old")  # a swap is in progress or was interrupted
+        return old if old.is_dir() else None
 
-    def _committed(self, folder: Path) -> list[Path]:
-        if not folder.exists():
+    @staticmethod
+    def _committed(folder: Path | None) -> list[tuple[Path, dict[str, Any]]]:
+        if folder is None or not folder.is_dir():
             return []
-        return sorted(p for p in folder.glob("shard-*.parquet") if self._shard_info(p) is not None)
+        found = []
+        for p in folder.glob("shard-*.parquet"):
+            info = shard_info(p)
+            if info is not None:
+                found.append((p, info))
+        return sorted(found, key=lambda x: shard_index(x[0]))
 
     def iter_shards(self, llm_tag: str, version: str) -> Iterator[Path]:
-        yield from self._committed(self.layout.latents_dir(llm_tag, version))
+        """Parquet paths of the complete shards, in shard order."""
+        for p, _ in self._committed(self._folder(llm_tag, version)):
+            yield p
 
     def read(
         self,
@@ -162,10 +229,12 @@ class LatentStore:
         is_valid: bool | None = None,
         domain: str | None = None,
         with_tensors: bool = True,
+        memmap: bool = False,
     ) -> list[LatentSequence]:
+        """Sequences of the complete shards matching the filters, in write order; [] if there are none."""
         out: list[LatentSequence] = []
         for pq_path in self.iter_shards(llm_tag, version):
-            rows = pq.read_table(pq_path, schema=SHARD_SCHEMA).to_pylist()
+            rows = read_rows(pq_path)
             keep = [
                 r
                 for r in rows
@@ -175,34 +244,54 @@ class LatentStore:
             ]
             if not keep:
                 continue
-            handle = safe_open(str(pq_path.with_suffix(".safetensors")), framework="numpy") if with_tensors else None
-            H_all = handle.get_slice("H") if handle is not None else None
+            H_all = open_rows(pq_path, memmap=memmap) if with_tensors else None  # (rows, hidden)
+            # Views would pin the whole shard in memory for a few kept rows: copy those instead.
+            share = memmap or len(keep) == len(rows)
             for r in keep:
                 off = r.pop("row_offset")
-                r["step_spans"] = [tuple(x) for x in r["step_spans"]]
                 seq = LatentSequence(**r)
                 if H_all is not None:
-                    seq.H = np.asarray(H_all[off : off + seq.num_steps])
+                    h = H_all[off : off + seq.num_steps]  # (steps, hidden)
+                    seq.H = h if share else np.array(h)
                 out.append(seq)
         return out
 
     def count(self, llm_tag: str, version: str) -> int:
-        return sum(pq.read_metadata(p).num_rows for p in self.iter_shards(llm_tag, version))
+        """Number of sequences in complete shards (reads only the commit records)."""
+        return sum(int(info["sequences"]) for _, info in self._committed(self._folder(llm_tag, version)))
 
     def hidden_size(self, llm_tag: str, version: str) -> int | None:
-        for p in self.iter_shards(llm_tag, version):
-            return int(self._shard_info(p)["hidden_size"])
+        for _, info in self._committed(self._folder(llm_tag, version)):
+            return int(info["hidden_size"])
         return None
 
-    def stats(self, llm_tag: str, version: str) -> dict:
-        shards = list(self.iter_shards(llm_tag, version))
-        seqs = self.read(llm_tag, version, with_tensors=False)
+    def stats(self, llm_tag: str, version: str) -> dict[str, Any]:
+        """Scalar summary for materialization metadata; breakdowns are JSON text ({"train": 12, ...})."""
+        shards = self._committed(self._folder(llm_tag, version))
+        cols = ["num_steps", "is_valid", "split", "domain", "origin"]
+        rows = [r for p, _ in shards for r in read_rows(p, cols)]
         return {
-            "num_sequences": len(seqs),
-            "num_steps": sum(s.num_steps for s in seqs),
+            "num_sequences": len(rows),
+            "num_steps": sum(r["num_steps"] for r in rows),
             "num_shards": len(shards),
-            "bytes": sum(p.stat().st_size + p.with_suffix(".safetensors").stat().st_size for p in shards),
-            "num_valid": sum(s.is_valid for s in seqs),
-            "splits": json.dumps(dict(Counter(s.split for s in seqs))),
-            "origins": json.dumps(dict(Counter(s.origin.split(":")[0] for s in seqs))),
+            "bytes": sum(p.stat().st_size + p.with_suffix(".safetensors").stat().st_size for p, _ in shards),
+            "num_valid": sum(bool(r["is_valid"]) for r in rows),
+            "hidden_size": int(shards[0][1]["hidden_size"]) if shards else None,
+            "splits": json.dumps(dict(sorted(Counter(r["split"] for r in rows).items()))),
+            "domains": json.dumps(dict(sorted(Counter(r["domain"] for r in rows).items()))),
+            "origins": json.dumps(dict(sorted(Counter(r["origin"].split(":")[0] for r in rows).items()))),
         }
+
+    def verify(self, llm_tag: str, version: str) -> list[str]:
+        """Full integrity check (sha256 and row counts of every complete shard); the problems found, [] if none."""
+        problems = []
+        for p, info in self._committed(self._folder(llm_tag, version)):
+            st = p.with_suffix(".safetensors")
+            if sha256_file(st) != info["sha256"]:
+                problems.append(f"{st.name}: sha256 differs from the one recorded at commit")
+                continue
+            steps = sum(r["num_steps"] for r in read_rows(p, ["num_steps"]))
+            shape = open_rows(p, memmap=True).shape
+            if shape != (info["rows"], info["hidden_size"]) or steps != info["rows"]:
+                problems.append(f"{p.name}: {steps} steps for tensor rows {shape}, recorded {info['rows']}")
+        return problems

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from rjepa_core.llm.adapter import ChainInput, StudentLLM
+from rjepa_core.llm.extraction import encode_with_offsets, extract_float32
+from rjepa_core.llm.prefix import new_cache, plan_prefix_groups
 from rjepa_core.segmentation import render_chain_spans, token_spans
 
 CHAINS = [
@@ -113,5 +115,87 @@ def test_encoder_latent_source_matches_reference():
         h = llm.model(torch.tensor([enc["input_ids"]]), output_hidden_states=True).hidden_states[-1][0]  # (S, 384)
     ref = np.stack([h[s:e].mean(0).numpy() for s, e in spans])
     np.testing.assert_allclose(ex.H.astype(np.float32), ref, atol=1e-3, rtol=1e-2)
+    # bidirectional attention: a prompt's states depend on the chain after it, so sharing must stay off
+    items = [("Problem: 3 + 4?\n", steps) for steps in (["3 + 4 = 7", "7 is the sum"], ["4 + 3 = 7"], ["7"])]
+    shared = extract_float32(llm, items, share_prefix=True)
+    unshared = extract_float32(llm, items, share_prefix=False)
+    for a, b in zip(shared, unshared, strict=True):
+        np.testing.assert_array_equal(a.H, b.H)
+    np.testing.assert_allclose(shared[0].H, ref, atol=1e-4, rtol=1e-3)
     with pytest.raises(ValueError, match="encoder"):
         llm.generate("hi")
+
+
+def _mixed_items(llm: StudentLLM) -> list[tuple[str, list[str]]]:
+    """Two equal-length prompts with several chains each, a singleton prompt, and a prompt whose
+    last token merges with the chain's first ("p: " + "Step" tokenizes as "p:", " Step")."""
+    a, b = llm.prompt_for("What is 3 + 4?"), llm.prompt_for("What is 5 + 6?")
+    single = llm.prompt_for("Tom has 12 apples and eats 5. How many are left?")
+    return [
+        (a, CHAINS[0]),
+        (b, CHAINS[1]),
+        (a, CHAINS[2]),
+        (single, CHAINS[3]),
+        (b, CHAINS[4]),
+        ("p: ", ["1 + 1 = 2"]),
+        (a, CHAINS[3]),
+        ("p: ", ["2 + 2 = 4", "so 4"]),
+        (a, CHAINS[1]),
+    ]
+
+
+def test_prefix_plan_groups_shared_prompts_and_leaves_the_rest(tiny_student):
+    items = _mixed_items(tiny_student)
+    prompts = [p for p, _ in items]
+    tok = tiny_student.tokenizer
+    enc = [encode_with_offsets(tok, p + render_chain_spans(steps)[0]) for p, steps in items]
+    spans = [
+        token_spans(off, [(len(p) + s, len(p) + e) for s, e in render_chain_spans(steps)[1]])
+        for (p, steps), (_, off) in zip(items, enc, strict=True)
+    ]
+    prompt_tokens = {p: encode_with_offsets(tok, p) for p in set(prompts)}
+    groups, fallback = plan_prefix_groups(prompts, prompt_tokens, [i for i, _ in enc], [o for _, o in enc], spans)
+    assert sorted(g.members for g in groups) == [[0, 2, 6, 8], [1, 4]]
+    assert fallback == [3, 5, 7]  # the singleton, and both chains whose first token swallows the prompt's last
+    assert len(groups[0].prompt_ids) == len(groups[1].prompt_ids)  # one prompt batch, one continuation bucket
+    merged_ids = enc[5][0]
+    assert merged_ids[: len(prompt_tokens["p: "][0])] != prompt_tokens["p: "][0]
+
+
+@pytest.mark.parametrize(("layer_idx", "batch_size"), [(-2, 3), (0, 8), (-1, 1)])
+def test_prefix_shared_latents_equal_unshared(tiny_student, layer_idx, batch_size):
+    items = _mixed_items(tiny_student)
+    shared = extract_float32(tiny_student, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=True)
+    unshared = extract_float32(tiny_student, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=False)
+    for a, b in zip(shared, unshared, strict=True):
+        assert a.H.dtype == np.float32 and a.H.shape == b.H.shape
+        np.testing.assert_allclose(a.H, b.H, atol=1e-4, rtol=0)
+        assert a.token_ids == b.token_ids and a.step_spans == b.step_spans
+    halves = tiny_student.extract(items, layer_idx=layer_idx, batch_size=batch_size)
+    assert all(h.H.dtype == np.float16 for h in halves)
+    np.testing.assert_allclose(halves[0].H.astype(np.float32), shared[0].H, atol=1e-2)
+
+
+def test_prefix_sharing_runs_each_prompt_once(tiny_student):
+    items = _mixed_items(tiny_student)
+    seen = []
+    handle = tiny_student.layers[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[:2]))
+    try:  # batch 1: no padding, so the token counts are exact
+        tiny_student.extract(items, batch_size=1, share_prefix=False)
+        unshared = sum(b * s for b, s in seen)
+        seen.clear()
+        tiny_student.extract(items, batch_size=1, share_prefix=True)
+        shared = sum(b * s for b, s in seen)
+    finally:
+        handle.remove()
+    prompt_len = len(encode_with_offsets(tiny_student.tokenizer, items[0][0])[0])
+    # 6 chains share 2 equal-length prompts, each now run once: 4 prompt passes saved
+    assert unshared - shared == 4 * prompt_len
+
+
+def test_prefix_cache_refuses_sliding_window_layers():
+    from transformers import LlamaConfig, MistralConfig
+
+    assert new_cache(LlamaConfig(num_hidden_layers=2), upto=1) is not None
+    assert new_cache(LlamaConfig(num_hidden_layers=2), upto=2) is None
+    assert new_cache(MistralConfig(num_hidden_layers=2, sliding_window=16), upto=1) is None

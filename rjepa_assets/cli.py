@@ -26,11 +26,19 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # progress lines, not step DEBUG events
+
+
 def _instance():
     # dagster.yaml uses paths relative to the project root: always run from there.
     os.chdir(PROJECT_ROOT)
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    import warnings
+
     import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
 
     return dg.DagsterInstance.get()
 
@@ -53,15 +61,15 @@ def _run_config(args) -> dict:
 
 
 def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[str] | None = None) -> None:
+    instance = _instance()  # first: it silences Dagster's beta warnings before the definitions import
     from rjepa_assets.definitions import defs
     from rjepa_assets.defs.partitions import multi_key
 
-    instance = _instance()
     _register(instance, llm_tag, version)
     if selection is None or {"teacher_data", "problems", "gold_cots"} & set(selection):
         t = time.monotonic()
         res = defs.resolve_job_def("dataset_job").execute_in_process(
-            partition_key=version, instance=instance, raise_on_error=False
+            partition_key=version, instance=instance, raise_on_error=False, run_config=QUIET
         )
         _check(res, "dataset_job", t)
     job = defs.resolve_job_def("llm_pipeline_job")
@@ -74,7 +82,10 @@ def _materialize(llm_tag: str, version: str, run_config: dict, selection: list[s
         job = job.get_subset(asset_selection={dg.AssetKey(s) for s in keep})
     t = time.monotonic()
     res = job.execute_in_process(
-        partition_key=multi_key(version, llm_tag), instance=instance, run_config=run_config, raise_on_error=False
+        partition_key=multi_key(version, llm_tag),
+        instance=instance,
+        run_config={**QUIET, **run_config},
+        raise_on_error=False,
     )
     _check(res, "llm_pipeline_job", t)
 

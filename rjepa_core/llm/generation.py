@@ -127,7 +127,7 @@ def generate(
     batch_size = batch_size or llm.spec.batch_size
     rows = [p for p in range(len(prompts)) for _ in range(k)]
     eos = _eos_ids(llm)
-    greedy = temperature == 0
+    greedy = temperature < 1e-2  # tiny temperatures overflow the softmax: treat them as greedy
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=not greedy,
@@ -187,7 +187,9 @@ def logprobs(llm, prompts: Sequence[str], continuations: Sequence[str], batch_si
             raise ValueError(f"continuation {i} is empty")
         ids, offsets = encode_with_offsets(llm.tokenizer, prompt + cont)
         # first token carrying continuation characters; a token straddling the boundary counts.
-        first = next(j for j, (s, e) in enumerate(offsets) if e > len(prompt) and e > s)
+        first = next((j for j, (s, e) in enumerate(offsets) if e > len(prompt) and e > s), None)
+        if first is None:
+            raise ValueError(f"continuation {i} has no tokens of its own (blank or merged into the prompt)")
         encoded.append((ids, max(first, 1)))
     scores = [0.0] * len(encoded)
     with torch.inference_mode():

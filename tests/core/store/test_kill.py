@@ -43,7 +43,8 @@ def check_content(seqs) -> None:
 
 
 def debris(folder: Path) -> int:
-    hidden = [p for p in folder.parent.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    mine = f".{folder.name}."  # .v_append.new / .v_append.old; the .lock file stays by design
+    hidden = [p for p in folder.parent.iterdir() if p.name.startswith(mine) and not p.name.endswith(".lock")]
     if folder.is_dir():
         hidden += [p for p in folder.iterdir() if p.name.startswith(".")]
         hidden += [p for p in folder.glob("*.safetensors") if not p.with_suffix(".parquet").exists()]

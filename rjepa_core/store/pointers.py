@@ -50,7 +50,9 @@ def _record(f: Any, latest: Path, pointer: dict[str, Any]) -> None:
     atomic_write_json(latest, pointer)
 
 
-def _pointer(layout: StorageLayout, llm_tag: str, version: str, run_id: str, path: str | Path | None, meta: dict):
+def _pointer(
+    layout: StorageLayout, llm_tag: str, version: str, run_id: str, path: str | Path | None, meta: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "llm_tag": llm_tag,
         "dataset_version": check_name("dataset version", version),

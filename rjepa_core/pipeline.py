@@ -44,7 +44,7 @@ def sample_student_chains(
     max_new_tokens: int = 96,
     seed: int = 0,
     greedy_test: bool = True,
-    prompts_per_call: int = 8,
+    batch_size: int | None = None,
     log: Log = None,
 ) -> list[ChainOfThought]:
     """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled."""
@@ -61,11 +61,14 @@ def sample_student_chains(
     total = sum(kk * len(ps) for (kk, _), ps in groups.items())
     prog = Progress(total, f"sample chains ({tag})", log)
     for (kk, temp), ps in groups.items():
-        for start in range(0, len(ps), prompts_per_call):
-            chunk = ps[start : start + prompts_per_call]
+        rows = batch_size or student.spec.batch_size
+        per_call = max(1, rows // kk)  # prompts per call so that one call fills one generation batch
+        for start in range(0, len(ps), per_call):
+            chunk = ps[start : start + per_call]
             prompts = [student.prompt_for(p.statement) for p in chunk]
             gen = student.generate(
-                prompts, k=kk, temperature=temp, max_new_tokens=max_new_tokens, seed=seed + start + 7919 * kk
+                prompts, k=kk, temperature=temp, max_new_tokens=max_new_tokens, seed=seed + start + 7919 * kk,
+                batch_size=rows,
             )
             for p, samples in zip(chunk, gen, strict=True):
                 for i, g in enumerate(samples):

@@ -18,13 +18,14 @@ GPU_POOL = "gpu"  # one GPU-heavy step at a time per device (dagster.yaml sets t
 
 
 class StudentChainsConfig(dg.Config):
-    k: int = 4  # samples per train/val problem
+    k: int = 2  # samples per train/val problem (JEPA targets when correct; verifier/probe training data)
     k_test: int = 8  # samples per test problem (the evaluation candidates)
     temperature: float = 0.7
-    max_new_tokens: int = 96
+    max_new_tokens: int = 80
     seed: int = 0
     greedy_test: bool = True  # also decode one greedy chain per test problem (the OFF baseline)
     max_problems: int = 0  # 0 = all; >0 keeps the first N of each split (quick runs)
+    batch_size: int = 32  # sequences per generate() call: CPU decoding is ~3x faster at 32 than at 8
 
 
 def _limit(rows: list[Problem], n: int) -> list[Problem]:

@@ -18,12 +18,16 @@ def test_presets_widths():
 
 
 def test_yaml_files_load_and_round_trip():
-    for name in ("default", "tiny"):
-        cfg = RJEPAConfig.from_yaml(ROOT / "configs" / "rjepa" / f"{name}.yaml")
+    from rjepa_core.pipeline import load_rjepa_config
+
+    for name in ("default", "tiny"):  # shipped YAMLs leave hidden_size to the latents they train on
+        cfg = load_rjepa_config(ROOT / "configs" / "rjepa" / f"{name}.yaml", 576)
         assert cfg.model.hidden_size == 576
         assert RJEPAConfig.from_dict(cfg.to_dict()) == cfg
-    tiny = RJEPAConfig.from_yaml(ROOT / "configs/rjepa/tiny.yaml", train={"batch_size": 4})
-    assert tiny.model.d_model == 64 and tiny.train.batch_size == 4
+        with pytest.raises(ValueError, match="hidden_size"):
+            RJEPAConfig.from_yaml(ROOT / "configs" / "rjepa" / f"{name}.yaml")
+    tiny = load_rjepa_config(ROOT / "configs/rjepa/tiny.yaml", 384, train={"batch_size": 4})
+    assert tiny.model.d_model == 64 and tiny.train.batch_size == 4 and tiny.model.hidden_size == 384
 
 
 def test_replace_and_domain_mapping():

@@ -34,6 +34,7 @@ _GUIDED_END = re.compile(
     r"(?m)^[ \t]*(?:the\s+(?:final\s+)?answer\s+is\b|final\s+answer\s*:|answer\s*:)|\bAnswer\s*:|####",
     re.IGNORECASE,
 )
+_TRAILING_LIST_NUMBER = re.compile(r"\n\s*(?:[-*•]|\d+[.)])\s*$")
 _LIST_MARKER = re.compile(r"^(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+|\s+(?=(?:Therefore|So|Finally|Thus|Hence)\b)")
 _ANNOTATION = re.compile(r"<<[^<>]*>>")
@@ -80,8 +81,12 @@ def _guided(text: str) -> list[Segment]:
     for i, m in enumerate(markers):
         if m.start() >= limit:
             break
-        end = markers[i + 1].start() if i + 1 < len(markers) else limit
-        seg = _span(text, m.end(), min(end, limit))
+        end = min(markers[i + 1].start() if i + 1 < len(markers) else limit, limit)
+        # "1. Step 1: ...\n2. Step 2: ...": the next line's list number belongs to neither step
+        trailing = _TRAILING_LIST_NUMBER.search(text, m.end(), end)
+        if trailing is not None:
+            end = trailing.start()
+        seg = _span(text, m.end(), end)
         if seg is not None:
             out.append(seg)
     return out

@@ -189,3 +189,10 @@ def test_token_spans_exact_with_smollm2_tokenizer(smol_tokenizer):
     for text, char_spans in _chat_cases(smol_tokenizer):
         spans = _check_exact(smol_tokenizer, text, char_spans)
         assert all(b[0] >= a[1] - 1 for a, b in zip(spans, spans[1:], strict=False))  # ordered, ≤1 shared
+
+
+def test_guided_steps_drop_the_next_lines_list_number():
+    from rjepa_core.segmentation import segment
+
+    text = "1. Step 1: add 7 and 8.\n2. Step 2: 7 + 8 = 15.\n3. Step 3: done.\nAnswer: 15"
+    assert [s.text for s in segment(text)] == ["add 7 and 8.", "7 + 8 = 15.", "done."]

@@ -67,7 +67,11 @@ def sample_student_chains(
             chunk = ps[start : start + per_call]
             prompts = [student.prompt_for(p.statement) for p in chunk]
             gen = student.generate(
-                prompts, k=kk, temperature=temp, max_new_tokens=max_new_tokens, seed=seed + start + 7919 * kk,
+                prompts,
+                k=kk,
+                temperature=temp,
+                max_new_tokens=max_new_tokens,
+                seed=seed + start + 7919 * kk,
                 batch_size=rows,
             )
             for p, samples in zip(chunk, gen, strict=True):

@@ -80,3 +80,7 @@ def defs(project):
 def instance():
     with dg.instance_for_test() as inst:
         yield inst
+
+
+# The real OpenAI-compatible test server of the teacher tests, for the teacher_data asset tests.
+from tests.core.teacher.conftest import _server, fake_server  # noqa: E402, F401

@@ -10,7 +10,6 @@ import pytest
 from rjepa_core.schemas import ChainOfThought, Problem, read_records
 from rjepa_core.store.layout import StorageLayout
 from tests.assets.conftest import write_yaml
-from tests.core.teacher.conftest import _server, fake_server  # noqa: F401  (fixtures)
 
 KEY = "sk-test-SECRET-123456"
 

@@ -263,7 +263,8 @@ def run_evaluation(
     test_problems = [p for p in problems if p.split == "test"]
     sampled = [c for c in chains if not c.meta.get("greedy")]
     test_chains = [c for c in sampled if split[c.problem_id] == "test"]
-    train_chains = [c for c in sampled if split[c.problem_id] == "train"]
+    # verifier/probe train on train+val chains; composite weights are fitted on the val ones
+    train_chains = [c for c in sampled if split[c.problem_id] in ("train", "val")]
     greedy = {c.problem_id: c for c in chains if c.meta.get("greedy")}
     best = newest_checkpoint(layout, llm_tag, version)
     ck = load_checkpoint(best, device=device)

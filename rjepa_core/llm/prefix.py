@@ -1,12 +1,15 @@
 """Shared prompt prefixes for teacher-forced extraction: group chains by prompt, reuse the prompt's KV cache.
 
     >>> from rjepa_core.llm.prefix import plan_prefix_groups
-    >>> groups, fallback = plan_prefix_groups(prompt_ids, full_ids, full_offsets, prompt_offsets, spans)
-    >>> groups[0].prompt_ids, groups[0].members       # one prompt, the chains that may reuse its cache
-    ([1, 42, ...], [0, 3, 5])
+    >>> prompt_tokens = {"Q: ": ([5, 6], [(0, 2), (2, 3)])}           # prompt text -> (ids, offsets)
+    >>> ids = [[5, 6, 7], [5, 6, 8, 9], [5, 10]]                       # full-text tokenizations
+    >>> offsets = [[(0, 2), (2, 3), (3, 5)], [(0, 2), (2, 3), (3, 4), (4, 6)], [(0, 2), (2, 5)]]
+    >>> groups, rest = plan_prefix_groups(["Q: "] * 3, prompt_tokens, ids, offsets, [[(2, 3)], [(2, 4)], [(1, 2)]])
+    >>> groups[0].members, rest          # chain 2's first token swallowed the prompt's last: it runs whole
+    ([0, 1], [2])
 
-K sampled chains of one problem share a ~100-token chat-templated prompt while each chain is
-~30-60 tokens, so recomputing the prompt for every chain is most of the work. A causal layer's
+K sampled chains of one problem share a ~100-token chat-templated prompt while a chain is often
+shorter (~40-80 tokens), so recomputing the prompt for every chain is most of the work. A causal layer's
 output at a position depends only on the tokens before it, so running the prompt once, keeping the
 keys/values of the layers up to the hooked one, and running each chain's own tokens against that
 cache gives the same hidden states. The split is exact only where the full text's tokenization

@@ -68,6 +68,7 @@ def student_chains(
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
             greedy_test=config.greedy_test,
+            batch_size=config.batch_size,
             log=context.log.info,
         )
         write_records(chains, layout.student_chains_path(tag, version), ChainOfThought)

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -195,6 +196,57 @@ def cmd_serve(args) -> None:
     serve(host=args.host, port=args.port)
 
 
+def cmd_ablate(args) -> None:
+    from rjepa_assets.defs.resources import StorageResource
+    from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations
+    from rjepa_core.io import atomic_write_json
+    from rjepa_core.pipeline import load_rjepa_config
+    from rjepa_core.schemas import ChainOfThought, read_records
+    from rjepa_core.store.latents import LatentStore
+
+    layout = StorageResource().layout()
+    chains_path = layout.student_chains_path(args.llm, args.version)
+    if not chains_path.exists():
+        raise SystemExit(
+            f"no student chains at {chains_path}: run `rjepa demo --llm {args.llm} --version {args.version}` first"
+        )
+    seqs = LatentStore(layout).read(args.llm, args.version)
+    if not seqs:
+        raise SystemExit(f"no latents for {args.llm}/{args.version}: materialize `latents` first")
+    chains = read_records(ChainOfThought, chains_path)
+    base = load_rjepa_config(args.config, int(seqs[0].H.shape[1]))
+    sweep = [v for v in DEFAULT_SWEEP if not args.only or any(o in v["name"] for o in args.only)]
+    t = time.monotonic()
+
+    def show(row):
+        if row["error"]:
+            print(f"  {row['name']:<32} error: {row['error']}")
+        else:
+            print(
+                f"  {row['name']:<32} AUROC {row['auroc']:.3f}"
+                f"  within-problem {row['auroc_within_problem'] or float('nan'):.3f}"
+                f"  rerank {row['rerank_accuracy']:.3f} (majority {row['majority_accuracy']:.3f})"
+                f"  {row['train_s']:.0f}s"
+            )
+
+    print(f"[rjepa] {len(sweep)} variants x {args.folds} folds on the train+val problems of {args.llm}/{args.version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = cross_validated_ablations(seqs, chains, sweep, out_dir=tmp, base_config=base, folds=args.folds, log=show)
+    result = {
+        "llm_tag": args.llm,
+        "dataset_version": args.version,
+        "config": str(args.config),
+        "folds": args.folds,
+        "protocol": "problem-level k-fold over train+val; train on valid chains of other folds, "
+        "early-stop on held-out gold, score held-out sampled candidates",
+        "wall_s": time.monotonic() - t,
+        "rows": rows,
+    }
+    out = Path(args.out) / "ablations.json"
+    atomic_write_json(out, result)
+    print(f"[rjepa] wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="rjepa", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -220,6 +272,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--quick", action="store_true", help="tiny model, seconds")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("ablate", help="cross-validated R-JEPA ablations on a partition's train+val problems")
+    p.add_argument("--llm", default="smollm2-135m")
+    p.add_argument("--version", default="v1")
+    p.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "rjepa" / "default.yaml"))
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--only", nargs="*", default=None, help="run the variants whose name contains one of these")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    p.set_defaults(fn=cmd_ablate)
     p = sub.add_parser("serve", help="start the FastAPI service")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -55,7 +55,7 @@ def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
 
-    unknown = sorted(set(variant) - {"name", "preset", "layer_idx", *SECTIONS})
+    unknown = sorted(set(variant) - {"name", "preset", "layer_idx", "targets", *SECTIONS})
     if unknown:
         raise ValueError(f"variant has unknown key(s) {unknown}; use name, preset, layer_idx or {SECTIONS}")
     cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
@@ -155,3 +155,144 @@ def run_ablations(
             row["error"] = str(exc)
         rows.append(row)
     return rows
+
+
+def _fold_of(problem_id: str, folds: int, seed: int) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(f"{seed}:{problem_id}".encode()).hexdigest(), 16) % folds
+
+
+def _pick_accuracy(method: str, groups: list) -> float | None:
+    return accuracy([g[choose(method, g)].correct for g in groups]) if groups else None
+
+
+def cross_validated_ablations(
+    seqs: Sequence[Any],
+    candidates: list[ChainOfThought],
+    variants: list[dict[str, Any]],
+    *,
+    out_dir: str | Path,
+    base_config=None,
+    folds: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+    log=None,
+) -> list[dict[str, Any]]:
+    """Ablations by problem-level k-fold cross-validation over the train+val problems (never the test split).
+
+    For each fold, a variant trains on the valid chains of the other folds' problems (the invalid ones
+    are its hard negatives), early-stops on the held-out fold's *gold* chains (their labels are not the
+    candidates'), then scores the held-out fold's sampled student candidates. Rows pool the held-out
+    scores of all folds: `auroc` (-JEPA-loss vs correctness), `auroc_within_problem`, `rerank_accuracy`
+    and `majority_accuracy` over the candidates each problem has, plus `fold_aurocs`.
+
+    A variant may also set `targets`: "all" (gold + valid student chains, the default), "student"
+    or "gold" — which valid chains are JEPA targets.
+    """
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.jepa.trainer import train
+
+    pool = [s for s in seqs if s.split in ("train", "val")]
+    by_id = {s.cot_id: s for s in pool}
+    cands = [c for c in candidates if c.cot_id in by_id and not c.meta.get("greedy")]
+    if not cands:
+        raise ValueError("no sampled student candidates with latents on the train/val problems")
+    out_dir = Path(out_dir)
+    rows = []
+    for n, variant in enumerate(variants):
+        name = str(variant.get("name") or f"variant{n}")
+        row: dict[str, Any] = {"name": name, "variant": variant, "error": None}
+        targets = variant.get("targets", "all")
+        try:
+            if targets not in ("all", "student", "gold"):
+                raise ValueError(f"variant {name!r}: targets must be all, student or gold, not {targets!r}")
+            if variant.get("layer_idx") is not None:
+                raise ValueError(f"variant {name!r}: layer_idx needs latents of that layer; use run_ablations")
+            cfg = variant_config(base_config, variant, _width(pool))
+            loss: dict[str, float] = {}
+            fold_aurocs, steps, train_s = [], [], 0.0
+            for f in range(folds):
+                held = {c.problem_id for c in cands if _fold_of(c.problem_id, folds, seed) == f}
+                if not held:
+                    continue
+                train_pool = [s for s in pool if s.problem_id not in held]
+                tr = [
+                    s
+                    for s in train_pool
+                    if s.is_valid and (targets == "all" or (s.origin == "gold") == (targets == "gold"))
+                ]
+                negatives = [s for s in train_pool if not s.is_valid]
+                va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
+                safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+                result = train(
+                    cfg,
+                    tr,
+                    va,
+                    out_dir / f"{n:02d}-{safe}" / f"fold{f}",
+                    resume=False,
+                    negatives=negatives,
+                    device=device,
+                )
+                steps.append(result.steps)
+                train_s += result.duration_s
+                scorer = JEPAScorer.from_checkpoint(load_checkpoint(result.checkpoint_dir), device)
+                fold = [c for c in cands if c.problem_id in held]
+                scores = scorer.score(
+                    [np.asarray(by_id[c.cot_id].H) for c in fold], [by_id[c.cot_id].domain for c in fold]
+                )
+                for c, s in zip(fold, scores, strict=True):
+                    loss[c.cot_id] = s.jepa_loss
+                fold_aurocs.append(auroc([-loss[c.cot_id] for c in fold], [bool(c.is_valid) for c in fold]))
+            groups, _ = _ordered_candidates(cands)
+            groups = {pid: g for pid, g in groups.items() if len(g) >= 2}
+            cand_rows = []
+            for g in groups.values():
+                r = [_to_candidate(c) for c in g]
+                for c in r:
+                    c.jepa_loss = loss[c.cot_id]
+                cand_rows.append(r)
+            labels = [[c.correct for c in g] for g in cand_rows]
+            row.update(
+                n_candidates=len(loss),
+                n_correct=int(sum(bool(c.is_valid) for c in cands)),
+                auroc=auroc([-loss[c.cot_id] for c in cands], [bool(c.is_valid) for c in cands]),
+                auroc_within_problem=mean_within_group_auroc([[-c.jepa_loss for c in g] for g in cand_rows], labels),
+                fold_aurocs=fold_aurocs,
+                n_problems_with_2plus=len(cand_rows),
+                rerank_accuracy=accuracy([g[choose("jepa", g)].correct for g in cand_rows]) if cand_rows else None,
+                majority_accuracy=accuracy([g[choose("majority", g)].correct for g in cand_rows])
+                if cand_rows
+                else None,
+                steps=steps,
+                train_s=train_s,
+            )
+        except ValueError as exc:
+            row["error"] = str(exc)
+        if log:
+            log(row)
+        rows.append(row)
+    return rows
+
+
+# The sweep `rjepa ablate` runs: one axis changed at a time from the configured default.
+DEFAULT_SWEEP: list[dict[str, Any]] = [
+    {"name": "default"},
+    {"name": "mask=random", "mask": {"kind": "random"}},
+    {"name": "mask=hierarchical", "mask": {"kind": "hierarchical"}},
+    {"name": "mask=conclusion", "mask": {"kind": "conclusion"}},
+    {"name": "mask ratio 0.15-0.35", "mask": {"ratio_min": 0.15, "ratio_max": 0.35}},
+    {"name": "loss=l2", "loss": {"kind": "l2"}},
+    {"name": "loss=cosine", "loss": {"kind": "cosine"}},
+    {"name": "no variance term", "loss": {"var_weight": 0.0}},
+    {"name": "vicreg cov 0.04", "loss": {"vicreg_cov_weight": 0.04}},
+    {"name": "infonce + hard negatives", "loss": {"infonce_weight": 0.5, "hard_negatives": True}},
+    {"name": "infonce in-batch only", "loss": {"infonce_weight": 0.5, "hard_negatives": False}},
+    {"name": "no hidden-space head loss", "loss": {"hidden_weight": 0.0}},
+    {"name": "score: max surprise", "score": {"aggregate": "max"}},
+    {"name": "score: windows of 2", "score": {"mode": "window", "window": 2}},
+    {"name": "targets: student chains only", "targets": "student"},
+    {"name": "targets: gold only", "targets": "gold"},
+    {"name": "preset small", "preset": "small"},
+]

@@ -49,3 +49,68 @@ def test_run_ablations_trains_each_variant_and_measures_it(dataset, tmp_path):
     assert rows[2]["layer_idx"] == -3
     assert "layer_idx=-5" in rows[3]["error"]
     assert "mask.kind" in rows[4]["error"]
+
+
+def _latent_seqs(dataset):
+    """LatentSequences as the store returns them: sampled candidates + gold chains, with split and origin."""
+    import numpy as np
+
+    from rjepa_core.schemas import LatentSequence
+
+    def seq(cot_id, pid, H, valid, split, origin):
+        n = H.shape[0]
+        return LatentSequence(
+            cot_id=cot_id,
+            problem_id=pid,
+            llm_tag="synthetic",
+            layer_idx=-2,
+            hidden_size=HIDDEN,
+            num_steps=n,
+            step_spans=[(t, t + 1) for t in range(n)],
+            token_ids=list(range(n)),
+            is_valid=valid,
+            split=split,
+            origin=origin,
+            H=np.asarray(H, dtype=np.float16),
+        )
+
+    out = [
+        seq(c.cot_id, c.problem_id, dataset.train_latents[c.cot_id], c.is_valid, c.meta["split"], c.origin)
+        for c in dataset.train_chains
+    ]
+    pids = sorted({c.problem_id for c in dataset.train_chains})
+    for i, H in enumerate(dataset.lawful_train[: 3 * len(pids)]):
+        pid = pids[i % len(pids)]
+        out.append(seq(f"{pid}-gold{i}", pid, H, True, "train" if pid.startswith("train") else "val", "gold"))
+    c = dataset.test_chains[0]
+    out.append(seq(c.cot_id, c.problem_id, dataset.test_latents[c.cot_id], c.is_valid, "test", c.origin))
+    return out
+
+
+def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, tmp_path):
+    from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations
+
+    seqs = _latent_seqs(dataset)
+    base = RJEPAConfig(model=rjepa_tiny(HIDDEN)).replace(
+        optim={"total_steps": 150, "warmup_steps": 10, "lr": 2e-3},
+        train={"batch_size": 16, "val_every": 50, "checkpoint_every": 0},
+    )
+    candidates = dataset.train_chains + dataset.test_chains  # test candidates must be ignored
+    rows = cross_validated_ablations(
+        seqs,
+        candidates,
+        [{"name": "default"}, {"name": "bad", "targets": "nope"}],
+        out_dir=tmp_path,
+        base_config=base,
+        folds=2,
+    )
+    n_train_val = len(dataset.train_chains)
+    default, bad = rows
+    assert default["error"] is None, default["error"]
+    assert default["n_candidates"] == n_train_val  # every train/val candidate scored once, held out
+    assert len(default["fold_aurocs"]) == 2 and len(default["steps"]) == 2
+    assert 0.0 <= default["rerank_accuracy"] <= 1.0
+    # wrong chains jump off the lawful dynamics: a world model trained on lawful chains ranks them lower
+    assert default["auroc"] > 0.7, default["auroc"]
+    assert "targets must be" in bad["error"]
+    assert all(v["name"] for v in DEFAULT_SWEEP) and DEFAULT_SWEEP[0]["name"] == "default"

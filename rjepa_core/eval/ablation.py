@@ -71,6 +71,17 @@ def variant_config(base, variant: dict[str, Any], hidden_size: int):
     return RJEPAConfig.from_dict(d)
 
 
+def _scored_groups(groups, loss: dict[str, float]) -> list[list]:
+    """EvalCandidates per problem group, each carrying its chain's JEPA-loss."""
+    out = []
+    for g in groups:
+        row = [_to_candidate(c) for c in g]
+        for c in row:
+            c.jepa_loss = loss[c.cot_id]
+        out.append(row)
+    return out
+
+
 def _measure(scorer, chains: list[ChainOfThought], latents: dict[str, np.ndarray], k: int, domain: str):
     groups, _ = _ordered_candidates(chains)
     groups = {pid: g[:k] for pid, g in groups.items() if len(g) >= 2}
@@ -84,12 +95,7 @@ def _measure(scorer, chains: list[ChainOfThought], latents: dict[str, np.ndarray
     scores = scorer.score([np.asarray(latents[c.cot_id]) for c in flat], [domain] * len(flat))
     score_ms = (time.perf_counter() - tic) * 1000.0 / len(flat)
     loss = {c.cot_id: s.jepa_loss for c, s in zip(flat, scores, strict=True)}
-    cands = []
-    for g in groups.values():
-        row = [_to_candidate(c) for c in g]
-        for c in row:
-            c.jepa_loss = loss[c.cot_id]
-        cands.append(row)
+    cands = _scored_groups(groups.values(), loss)
     labels = [[c.correct for c in g] for g in cands]
     return {
         "n_problems": len(cands),
@@ -247,12 +253,7 @@ def cross_validated_ablations(
                 fold_aurocs.append(auroc([-loss[c.cot_id] for c in fold], [bool(c.is_valid) for c in fold]))
             groups, _ = _ordered_candidates(cands)
             groups = {pid: g for pid, g in groups.items() if len(g) >= 2}
-            cand_rows = []
-            for g in groups.values():
-                r = [_to_candidate(c) for c in g]
-                for c in r:
-                    c.jepa_loss = loss[c.cot_id]
-                cand_rows.append(r)
+            cand_rows = _scored_groups(groups.values(), loss)
             labels = [[c.correct for c in g] for g in cand_rows]
             row.update(
                 n_candidates=len(loss),

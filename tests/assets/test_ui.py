@@ -16,6 +16,8 @@ import dagster as dg
 import httpx
 import pytest
 
+from tests.chromium import ARGS
+
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = """
 { assetNodes { assetKey { path } partitionDefinition { description }
@@ -86,13 +88,7 @@ def test_dagster_dev_serves_graph_and_materializations(tmp_path, project):
             [
                 chromium,
                 "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
+                *ARGS,
                 f"--user-data-dir={tmp_path / 'chrome'}",
                 "--virtual-time-budget=15000",
                 "--window-size=1400,900",

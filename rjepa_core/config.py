@@ -62,6 +62,11 @@ class ModelConfig:
     domains: list[str] = field(default_factory=lambda: list(DEFAULT_DOMAINS))  # unknown names map to "other"
     use_step_type: bool = False  # add a step-type embedding (needs step_types ids at call time)
     num_step_types: int = 8  # vocabulary of step types when use_step_type is on
+    # Condition on the question: the student's state at the token just before a chain's first step (it has
+    # read the whole prompt) enters both encoders as an always-visible token, so even a one-step chain has a
+    # context and every step is predicted given the problem. Chains without a question latent still work
+    # (the token is then masked out).
+    question_token: bool = False
 
     def validate(self) -> ModelConfig:
         s = "model"
@@ -81,8 +86,9 @@ class ModelConfig:
             raise _bad(s, "domains", f"must contain 'other' (unknown domains map to it), got {self.domains!r}")
         if len(set(self.domains)) != len(self.domains):
             raise _bad(s, "domains", f"has duplicates: {self.domains!r}")
-        if not isinstance(self.use_step_type, bool):
-            raise _bad(s, "use_step_type", f"must be true or false, got {self.use_step_type!r}")
+        for flag in ("use_step_type", "question_token"):
+            if not isinstance(getattr(self, flag), bool):
+                raise _bad(s, flag, f"must be true or false, got {getattr(self, flag)!r}")
         return self
 
     def domain_id(self, name: str | None) -> int:

@@ -146,6 +146,7 @@ def extract_latents(
                     split=p.split,
                     origin=c.origin,
                     H=ex.H,
+                    Q=ex.q,
                 ).check()
             )
         prog.update(len(part))
@@ -259,6 +260,7 @@ def run_evaluation(
     chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
     seqs = LatentStore(layout).read(llm_tag, version)
     H = {s.cot_id: s.H for s in seqs}
+    Q = {s.cot_id: s.Q for s in seqs if s.Q is not None}
     split = {p.problem_id: p.split for p in problems}
     test_problems = [p for p in problems if p.split == "test"]
     sampled = [c for c in chains if not c.meta.get("greedy")]
@@ -287,6 +289,7 @@ def run_evaluation(
         greedy=greedy or None,
         history=history,
         n_resamples=bootstrap,
+        questions=Q,
     )
     report["checkpoint"] = str(ck.path)
     paths = write_report(report, layout.reports_dir(llm_tag, version))

@@ -163,6 +163,9 @@ class LatentSequence(_Record):
     split: str = "train"
     origin: str = ""
     H: np.ndarray | None = Field(default=None, exclude=True, repr=False)
+    # (hidden_size,) the layer's state at the token before the first step (it has read the whole prompt);
+    # stored beside H in the shard's safetensors; None for latents extracted without it.
+    Q: np.ndarray | None = Field(default=None, exclude=True, repr=False)
 
     ARROW_SCHEMA: ClassVar[pa.Schema] = pa.schema(
         [
@@ -192,15 +195,21 @@ class LatentSequence(_Record):
             )
         if len(self.step_spans) != self.num_steps:
             raise ValueError(f"latent sequence {self.cot_id}: {len(self.step_spans)} spans for {self.num_steps} steps")
+        if self.Q is not None and self.Q.shape != (self.hidden_size,):
+            raise ValueError(
+                f"latent sequence {self.cot_id}: question latent Q has shape {self.Q.shape}, "
+                f"expected ({self.hidden_size},)"
+            )
         return self
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatentSequence):
             return NotImplemented
-        same_h = (self.H is None and other.H is None) or (
-            self.H is not None and other.H is not None and np.array_equal(self.H, other.H)
-        )
-        return self.model_dump() == other.model_dump() and same_h
+
+        def same(a, b) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+        return self.model_dump() == other.model_dump() and same(self.H, other.H) and same(self.Q, other.Q)
 
 
 R = TypeVar("R", bound=_Record)

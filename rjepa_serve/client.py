@@ -38,6 +38,24 @@ def _matrix(x: Any) -> list[list[float]]:
     return arr.tolist()
 
 
+def _vector(x: Any) -> list[float]:
+    """A question latent (hidden,) as a flat list."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 1:
+        raise ValueError(f"a question latent must be 1-D (hidden_size,), got shape {arr.shape}")
+    return arr.tolist()
+
+
+def _is_vector(x: Any) -> bool:
+    return (
+        hasattr(x, "shape")
+        and len(x.shape) == 1
+        or (isinstance(x, Sequence) and bool(x) and all(isinstance(v, int | float) for v in x))
+    )
+
+
 def _batch(latents: Any) -> tuple[list[list[list[float]]], bool]:
     """(chains, was_single): a 2-D input is one chain, a 3-D input or a sequence of 2-D inputs a batch."""
     if hasattr(latents, "detach"):
@@ -102,19 +120,41 @@ class RJEPAClient:
         headers = {"X-Admin-Token": self.admin_token} if self.admin_token else {}
         return self._call("POST", "/admin/reload", headers=headers)
 
-    def score(self, latents: Any, domains: str | Sequence[str | None] | None = None) -> list[dict[str, Any]]:
-        """Score one chain (2-D) or a batch; returns one {jepa_loss, step_surprise, score01, ...} per chain."""
-        chains, _ = _batch(latents)
+    def score(
+        self, latents: Any, domains: str | Sequence[str | None] | None = None, questions: Any = None
+    ) -> list[dict[str, Any]]:
+        """Score one chain (2-D) or a batch; returns one {jepa_loss, step_surprise, score01, ...} per chain.
+
+        questions: the chains' question latents (LatentSequence.Q / Extracted.q), one (hidden,) vector or
+        None per chain (a bare vector for a single chain).
+        """
+        chains, single = _batch(latents)
         if domains is None or isinstance(domains, str):
             domains = [domains] * len(chains)
         if len(domains) != len(chains):
             raise ValueError(f"{len(chains)} chains but {len(domains)} domains")
-        body = {"sequences": [{"latents": h, "domain": d} for h, d in zip(chains, domains, strict=True)]}
+        if questions is None:
+            questions = [None] * len(chains)
+        elif single and _is_vector(questions):
+            questions = [questions]
+        if len(questions) != len(chains):
+            raise ValueError(f"{len(chains)} chains but {len(questions)} question latents")
+        seqs = []
+        for h, d, q in zip(chains, domains, questions, strict=True):
+            seq = {"latents": h, "domain": d}
+            if q is not None:
+                seq["question_latent"] = _vector(q)
+            seqs.append(seq)
+        body = {"sequences": seqs}
         return self._call("POST", "/score", json=body)["results"]
 
-    def predict_masked(self, latents: Any, indices: Sequence[int], domain: str | None = None) -> dict[str, Any]:
+    def predict_masked(
+        self, latents: Any, indices: Sequence[int], domain: str | None = None, question: Any = None
+    ) -> dict[str, Any]:
         """Predictions (JEPA space and student hidden space) for the steps `indices` of one chain."""
         body = {"latents": _matrix(latents), "indices": [int(i) for i in indices], "domain": domain}
+        if question is not None:
+            body["question_latent"] = _vector(question)
         out = self._call("POST", "/predict_masked", json=body)
         out["pred_jepa"] = np.asarray(out["pred_jepa"], dtype=np.float32)
         out["pred_hidden"] = np.asarray(out["pred_hidden"], dtype=np.float32)

@@ -29,8 +29,13 @@ def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def score_chains(ms: ModelState, seqs: list[np.ndarray], domains: list[str | None]) -> list[dict[str, Any]]:
-    scores = ms.scorer.score(seqs, domains)
+def score_chains(
+    ms: ModelState,
+    seqs: list[np.ndarray],
+    domains: list[str | None],
+    questions: list[np.ndarray | None] | None = None,
+) -> list[dict[str, Any]]:
+    scores = ms.scorer.score(seqs, domains, questions)
     return [
         {
             "jepa_loss": float(s.jepa_loss),
@@ -42,11 +47,13 @@ def score_chains(ms: ModelState, seqs: list[np.ndarray], domains: list[str | Non
     ]
 
 
-def predict(ms: ModelState, H: np.ndarray, indices: list[int], domain: str | None) -> tuple[list[int], Any, Any]:
+def predict(
+    ms: ModelState, H: np.ndarray, indices: list[int], domain: str | None, question: np.ndarray | None = None
+) -> tuple[list[int], Any, Any]:
     from rjepa_core.jepa.scoring import predict_masked
 
     idx = sorted(set(indices))
-    pred_jepa, pred_hidden = predict_masked(ms.model, H, idx, domain)
+    pred_jepa, pred_hidden = predict_masked(ms.model, H, idx, domain, question)
     return idx, pred_jepa.tolist(), pred_hidden.tolist()
 
 
@@ -120,9 +127,12 @@ def rank(ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: st
             notes[i] = f"scored its first {ms.max_steps} of {len(c.steps)} steps (the model's max_steps)"
     if scorable:
         items = [(prompt, cands[i].steps[: ms.max_steps]) for i in scorable]
+        questions = {}
         for i, ex in zip(scorable, student.extract(items, layer_idx=ms.layer_idx), strict=True):
-            cands[i].H = ex.H
-        scores = ms.scorer.score([cands[i].H for i in scorable], [domain] * len(scorable))
+            cands[i].H, questions[i] = ex.H, ex.q
+        scores = ms.scorer.score(
+            [cands[i].H for i in scorable], [domain] * len(scorable), [questions[i] for i in scorable]
+        )
         result = rerank([cands[i] for i in scorable], scores, weights)
         order = [scorable[j] for j in result.order]
         details = {scorable[j]: (d, scores[j]) for j, d in enumerate(result.details)}

@@ -47,13 +47,23 @@ def check_finite(latents: list[list[float]], where: str) -> None:
                 raise ValueError(f"{where}: value [{i}][{j}] is {v}: latents must be finite numbers (no NaN or Inf)")
 
 
+QUESTION_DOC = (
+    "the student's state at the token before the first step, shape (hidden_size,) (LatentSequence.Q, "
+    "Extracted.q); checkpoints with a question token predict every step from it, without it they score "
+    "from the steps alone"
+)
+
+
 class SequenceIn(_Body):
     latents: Latents = Field(description="step latents, shape (num_steps, hidden_size)")
     domain: str | None = Field(None, max_length=64, description="math, code, logic, other (unknown = other)")
+    question_latent: Step | None = Field(None, description=QUESTION_DOC)
 
     @model_validator(mode="after")
     def _finite(self) -> SequenceIn:
         check_finite(self.latents, "latents")
+        if self.question_latent is not None:
+            check_finite([self.question_latent], "question_latent")
         return self
 
 
@@ -62,20 +72,27 @@ class ScoreRequest(_Body):
 
     latents: Latents | None = Field(None, description="a single chain (num_steps, hidden_size)")
     domain: str | None = Field(None, max_length=64)
+    question_latent: Step | None = Field(None, description=QUESTION_DOC)
     sequences: list[SequenceIn] | None = Field(None, min_length=1, max_length=HARD_MAX_SEQUENCES)
 
     @model_validator(mode="after")
     def _one_of(self) -> ScoreRequest:
         if (self.latents is None) == (self.sequences is None):
             raise ValueError("give either `latents` (one chain) or `sequences` (a batch), not both and not neither")
+        if self.sequences is not None and self.question_latent is not None:
+            raise ValueError("with `sequences`, give each chain's `question_latent` inside its sequence")
         if self.latents is not None:
             check_finite(self.latents, "latents")
+        if self.question_latent is not None:
+            check_finite([self.question_latent], "question_latent")
         return self
 
     def all_sequences(self) -> list[SequenceIn]:
         if self.sequences is not None:
             return self.sequences
-        return [SequenceIn.model_construct(latents=self.latents, domain=self.domain)]
+        return [
+            SequenceIn.model_construct(latents=self.latents, domain=self.domain, question_latent=self.question_latent)
+        ]
 
 
 class ChainScoreOut(BaseModel):
@@ -94,10 +111,13 @@ class PredictMaskedRequest(_Body):
     latents: Latents
     indices: list[Annotated[int, Field(ge=0, le=HARD_MAX_STEPS)]] = Field(min_length=1, max_length=HARD_MAX_STEPS)
     domain: str | None = Field(None, max_length=64)
+    question_latent: Step | None = Field(None, description=QUESTION_DOC)
 
     @model_validator(mode="after")
     def _finite(self) -> PredictMaskedRequest:
         check_finite(self.latents, "latents")
+        if self.question_latent is not None:
+            check_finite([self.question_latent], "question_latent")
         return self
 
 

@@ -99,18 +99,25 @@ def sample_statements(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def sample_items(llm, n: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    """n (prompt, steps) arithmetic chains of 3-6 steps, as the pipeline extracts them."""
+def sample_items(llm, n: int, seed: int = 0, per_prompt: int = 1) -> list[tuple[str, list[str]]]:
+    """n (prompt, steps) arithmetic chains of 3-6 steps, as the pipeline extracts them.
+
+    per_prompt > 1 gives groups of that many different chains under one prompt, like the K samples
+    (plus the gold chain) the pipeline extracts per problem.
+    """
+    if per_prompt < 1:
+        raise ValueError(f"per_prompt must be >= 1, got {per_prompt}")
     rng = np.random.default_rng(seed)
+    statements = sample_statements(-(-n // per_prompt), seed)
     items = []
-    for statement in sample_statements(n, seed):
+    for i in range(n):
         total = int(rng.integers(5, 40))
         steps = []
         for _ in range(int(rng.integers(3, 7))):
             x = int(rng.integers(1, 20))
             steps.append(f"Tom now adds {x} apples to the {total} he had, so {total} + {x} = {total + x} apples.")
             total += x
-        items.append((llm.prompt_for(statement), steps))
+        items.append((llm.prompt_for(statements[i // per_prompt]), steps))
     return items
 
 

@@ -65,19 +65,9 @@ def _layer_flops_per_token(llm, layers_run: int) -> float:
     return 2.0 * per_layer * layers_run
 
 
-def bench_extraction(
-    quick: bool = False, n_chains: int | None = None, repeats: int = 2, device: str = "auto"
-) -> dict[str, Any]:
-    import torch
-
-    if not str(device).startswith("cuda") and not torch.cuda.is_available():
-        torch.set_num_threads(min(2, torch.get_num_threads()))
-    llm, model_name = load_student(quick, device=device)
-    n = n_chains or (8 if quick else 48)
-    items = sample_items(llm, n, seed=0)
+def _compare(llm, items, repeats: int) -> tuple[dict[str, list[float]], float, int]:
+    """Best-of-`repeats` seconds of both sides on the same items, their latents' agreement, token count."""
     tokens = sum(_num_tokens(llm.tokenizer, p + render_chain(s)) for p, s in items)
-    llm.extract(items[:1])  # warm-up: first-call allocations and kernel selection are not the steady state
-    naive_extract(llm, items[:1])
     runs: dict[str, list[float]] = {"pipeline": [], "naive": []}
     for _ in range(repeats):  # alternate the two sides; keep the best of each (shared machines are noisy)
         t: dict[str, float] = {}
@@ -87,28 +77,58 @@ def bench_extraction(
             slow = naive_extract(llm, items)
         for key in runs:
             runs[key].append(t[key])
-    t = {key: min(v) for key, v in runs.items()}
+    return runs, _mean_cosine(fast, slow), tokens
+
+
+def bench_extraction(
+    quick: bool = False,
+    n_chains: int | None = None,
+    repeats: int = 2,
+    device: str = "auto",
+    per_prompt: int = 4,
+) -> dict[str, Any]:
+    """Pipeline vs naive on the pipeline's workload (`per_prompt` chains per problem prompt: 4 is v1's
+    mean of K samples + gold per problem) and, under `distinct_prompts`, on chains that share no prompt."""
+    import torch
+
+    if not str(device).startswith("cuda") and not torch.cuda.is_available():
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    llm, model_name = load_student(quick, device=device)
+    n = n_chains or (8 if quick else 48)
+    items = sample_items(llm, n, seed=0, per_prompt=per_prompt)
+    llm.extract(items[:1])  # warm-up: first-call allocations and kernel selection are not the steady state
+    naive_extract(llm, items[:1])
+    runs, agreement, tokens = _compare(llm, items, repeats)
+    d_runs, d_agreement, d_tokens = _compare(llm, sample_items(llm, n, seed=1, per_prompt=1), repeats)
     layers_run = resolve_layer(llm.spec.layer_idx, llm.num_layers) + 1
 
-    def side(seconds: float) -> dict[str, float]:
-        return {"seconds": seconds, "chains_per_s": n / seconds, "tokens_per_s": tokens / seconds}
+    def side(seconds: float, tok: int) -> dict[str, float]:
+        return {"seconds": seconds, "chains_per_s": n / seconds, "tokens_per_s": tok / seconds}
 
-    timings = {f"{key}_seconds_all_runs": v for key, v in runs.items()}
-
+    t = {key: min(v) for key, v in runs.items()}
+    dt = {key: min(v) for key, v in d_runs.items()}
     result = {
         "model": model_name,
         "device": str(llm.device),
         "dtype": str(next(llm.model.parameters()).dtype),
         "n_chains": n,
+        "chains_per_prompt": per_prompt,
         "n_tokens": tokens,
         "batch_size": llm.spec.batch_size,
         "layer_idx": llm.spec.layer_idx,
-        "pipeline": side(t["pipeline"]),
-        "naive": side(t["naive"]),
+        "pipeline": side(t["pipeline"], tokens),
+        "naive": side(t["naive"], tokens),
         "speedup_vs_naive": t["naive"] / t["pipeline"],
-        "agreement_mean_cosine": _mean_cosine(fast, slow),
+        "agreement_mean_cosine": agreement,
         "repeats": repeats,
-        **timings,
+        **{f"{key}_seconds_all_runs": v for key, v in runs.items()},
+        "distinct_prompts": {
+            "n_tokens": d_tokens,
+            "pipeline": side(dt["pipeline"], d_tokens),
+            "naive": side(dt["naive"], d_tokens),
+            "speedup_vs_naive": dt["naive"] / dt["pipeline"],
+            "agreement_mean_cosine": d_agreement,
+        },
     }
     peak = peak_flops(llm.device)
     if peak:

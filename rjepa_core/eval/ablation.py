@@ -41,6 +41,7 @@ class LayerData:
     train_seqs: Sequence[Any]  # training chains (LatentSequence / Chain) with latents of this layer
     val_seqs: Sequence[Any]  # validation chains for early stopping, same layer
     candidate_latents: dict[str, np.ndarray]  # cot_id -> H of the validation candidates, same layer
+    candidate_questions: dict[str, np.ndarray] | None = None  # cot_id -> question latent Q, same layer
 
 
 def _width(seqs: Sequence[Any]) -> int:
@@ -82,7 +83,14 @@ def _scored_groups(groups, loss: dict[str, float]) -> list[list]:
     return out
 
 
-def _measure(scorer, chains: list[ChainOfThought], latents: dict[str, np.ndarray], k: int, domain: str):
+def _measure(
+    scorer,
+    chains: list[ChainOfThought],
+    latents: dict[str, np.ndarray],
+    k: int,
+    domain: str,
+    questions: dict[str, np.ndarray] | None = None,
+):
     groups, _ = _ordered_candidates(chains)
     groups = {pid: g[:k] for pid, g in groups.items() if len(g) >= 2}
     if not groups:
@@ -92,7 +100,8 @@ def _measure(scorer, chains: list[ChainOfThought], latents: dict[str, np.ndarray
     if missing:
         raise ValueError(f"{len(missing)} validation candidates have no latents (e.g. {missing[0]})")
     tic = time.perf_counter()
-    scores = scorer.score([np.asarray(latents[c.cot_id]) for c in flat], [domain] * len(flat))
+    qs = [(questions or {}).get(c.cot_id) for c in flat]
+    scores = scorer.score([np.asarray(latents[c.cot_id]) for c in flat], [domain] * len(flat), qs)
     score_ms = (time.perf_counter() - tic) * 1000.0 / len(flat)
     loss = {c.cot_id: s.jepa_loss for c, s in zip(flat, scores, strict=True)}
     cands = _scored_groups(groups.values(), loss)
@@ -122,8 +131,12 @@ def run_ablations(
     k: int = 8,
     domain: str = "math",
     device: str = "cpu",
+    val_questions: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per variant: name, overrides, val_loss, steps, train_s, auroc, rerank_accuracy, ... or error."""
+    """One row per variant: name, overrides, val_loss, steps, train_s, auroc, rerank_accuracy, ... or error.
+
+    val_questions: cot_id -> question latent of the validation candidates (question-token models).
+    """
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
     from rjepa_core.jepa.trainer import train
@@ -134,7 +147,7 @@ def run_ablations(
         name = str(variant.get("name") or f"variant{n}")
         row: dict[str, Any] = {"name": name, "variant": variant, "error": None}
         try:
-            tr, va, cand = train_seqs, val_seqs, val_latents
+            tr, va, cand, qs = train_seqs, val_seqs, val_latents, val_questions
             if variant.get("layer_idx") is not None:
                 layer = int(variant["layer_idx"])
                 if not layers or layer not in layers:
@@ -142,7 +155,8 @@ def run_ablations(
                         f"variant {name!r} asks for layer_idx={layer} but no latents of that layer were given: "
                         f"extract them (StudentLLM.extract(..., layer_idx={layer})) and pass layers={{{layer}: ...}}"
                     )
-                tr, va, cand = layers[layer].train_seqs, layers[layer].val_seqs, layers[layer].candidate_latents
+                data = layers[layer]
+                tr, va, cand, qs = data.train_seqs, data.val_seqs, data.candidate_latents, data.candidate_questions
                 row["layer_idx"] = layer
             cfg = variant_config(base_config, variant, _width(tr))
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
@@ -156,7 +170,7 @@ def run_ablations(
                 sequences_per_s=result.sequences_per_s,
                 std_preds=result.std_preds,
             )
-            row.update(_measure(JEPAScorer.from_checkpoint(ck, device), val_candidates, cand, k, domain))
+            row.update(_measure(JEPAScorer.from_checkpoint(ck, device), val_candidates, cand, k, domain, qs))
         except ValueError as exc:
             row["error"] = str(exc)
         rows.append(row)
@@ -246,7 +260,9 @@ def cross_validated_ablations(
                 scorer = JEPAScorer.from_checkpoint(load_checkpoint(result.checkpoint_dir), device)
                 fold = [c for c in cands if c.problem_id in held]
                 scores = scorer.score(
-                    [np.asarray(by_id[c.cot_id].H) for c in fold], [by_id[c.cot_id].domain for c in fold]
+                    [np.asarray(by_id[c.cot_id].H) for c in fold],
+                    [by_id[c.cot_id].domain for c in fold],
+                    [getattr(by_id[c.cot_id], "Q", None) for c in fold],
                 )
                 for c, s in zip(fold, scores, strict=True):
                     loss[c.cot_id] = s.jepa_loss

@@ -90,10 +90,12 @@ def _latents_of(chains: Sequence[ChainOfThought], latents: dict[str, np.ndarray]
     return [np.asarray(latents[c.cot_id]) for c in chains]
 
 
-def _jepa_score(scorer, seqs: list[np.ndarray], domains: list[str]) -> tuple[list, float]:
+def _jepa_score(
+    scorer, seqs: list[np.ndarray], domains: list[str], questions: list[np.ndarray | None] | None = None
+) -> tuple[list, float]:
     """ChainScores and the scoring time in ms per chain."""
     tic = time.perf_counter()
-    scores = scorer.score(seqs, domains)
+    scores = scorer.score(seqs, domains, questions)
     ms = (time.perf_counter() - tic) * 1000.0 / max(len(seqs), 1)
     return scores, ms
 
@@ -107,7 +109,12 @@ def _coerce_weights(weights: Any) -> Weights:
 
 
 def _fit_composite(
-    scorer, train_chains: Sequence[ChainOfThought], train_latents: dict[str, np.ndarray], domain_of, kmax: int
+    scorer,
+    train_chains: Sequence[ChainOfThought],
+    train_latents: dict[str, np.ndarray],
+    domain_of,
+    kmax: int,
+    questions: dict[str, np.ndarray],
 ) -> tuple[Weights | None, str]:
     """Composite weights grid-searched on the validation split's candidate groups (else the train split's)."""
     by_split: dict[str, dict[str, list[ChainOfThought]]] = {"val": {}, "train": {}}
@@ -121,7 +128,12 @@ def _fit_composite(
     if not chosen:
         return None, "no held-out candidate groups to fit on"
     flat = [c for g in chosen.values() for c in g]
-    scores, _ = _jepa_score(scorer, _latents_of(flat, train_latents, split), [domain_of(c) for c in flat])
+    scores, _ = _jepa_score(
+        scorer,
+        _latents_of(flat, train_latents, split),
+        [domain_of(c) for c in flat],
+        [questions.get(c.cot_id) for c in flat],
+    )
     cands = iter(_to_candidate(c) for c in flat)
     loss = iter(scores)
     fit_groups = []
@@ -183,8 +195,13 @@ def evaluate(
     greedy: dict[str, ChainOfThought] | None = None,
     history: Sequence[dict[str, Any]] | None = None,
     n_resamples: int = N_RESAMPLES,
+    questions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Compare every selection method on the same candidates; returns the report dict (see module doc)."""
+    """Compare every selection method on the same candidates; returns the report dict (see module doc).
+
+    questions: cot_id -> question latent (LatentSequence.Q), for checkpoints with a question token.
+    """
+    questions = questions or {}
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
@@ -213,7 +230,9 @@ def evaluate(
     latency: dict[str, float] = {}
     skipped: dict[str, str] = {}
     if scorer is not None:
-        scores, latency["jepa"] = _jepa_score(scorer, seqs, [domain_of(c) for c in flat])
+        scores, latency["jepa"] = _jepa_score(
+            scorer, seqs, [domain_of(c) for c in flat], [questions.get(c.cot_id) for c in flat]
+        )
         for c, s in zip(flat, scores, strict=True):
             cand[c.cot_id].jepa_loss = float(s.jepa_loss)
             cand[c.cot_id].step_surprise = [float(x) for x in s.step_surprise]
@@ -234,7 +253,7 @@ def evaluate(
         if weights is not None:
             w, weights_source = _coerce_weights(weights), "given"
         elif train_chains and train_latents:
-            w, weights_source = _fit_composite(scorer, train_chains, train_latents, domain_of, kmax)
+            w, weights_source = _fit_composite(scorer, train_chains, train_latents, domain_of, kmax, questions)
         if w is None:
             w = Weights()
             weights_source = f"default ({weights_source or 'no training chains to fit on'})"

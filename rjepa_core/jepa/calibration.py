@@ -67,5 +67,5 @@ def fit_calibration(scorer: JEPAScorer, val_seqs: Sequence[Any]) -> Calibration:
     chains = [c for c in map(as_chain, val_seqs) if c.is_valid]
     if not chains:
         raise ValueError("fit_calibration needs validated chains (is_valid=True) from the validation split")
-    scores = scorer.score([c.H for c in chains], [c.domain for c in chains])
+    scores = scorer.score([c.H for c in chains], [c.domain for c in chains], [c.q for c in chains])
     return Calibration.from_losses([s.jepa_loss for s in scores])

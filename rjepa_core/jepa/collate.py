@@ -35,17 +35,18 @@ class Chain:
     H: np.ndarray  # (num_steps, hidden_size) float16/float32 step latents
     domain: str = "other"  # domain name; unknown names map to "other"
     is_valid: bool = True  # validated chain (JEPA target) or negative
+    q: np.ndarray | None = None  # (hidden_size,) question latent: the student's state before the first step
 
 
 def as_chain(x: Any) -> Chain:
-    """Chain from a Chain, a LatentSequence (anything with .H/.domain/.is_valid) or a bare array."""
+    """Chain from a Chain, a LatentSequence (anything with .H/.domain/.is_valid/.Q) or a bare array."""
     if isinstance(x, Chain):
         return x
     if isinstance(x, np.ndarray):
         return Chain(x)
     if getattr(x, "H", None) is None:
         raise ValueError(f"{type(x).__name__} has no latents H: load the shard's tensors before training/scoring")
-    return Chain(x.H, getattr(x, "domain", "other"), bool(getattr(x, "is_valid", True)))
+    return Chain(x.H, getattr(x, "domain", "other"), bool(getattr(x, "is_valid", True)), getattr(x, "Q", None))
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Batch:
     tgt_valid: torch.Tensor  # (B, T) bool: real targets
     is_valid: torch.Tensor  # (B,) bool: validated chain (regression target) vs negative
     lengths: torch.Tensor  # (B,) long: steps per chain
+    Q: torch.Tensor  # (B, Dh) float32 question latents, zero where missing
+    q_valid: torch.Tensor  # (B,) bool: the chain has a question latent
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -76,8 +79,9 @@ def pad_batch(
     domain_ids: Sequence[int],
     targets: Sequence[Sequence[int]],
     is_valid: Sequence[bool] | None = None,
+    questions: Sequence[np.ndarray | None] | None = None,
 ) -> Batch:
-    """Batch from per-chain latents and target index lists; every non-target step is visible."""
+    """Batch from per-chain latents, target index lists and optional question latents; non-targets are visible."""
     B = len(Hs)
     S = max(h.shape[0] for h in Hs)
     T = max(max(len(t) for t in targets), 1)
@@ -99,10 +103,20 @@ def pad_batch(
             ctx_valid[i, t] = False
             tgt_idx[i, : len(t)] = t
             tgt_valid[i, : len(t)] = True
+    Q = torch.zeros(B, Dh)  # (B, Dh)
+    q_valid = torch.zeros(B, dtype=torch.bool)  # (B,)
+    for i, q in enumerate(questions if questions is not None else []):
+        if q is None:
+            continue
+        q = np.asarray(q, dtype=np.float32).reshape(-1)
+        if q.shape[0] != Dh:
+            raise ValueError(f"chain {i} has a question latent of width {q.shape[0]}, its steps have {Dh}")
+        Q[i] = torch.from_numpy(q)
+        q_valid[i] = True
     flags = torch.tensor(list(is_valid) if is_valid is not None else [True] * B, dtype=torch.bool)  # (B,)
     lengths = valid.sum(1)  # (B,)
     doms = torch.tensor(list(domain_ids), dtype=torch.long)  # (B,)
-    return Batch(H, valid, doms, ctx_valid, tgt_idx, tgt_valid, flags, lengths)
+    return Batch(H, valid, doms, ctx_valid, tgt_idx, tgt_valid, flags, lengths, Q, q_valid)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -111,8 +125,16 @@ def step_seed(seed: int, step: int) -> int:
 
 
 class Collator:
-    def __init__(self, masker: Masker, seed: int = 0, domains: Sequence[str] = DEFAULT_DOMAINS, max_steps: int = 64):
+    def __init__(
+        self,
+        masker: Masker,
+        seed: int = 0,
+        domains: Sequence[str] = DEFAULT_DOMAINS,
+        max_steps: int = 64,
+        use_questions: bool = False,
+    ):
         self.masker = masker
+        self.use_questions = use_questions  # question latents are context (the model has a question token)
         self.seed = int(seed)
         self.domains = list(domains)
         self.max_steps = max_steps
@@ -128,20 +150,23 @@ class Collator:
             step = self.step
         self.step = step + 1
         g = self.generator(step)
-        Hs, doms, targets, flags = [], [], [], []
+        Hs, doms, targets, flags, qs = [], [], [], [], []
         for item in items:
             c = as_chain(item)
             h = c.H
             if h.shape[0] > self.max_steps:
                 self.truncated += 1
                 h = h[: self.max_steps]
-            if h.shape[0] < self.masker.min_length:
+            q = c.q if self.use_questions else None
+            extra = int(q is not None)
+            if h.shape[0] < self.masker.length_needed(extra):
                 self.skipped += 1
                 continue
             Hs.append(h)
             doms.append(domain_index(self.domains, c.domain))
-            targets.append(self.masker(h.shape[0], g))
+            targets.append(self.masker(h.shape[0], g, extra))
             flags.append(c.is_valid)
+            qs.append(q)
         if not Hs:
             raise ValueError(
                 f"every chain of this batch is shorter than {self.masker.min_length} steps: "
@@ -149,7 +174,7 @@ class Collator:
             )
         if self.skipped and self.skipped % 100 == 1:
             log.warning("skipped %d chain(s) too short to mask so far", self.skipped)
-        return pad_batch(Hs, doms, targets, flags)
+        return pad_batch(Hs, doms, targets, flags, qs)
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "step": self.step, "skipped": self.skipped, "truncated": self.truncated}

@@ -10,7 +10,9 @@
 Every sequence starts with a learned register token carrying the domain embedding. It is always
 visible, so attention never runs over an empty key set (a chain whose steps are all hidden still has
 a context: its domain and the positions asked for), and it gives the predictor a chain-level summary.
-Hidden steps are zeroed before the projection and excluded as attention keys, so they cannot leak.
+With `question_token`, the question latent Q (the student's state after reading the prompt) follows
+as a second always-visible token (masked out for chains that have none). Hidden steps are zeroed
+before the projection and excluded as attention keys, so they cannot leak.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class StepEncoder(nn.Module):
         self.domain = nn.Embedding(len(cfg.domains), D)
         self.step_type = nn.Embedding(cfg.num_step_types, D) if cfg.use_step_type else None
         self.register = nn.Parameter(torch.zeros(1, 1, D))
+        self.question = nn.Parameter(torch.zeros(1, 1, D)) if cfg.question_token else None  # token-type embedding
         self.transformer = Transformer(D, cfg.depth, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
         nn.init.trunc_normal_(self.pos.weight, std=0.02)
         nn.init.trunc_normal_(self.domain.weight, std=0.02)
         nn.init.trunc_normal_(self.register, std=0.02)
+        if self.question is not None:
+            nn.init.trunc_normal_(self.question, std=0.02)
         if self.step_type is not None:
             nn.init.trunc_normal_(self.step_type.weight, std=0.02)
 
@@ -94,8 +99,14 @@ class StepEncoder(nn.Module):
         visible: torch.Tensor,
         domain_ids: torch.Tensor,
         step_types: torch.Tensor | None = None,
+        Q: torch.Tensor | None = None,
+        q_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """H (B,S,Dh), visible (B,S) bool, domain_ids (B,) -> (B, 1+S, D); index 0 is the register token."""
+        """H (B,S,Dh), visible (B,S) bool, domain_ids (B,) -> (B, P+S, D), P = `num_prefix` tokens.
+
+        Index 0 is the register token; with `question_token`, index 1 is the question token built from
+        Q (B,Dh), present where q_valid (B,) is True (Q None = no chain has one).
+        """
         B, S, _ = H.shape
         x = self.proj(self.in_norm(H))  # (B, S, D)
         x = torch.where(visible[..., None], x, torch.zeros_like(x))  # (B, S, D): hidden steps carry nothing
@@ -106,6 +117,20 @@ class StepEncoder(nn.Module):
             types = step_types if step_types is not None else torch.zeros(B, S, dtype=torch.long, device=H.device)
             x = x + self.step_type(types)  # (B, S, D)
         reg = self.register.expand(B, 1, -1) + dom  # (B, 1, D)
-        tokens = torch.cat([reg, x], dim=1)  # (B, 1+S, D)
-        key_mask = torch.cat([visible.new_ones(B, 1), visible], dim=1)  # (B, 1+S)
-        return self.transformer(tokens, key_mask)  # (B, 1+S, D)
+        prefix, prefix_mask = [reg], [visible.new_ones(B, 1)]
+        if self.question is not None:
+            if Q is None:
+                Q, q_valid = H.new_zeros(B, H.shape[-1]), visible.new_zeros(B)
+            elif q_valid is None:
+                q_valid = visible.new_ones(B)
+            q = self.proj(self.in_norm(Q))[:, None] + self.question + dom  # (B, 1, D)
+            prefix.append(torch.where(q_valid[:, None, None], q, torch.zeros_like(q)))
+            prefix_mask.append(q_valid[:, None])
+        tokens = torch.cat([*prefix, x], dim=1)  # (B, P+S, D)
+        key_mask = torch.cat([*prefix_mask, visible], dim=1)  # (B, P+S)
+        return self.transformer(tokens, key_mask)  # (B, P+S, D)
+
+    @property
+    def num_prefix(self) -> int:
+        """Tokens before the steps: the register, and the question token when the model has one."""
+        return 1 + (self.question is not None)

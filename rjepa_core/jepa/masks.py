@@ -10,8 +10,9 @@
 
 Every masker returns a sorted, non-empty list of target indices that leaves at least
 `min_context` steps visible, so it needs chains of at least `min_context + 1` steps
-(`masker.min_length`); the collator skips shorter chains and counts them. Draws come only from the
-torch.Generator passed in, so a seeded generator reproduces the same masks.
+(`masker.min_length`); the collator skips shorter chains and counts them. A question latent counts
+as visible context (`extra_context=1`): a one-step chain with its question can then be trained on.
+Draws come only from the torch.Generator passed in, so a seeded generator reproduces the same masks.
 
 - random: k steps anywhere, k = round(r * n), r ~ U[ratio_min, ratio_max]
 - contiguous (default): one block of k consecutive steps, same k
@@ -43,12 +44,19 @@ class Masker(ABC):
     def __init__(self, cfg: MaskConfig):
         self.cfg = cfg.validate()
 
+    # Visible items outside the steps (the question latent) for the call in progress.
+    _extra = 0
+
     @property
     def min_length(self) -> int:
-        return self.cfg.min_context + 1
+        return self.length_needed(0)
+
+    def length_needed(self, extra_context: int = 0) -> int:
+        """Fewest steps a chain needs when `extra_context` always-visible items come with it."""
+        return max(1, self.cfg.min_context + 1 - extra_context)
 
     def max_targets(self, n: int) -> int:
-        return n - self.cfg.min_context
+        return min(n, n + self._extra - self.cfg.min_context)
 
     def num_targets(self, n: int, g: torch.Generator) -> int:
         r = self.cfg.ratio_min + _uniform(g) * (self.cfg.ratio_max - self.cfg.ratio_min)
@@ -58,13 +66,18 @@ class Masker(ABC):
     def targets(self, n: int, g: torch.Generator) -> list[int]:
         """Target indices of a chain of n >= min_length steps."""
 
-    def __call__(self, n: int, g: torch.Generator) -> list[int]:
-        if n < self.min_length:
+    def __call__(self, n: int, g: torch.Generator, extra_context: int = 0) -> list[int]:
+        if n < self.length_needed(extra_context):
             raise ValueError(
-                f"{self.kind} masking needs chains of at least {self.min_length} steps (min_context="
-                f"{self.cfg.min_context} + 1 target), got {n}: filter short chains first"
+                f"{self.kind} masking needs chains of at least {self.length_needed(extra_context)} steps "
+                f"(min_context={self.cfg.min_context} + 1 target, {extra_context} question latent), got {n}: "
+                "filter short chains first"
             )
-        return sorted(self.targets(n, g))
+        self._extra = extra_context
+        try:
+            return sorted(self.targets(n, g))
+        finally:
+            self._extra = 0
 
 
 class RandomMasker(Masker):
@@ -88,8 +101,8 @@ class HierarchicalMasker(Masker):
     kind = "hierarchical"
 
     def targets(self, n: int, g: torch.Generator) -> list[int]:
-        if n == 2:
-            return [1]
+        if n <= 2:
+            return [n - 1]
         middle = list(range(1, n - 1))
         return middle[: max(1, self.max_targets(n))]
 

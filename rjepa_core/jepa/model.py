@@ -63,13 +63,38 @@ class RJEPA(nn.Module):
                 "segment the chain into fewer steps or train with a larger model.max_steps"
             )
 
+    def _question(
+        self, H: torch.Tensor, Q: torch.Tensor | None, q_valid: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(Q, q_valid) as the encoders take them: None without a question token, zeros + False for no Q."""
+        if not self.cfg.question_token:
+            return None, None
+        B = H.shape[0]
+        if Q is None:
+            return H.new_zeros(B, H.shape[-1]), torch.zeros(B, dtype=torch.bool, device=H.device)
+        if Q.shape != (B, H.shape[-1]):
+            raise ValueError(
+                f"question latents must have shape {(B, H.shape[-1])} (one per chain), got {tuple(Q.shape)}"
+            )
+        if q_valid is None:
+            q_valid = torch.ones(B, dtype=torch.bool, device=H.device)
+        return Q, q_valid
+
     @torch.no_grad()
     def encode_targets(
-        self, H: torch.Tensor, valid: torch.Tensor, domain_ids: torch.Tensor, step_types: torch.Tensor | None = None
+        self,
+        H: torch.Tensor,
+        valid: torch.Tensor,
+        domain_ids: torch.Tensor,
+        step_types: torch.Tensor | None = None,
+        Q: torch.Tensor | None = None,
+        q_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Target-encoder embeddings of every step, layer-normed without affine: (B, S, D)."""
         self._check(H)
-        z = self.target_encoder(H, valid, domain_ids, step_types)[:, 1:]  # (B, S, D) without register
+        Q, q_valid = self._question(H, Q, q_valid)
+        z = self.target_encoder(H, valid, domain_ids, step_types, Q, q_valid)  # (B, P+S, D)
+        z = z[:, self.target_encoder.num_prefix :]  # (B, S, D): steps only
         return F.layer_norm(z, (z.shape[-1],))  # (B, S, D)
 
     def encode_context(
@@ -78,11 +103,15 @@ class RJEPA(nn.Module):
         ctx_valid: torch.Tensor,
         domain_ids: torch.Tensor,
         step_types: torch.Tensor | None = None,
+        Q: torch.Tensor | None = None,
+        q_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Context-encoder tokens (B, 1+S, D) and their key mask (B, 1+S) (register + visible steps)."""
+        """Context-encoder tokens (B, P+S, D) and their key mask (B, P+S): register (+ question) + visible steps."""
         self._check(H)
-        ctx = self.context_encoder(H, ctx_valid, domain_ids, step_types)  # (B, 1+S, D)
-        ctx_mask = torch.cat([ctx_valid.new_ones(H.shape[0], 1), ctx_valid], dim=1)  # (B, 1+S)
+        Q, q_valid = self._question(H, Q, q_valid)
+        ctx = self.context_encoder(H, ctx_valid, domain_ids, step_types, Q, q_valid)  # (B, P+S, D)
+        prefix = [ctx_valid.new_ones(H.shape[0], 1)] + ([q_valid[:, None]] if q_valid is not None else [])
+        ctx_mask = torch.cat([*prefix, ctx_valid], dim=1)  # (B, P+S)
         return ctx, ctx_mask
 
     def predict(
@@ -94,14 +123,17 @@ class RJEPA(nn.Module):
         tgt_idx: torch.Tensor,
         tgt_valid: torch.Tensor,
         step_types: torch.Tensor | None = None,
+        Q: torch.Tensor | None = None,
+        q_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted target embeddings (B, T, D) of the steps at tgt_idx from the visible steps only.
 
         ctx_valid (B,S) marks visible steps (a subset of `valid`); tgt_idx (B,T) long, padded with 0 where
         tgt_valid (B,T) is False. Padded rows of the output are meaningless and must be masked by the caller.
+        Q (B,Dh) / q_valid (B,): question latents (used when the model has a question token).
         """
         ctx_valid = ctx_valid & valid  # (B, S)
-        ctx, ctx_mask = self.encode_context(H, ctx_valid, domain_ids, step_types)  # (B,1+S,D), (B,1+S)
+        ctx, ctx_mask = self.encode_context(H, ctx_valid, domain_ids, step_types, Q, q_valid)  # (B,P+S,D), (B,P+S)
         return self.predictor(ctx, ctx_mask, tgt_idx, tgt_valid)  # (B, T, D)
 
     def to_hidden(self, pred: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,9 @@ class Predictor(nn.Module):
         super().__init__()
         P = cfg.pred_d_model
         self.embed = nn.Linear(cfg.d_model, P)
-        # Position 0 is the register token; step i sits at i + 1.
-        self.pos = nn.Embedding(cfg.max_steps + 1, P)
+        # Positions 0..num_prefix-1 are the register (and question) tokens; step i sits at i + num_prefix.
+        self.num_prefix = 1 + bool(cfg.question_token)
+        self.pos = nn.Embedding(cfg.max_steps + self.num_prefix, P)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, P))
         self.transformer = Transformer(P, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio, cfg.dropout)
         self.out = nn.Linear(P, cfg.d_model)
@@ -44,12 +45,12 @@ class Predictor(nn.Module):
         tgt_idx: torch.Tensor,
         tgt_valid: torch.Tensor,
     ) -> torch.Tensor:
-        """ctx (B,1+S,D) from the context encoder, ctx_mask (B,1+S), tgt_idx/tgt_valid (B,T) -> (B,T,D)."""
+        """ctx (B,P+S,D) from the context encoder, ctx_mask (B,P+S), tgt_idx/tgt_valid (B,T) -> (B,T,D)."""
         B, N, _ = ctx.shape
         T = tgt_idx.shape[1]
-        x = self.embed(ctx) + self.pos(torch.arange(N, device=ctx.device))[None]  # (B, 1+S, P)
-        m = self.mask_token.expand(B, T, -1) + self.pos(tgt_idx + 1)  # (B, T, P)
-        tokens = torch.cat([x, m], dim=1)  # (B, 1+S+T, P)
-        key_mask = torch.cat([ctx_mask, tgt_valid], dim=1)  # (B, 1+S+T)
-        y = self.transformer(tokens, key_mask)  # (B, 1+S+T, P)
+        x = self.embed(ctx) + self.pos(torch.arange(N, device=ctx.device))[None]  # (B, P+S, P)
+        m = self.mask_token.expand(B, T, -1) + self.pos(tgt_idx + self.num_prefix)  # (B, T, P)
+        tokens = torch.cat([x, m], dim=1)  # (B, P+S+T, P)
+        key_mask = torch.cat([ctx_mask, tgt_valid], dim=1)  # (B, P+S+T)
+        y = self.transformer(tokens, key_mask)  # (B, P+S+T, P)
         return self.out(y[:, N:])  # (B, T, D): target positions only

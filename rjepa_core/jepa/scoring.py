@@ -15,9 +15,10 @@ of `chunk_size`, with the model in eval mode. A step's surprise is the distance 
 kind, L1 by default) between its prediction and its target-encoder embedding computed on the whole
 chain; the chain's JEPA-loss is the mean (or max) of its step surprises.
 
-A single-step chain has no other step to predict from: its step is predicted from the register
-token alone, i.e. from the domain and the position, so its surprise says how typical that step is
-of first steps in the domain.
+With a question token (`model.question_token`, the default config), every step is also predicted
+from the question latent, so a single-step chain's surprise says how unexpected that step is for
+this problem. Without one (or without a question latent), a single-step chain's step is predicted
+from the register token alone (the domain and the position): how typical it is of first steps.
 """
 
 from __future__ import annotations
@@ -96,37 +97,71 @@ class JEPAScorer:
                 )
 
     @torch.no_grad()
-    def _targets(self, seqs: Sequence[np.ndarray], dom: list[int]) -> list[torch.Tensor]:
+    def _targets(self, seqs: Sequence[np.ndarray], dom: list[int], qs: list[np.ndarray | None]) -> list[torch.Tensor]:
         """Target embeddings of every step of every chain: list of (n_i, D)."""
         out: list[torch.Tensor] = []
         size = self.cfg.chunk_size
         for s in range(0, len(seqs), size):
             chunk = list(seqs[s : s + size])
-            b = pad_batch(chunk, dom[s : s + size], [[] for _ in chunk]).to(self.device)
-            z = self.model.encode_targets(b.H, b.valid, b.domain_ids)  # (C, S, D)
+            b = pad_batch(chunk, dom[s : s + size], [[] for _ in chunk], questions=qs[s : s + size]).to(self.device)
+            z = self.model.encode_targets(b.H, b.valid, b.domain_ids, None, b.Q, b.q_valid)  # (C, S, D)
             out += [z[i, : h.shape[0]].float().cpu() for i, h in enumerate(chunk)]
         return out
 
+    def _questions(self, n: int, questions: Sequence[np.ndarray | None] | None) -> list[np.ndarray | None]:
+        if questions is None:
+            return [None] * n
+        if len(questions) != n:
+            raise ValueError(f"{n} chains but {len(questions)} question latents")
+        width = self.model.cfg.hidden_size
+        out = []
+        for i, q in enumerate(questions):
+            if q is not None:
+                q = np.asarray(q, dtype=np.float32).reshape(-1)
+                if q.shape[0] != width or not np.isfinite(q).all():
+                    raise ValueError(
+                        f"chain {i}: question latent must be {width} finite numbers (the student's width), "
+                        f"got {q.shape[0]}"
+                    )
+            out.append(q if self.model.cfg.question_token else None)
+        return out
+
     @torch.no_grad()
-    def score(self, seqs: Sequence[np.ndarray], domains: Sequence[str | None] | None = None) -> list[ChainScore]:
-        """Score chains (each (num_steps, hidden_size)); domains default to "other"."""
+    def score(
+        self,
+        seqs: Sequence[np.ndarray],
+        domains: Sequence[str | None] | None = None,
+        questions: Sequence[np.ndarray | None] | None = None,
+    ) -> list[ChainScore]:
+        """Score chains (each (num_steps, hidden_size)); domains default to "other".
+
+        questions: one question latent (hidden_size,) or None per chain; used when the model has a
+        question token (ignored otherwise).
+        """
         if not seqs:
             return []
         self._check(seqs)
         names = list(domains) if domains is not None else [None] * len(seqs)
         if len(names) != len(seqs):
             raise ValueError(f"{len(seqs)} chains but {len(names)} domains")
+        qs = self._questions(len(seqs), questions)
         dom = [domain_index(self.model.cfg.domains, d) for d in names]
-        targets = self._targets(seqs, dom)
+        targets = self._targets(seqs, dom, qs)
         variants = [(c, t) for c, h in enumerate(seqs) for t in masked_sets(h.shape[0], self.cfg)]
         sums = [np.zeros(h.shape[0]) for h in seqs]
         counts = [np.zeros(h.shape[0]) for h in seqs]
         size = self.cfg.chunk_size
         for s in range(0, len(variants), size):
             chunk = variants[s : s + size]
-            b = pad_batch([seqs[c] for c, _ in chunk], [dom[c] for c, _ in chunk], [t for _, t in chunk])
-            b = b.to(self.device)
-            pred = self.model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (V, T, D)
+            b = pad_batch(
+                [seqs[c] for c, _ in chunk],
+                [dom[c] for c, _ in chunk],
+                [t for _, t in chunk],
+                questions=[qs[c] for c, _ in chunk],
+            ).to(self.device)
+            pred = self.model.predict(
+                b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid, None, b.Q, b.q_valid
+            )  # (V, T, D)
             tg = torch.zeros_like(pred)  # (V, T, D)
             for v, (c, t) in enumerate(chunk):
                 tg[v, : len(t)] = targets[c][t].to(self.device)
@@ -145,9 +180,10 @@ class JEPAScorer:
 
 @torch.no_grad()
 def predict_masked(
-    model: RJEPA, H: np.ndarray, idx: Sequence[int], domain: str | None = None
+    model: RJEPA, H: np.ndarray, idx: Sequence[int], domain: str | None = None, question: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions for the steps `idx` of one chain from its other steps: (T, D) JEPA space, (T, Dh) student space.
+    """Predictions for the steps `idx` of one chain from its other steps (and its question latent, when the
+    model has a question token): (T, D) JEPA space, (T, Dh) student space.
 
     Indices may point past the chain's end (up to max_steps - 1) to predict missing future steps (plan).
     """
@@ -158,8 +194,9 @@ def predict_masked(
     n = max(H.shape[0], max(idx) + 1)
     full = np.zeros((n, H.shape[1]), dtype=np.float32)
     full[: H.shape[0]] = H
-    b = pad_batch([full], [domain_index(model.cfg.domains, domain)], [idx]).to(device)
+    q = [question if model.cfg.question_token else None]
+    b = pad_batch([full], [domain_index(model.cfg.domains, domain)], [idx], questions=q).to(device)
     model.eval()
-    pred = model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (1, T, D)
+    pred = model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid, None, b.Q, b.q_valid)
     hidden = model.to_hidden(pred)  # (1, T, Dh)
     return pred[0].float().cpu().numpy(), hidden[0].float().cpu().numpy()

@@ -133,7 +133,7 @@ class Trainer:
             param_groups(model, o.weight_decay), lr=lr_at(0, o), betas=tuple(o.betas), weight_decay=o.weight_decay
         )
         m = cfg.model
-        self.collator = Collator(make_masker(cfg.mask), cfg.mask.seed, m.domains, m.max_steps)
+        self.collator = Collator(make_masker(cfg.mask), cfg.mask.seed, m.domains, m.max_steps, m.question_token)
         self.use_bf16 = cfg.train.bf16 and device.type == "cuda"
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -143,10 +143,13 @@ class Trainer:
 
     def forward_losses(self, b: Batch) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
         # 1. target forward: no grad, layer-normed, gathered at the masked steps
-        tgt = gather_steps(self.model.encode_targets(b.H, b.valid, b.domain_ids), b.tgt_idx)  # (B, T, D)
-        # 2. context encoder + predictor on the visible steps only
+        z = self.model.encode_targets(b.H, b.valid, b.domain_ids, None, b.Q, b.q_valid)  # (B, S, D)
+        tgt = gather_steps(z, b.tgt_idx)  # (B, T, D)
+        # 2. context encoder + predictor on the visible steps (and the question) only
         with self.autocast():
-            pred = self.model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid)  # (B, T, D)
+            pred = self.model.predict(
+                b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid, None, b.Q, b.q_valid
+            )  # (B, T, D)
             hidden_pred = self.model.to_hidden(pred.detach())  # (B, T, Dh)
         # 3. loss terms
         hidden_tgt = gather_steps(b.H, b.tgt_idx)  # (B, T, Dh) raw student latents of the masked steps
@@ -208,14 +211,17 @@ class Trainer:
         }
 
 
-def _prepare(seqs: Sequence[Any], min_len: int, max_steps: int, want_valid: bool) -> tuple[list[Chain], int]:
+def _prepare(seqs: Sequence[Any], cfg: RJEPAConfig, want_valid: bool) -> tuple[list[Chain], int]:
+    """The chains to train on: of the wanted validity, long enough to mask (a question latent counts as context)."""
+    masker = make_masker(cfg.mask)
     kept, skipped = [], 0
     for s in seqs:
         c = as_chain(s)
-        if c.is_valid != want_valid or c.H.shape[0] < min_len:
+        q = c.q if cfg.model.question_token else None
+        if c.is_valid != want_valid or c.H.shape[0] < masker.length_needed(int(q is not None)):
             skipped += 1
             continue
-        kept.append(Chain(c.H[:max_steps], c.domain, c.is_valid))
+        kept.append(Chain(c.H[: cfg.model.max_steps], c.domain, c.is_valid, q))
     return kept, skipped
 
 
@@ -253,15 +259,17 @@ def train(
     last_dir, best_dir = out_dir / "last", out_dir / "best"
     dev = resolve_device(device)
     t, o = cfg.train, cfg.optim
-    min_len = cfg.mask.min_context + 1
-    train_chains, skipped = _prepare(train_seqs, min_len, cfg.model.max_steps, want_valid=True)
-    val_chains, _ = _prepare(val_seqs, min_len, cfg.model.max_steps, want_valid=True)
+    min_len = make_masker(cfg.mask).min_length
+    train_chains, skipped = _prepare(train_seqs, cfg, want_valid=True)
+    val_chains, _ = _prepare(val_seqs, cfg, want_valid=True)
     if not train_chains:
-        raise ValueError(f"no validated chain with >= {min_len} steps to train on ({len(train_seqs)} given)")
+        raise ValueError(
+            f"no validated chain with >= {min_len} steps (or a question latent) to train on ({len(train_seqs)} given)"
+        )
     neg_source = negatives if negatives is not None else train_seqs
     neg_chains: list[Chain] = []
     if cfg.loss.hard_negatives:
-        neg_chains = _prepare(neg_source, min_len, cfg.model.max_steps, want_valid=False)[0]
+        neg_chains = _prepare(neg_source, cfg, want_valid=False)[0]
     _check_width(train_chains + val_chains + neg_chains, cfg.model.hidden_size)
     if skipped:
         msg = "skipped %d of %d training chains (invalid, or shorter than %d steps)"
@@ -286,7 +294,9 @@ def train(
         _set_rng_state(saved["rng"])
 
     m = cfg.model
-    val_collator = Collator(make_masker(cfg.mask), cfg.mask.seed + VAL_SEED_OFFSET, m.domains, m.max_steps)
+    val_collator = Collator(
+        make_masker(cfg.mask), cfg.mask.seed + VAL_SEED_OFFSET, m.domains, m.max_steps, m.question_token
+    )
     starts = range(0, len(val_chains), t.batch_size)
     val_batches = [val_collator(val_chains[i : i + t.batch_size], step=k) for k, i in enumerate(starts)]
 

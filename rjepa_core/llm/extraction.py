@@ -36,6 +36,10 @@ class Extracted:
     H: np.ndarray  # float16 (num_steps, hidden): mean of the layer's output over each step's tokens
     token_ids: list[int]  # the full prompt + chain tokenization the latents come from
     step_spans: list[tuple[int, int]]  # token [start, end) of each step inside token_ids
+    # (hidden,) the layer's output at the token just before the first step: a causal model has read the
+    # whole prompt (the question) there and nothing of the chain. None for encoders (they see both ways)
+    # and for texts whose first step starts at token 0.
+    q: np.ndarray | None = None
 
 
 class _StopForward(Exception):
@@ -92,6 +96,13 @@ def layer_output(llm, input_ids, attention_mask, layer_pos: int, **forward_kwarg
     return captured["h"]
 
 
+def _question_state(llm, h, row: int, start: int):
+    """The (D,) state at token `start - 1` of batch row `row`, or None (encoders, or no token before)."""
+    if llm.spec.kind != "causal" or start < 1:
+        return None
+    return h[row, start - 1].float()
+
+
 def _pool(h, spans: list[list[tuple[int, int]]]):
     """Exact mean over each step's tokens: (B, S, D) → list of (J_b, D) float32."""
     import torch
@@ -131,7 +142,8 @@ def _encode(llm, texts: Sequence[str], char_spans_per_text: Sequence[Sequence[tu
 
 
 def _pool_full(llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: int, batch_size: int) -> dict:
-    """Pooled float32 (J, D) per index, each text run whole (length-sorted, right-padded batches)."""
+    """(pooled float32 (J, D), question state (D,) or None) per index, each text run whole (length-sorted,
+    right-padded batches)."""
     import torch
 
     out = {}
@@ -145,12 +157,14 @@ def _pool_full(llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: 
             input_ids[row, : len(encoded[i].ids)] = torch.tensor(encoded[i].ids)
             attention_mask[row, : len(encoded[i].ids)] = 1
         h = layer_output(llm, input_ids.to(llm.device), attention_mask.to(llm.device), layer_pos)  # (B, S, D)
-        out.update(zip(idx, _pool(h, [encoded[i].spans for i in idx]), strict=True))
+        pooled = _pool(h, [encoded[i].spans for i in idx])
+        for row, i in enumerate(idx):
+            out[i] = (pooled[row], _question_state(llm, h, row, encoded[i].spans[0][0]))
     return out
 
 
 def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_size: int) -> dict:
-    """Pooled float32 (J, D) per member of `groups`: each prompt runs once, chains run on its cached keys/values.
+    """(pooled (J, D), question state) per member of `groups`: each prompt runs once, chains run on its cache.
 
     Up to `batch_size` equal-length prompts run together (no padding, so positions stay exact);
     their members' chain tokens then run in length-sorted batches, each row on its prompt's cache.
@@ -163,7 +177,9 @@ def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_siz
             window = bucket[g0 : g0 + batch_size]
             cache = prefix.new_cache(config, layer_pos)
             prompt_ids = torch.tensor([g.prompt_ids for g in window], device=dev)  # (G, P)
-            layer_output(llm, prompt_ids, torch.ones_like(prompt_ids), layer_pos, past_key_values=cache, use_cache=True)
+            h_prompt = layer_output(
+                llm, prompt_ids, torch.ones_like(prompt_ids), layer_pos, past_key_values=cache, use_cache=True
+            )  # (G, P, D)
             keys, values = prefix.cached_kv(cache, layer_pos)  # per layer (G, H_kv, P, d)
             rows = sorted(
                 ((i, g) for g, group in enumerate(window) for i in group.members),
@@ -185,15 +201,25 @@ def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_siz
                     use_cache=True,  # the calling convention of cached generation, which every causal LM supports
                 )  # (B, C, D): the chain tokens only
                 spans = [[(s - P, e - P) for s, e in encoded[i].spans] for i, _ in chunk]
-                out.update(zip([i for i, _ in chunk], _pool(h, spans), strict=True))
+                pooled = _pool(h, spans)
+                for row, (i, g) in enumerate(chunk):
+                    start = encoded[i].spans[0][0]  # the question state sits in the chain part or the prompt
+                    q = (
+                        _question_state(llm, h, row, start - P)
+                        if start > P
+                        else _question_state(llm, h_prompt, g, start)
+                    )
+                    out[i] = (pooled[row], q)
     return out
 
 
 def _results(encoded: list[_Encoded], pooled: dict, dtype) -> list[Extracted]:
-    return [
-        Extracted(H=pooled[i].cpu().numpy().astype(dtype), token_ids=e.ids, step_spans=e.spans)
-        for i, e in enumerate(encoded)
-    ]
+    out = []
+    for i, e in enumerate(encoded):
+        H, q = pooled[i]
+        q = q.cpu().numpy().astype(dtype) if q is not None else None
+        out.append(Extracted(H=H.cpu().numpy().astype(dtype), token_ids=e.ids, step_spans=e.spans, q=q))
+    return out
 
 
 def extract_texts(
@@ -258,4 +284,5 @@ def extract(
     out = extract_float32(llm, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix)
     for ex in out:
         ex.H = ex.H.astype(np.float16)  # (J, D)
+        ex.q = ex.q.astype(np.float16) if ex.q is not None else None  # (D,)
     return out

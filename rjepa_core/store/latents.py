@@ -37,6 +37,7 @@ from rjepa_core.io import is_temp_file
 from rjepa_core.schemas import LatentSequence
 from rjepa_core.store.layout import StorageLayout
 from rjepa_core.store.shards import (
+    open_questions,
     open_rows,
     read_rows,
     sha256_file,
@@ -236,8 +237,8 @@ class LatentStore:
         for pq_path in self.iter_shards(llm_tag, version):
             rows = read_rows(pq_path)
             keep = [
-                r
-                for r in rows
+                (i, r)
+                for i, r in enumerate(rows)
                 if (split is None or r["split"] == split)
                 and (is_valid is None or r["is_valid"] == is_valid)
                 and (domain is None or r["domain"] == domain)
@@ -245,14 +246,17 @@ class LatentStore:
             if not keep:
                 continue
             H_all = open_rows(pq_path, memmap=memmap) if with_tensors else None  # (rows, hidden)
+            Q_all = open_questions(pq_path) if with_tensors else None
             # Views would pin the whole shard in memory for a few kept rows: copy those instead.
             share = memmap or len(keep) == len(rows)
-            for r in keep:
+            for i, r in keep:
                 off = r.pop("row_offset")
                 seq = LatentSequence(**r)
                 if H_all is not None:
                     h = H_all[off : off + seq.num_steps]  # (steps, hidden)
                     seq.H = h if share else np.array(h)
+                if Q_all is not None:
+                    seq.Q = Q_all[i]
                 out.append(seq)
         return out
 

@@ -4,8 +4,10 @@
     >>> shard_info(pq_path)["rows"]                          # None if the shard is not complete
     >>> H = open_rows(pq_path, memmap=True)                  # (rows, hidden) float16, zero-copy
 
-`shard-NNNNN.safetensors` holds ONE float16 tensor "H" of shape [rows, hidden]: every step of every
-sequence of the shard, concatenated. `shard-NNNNN.parquet` has one row per sequence
+`shard-NNNNN.safetensors` holds a float16 tensor "H" of shape [rows, hidden]: every step of every
+sequence of the shard, concatenated; when the sequences carry question latents, also "Q" of shape
+[sequences, hidden] (one per sequence, in parquet row order) and "Q_present" (uint8, 0 where a
+sequence has none). `shard-NNNNN.parquet` has one row per sequence
 (`LatentSequence.ARROW_SCHEMA` + `row_offset` into H) and, in its key-value metadata, the tensor
 file's byte size and sha256.
 
@@ -37,6 +39,7 @@ from rjepa_core.schemas import LatentSequence
 SHARD_SCHEMA = LatentSequence.ARROW_SCHEMA.append(pa.field("row_offset", pa.int64()))
 META_KEY = b"rjepa.shard"  # parquet key-value metadata entry holding the commit record (JSON)
 TENSOR = "H"
+QUESTION, QUESTION_PRESENT = "Q", "Q_present"
 
 
 def shard_name(index: int) -> str:
@@ -65,8 +68,16 @@ def write_shard(folder: Path, index: int, seqs: list[LatentSequence]) -> Path:
         pq_path.unlink()
     H = np.concatenate([np.asarray(s.H, dtype=np.float16) for s in seqs], axis=0)  # (rows, hidden)
     offsets = np.cumsum([0] + [s.num_steps for s in seqs[:-1]]).tolist()
+    tensors = {TENSOR: np.ascontiguousarray(H)}
+    if any(s.Q is not None for s in seqs):
+        Q = np.zeros((len(seqs), H.shape[1]), dtype=np.float16)  # (sequences, hidden)
+        for i, s in enumerate(seqs):
+            if s.Q is not None:
+                Q[i] = np.asarray(s.Q, dtype=np.float16)
+        tensors[QUESTION] = Q
+        tensors[QUESTION_PRESENT] = np.array([s.Q is not None for s in seqs], dtype=np.uint8)  # (sequences,)
     with atomic_path(st_path) as tmp:
-        save_file({TENSOR: np.ascontiguousarray(H)}, tmp)
+        save_file(tensors, tmp)
         info = {
             "tensor_file": st_path.name,
             "bytes": Path(tmp).stat().st_size,
@@ -112,6 +123,15 @@ def _data_offset(st_path: Path) -> tuple[int, tuple[int, int]]:
         raise ValueError(f"{st_path}: tensor {TENSOR} is {entry['dtype']}, expected F16")
     rows, hidden = entry["shape"]
     return 8 + n + entry["data_offsets"][0], (rows, hidden)
+
+
+def open_questions(pq_path: Path) -> list[np.ndarray | None] | None:
+    """Question latents of a shard's sequences in parquet row order (None per missing one), or None if it has none."""
+    with safe_open(str(pq_path.with_suffix(".safetensors")), framework="numpy") as f:
+        if QUESTION not in f.keys():
+            return None
+        Q, present = f.get_tensor(QUESTION), f.get_tensor(QUESTION_PRESENT)  # (sequences, hidden), (sequences,)
+    return [Q[i] if present[i] else None for i in range(Q.shape[0])]
 
 
 def open_rows(pq_path: Path, memmap: bool = False):

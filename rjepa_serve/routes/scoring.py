@@ -37,6 +37,14 @@ def as_matrix(latents: list[list[float]], ms: ModelState, max_steps: int, where:
     return H64.astype(np.float32)
 
 
+def as_question(q: list[float] | None, ms: ModelState, where: str) -> np.ndarray | None:
+    """(hidden,) float32 question latent checked against the checkpoint's width, or None."""
+    if q is None:
+        return None
+    Q = as_matrix([q], ms, 1, where)  # (1, Dh)
+    return Q[0]
+
+
 @router.post("/score", response_model=ScoreResponse)
 async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
     """JEPA-loss, per-step surprise and calibrated 0-1 score of one chain or a batch of chains."""
@@ -46,7 +54,9 @@ async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
         raise client_error(f"{len(seqs)} sequences is above the limit of {cap} per request: split the batch")
     where = "latents" if req.sequences is None else "sequences[{}].latents"
     mats = [as_matrix(s.latents, ms, svc.settings.max_steps, where.format(i)) for i, s in enumerate(seqs)]
-    out = await run_model(svc, engine.score_chains, ms, mats, [s.domain for s in seqs], scoring=True)
+    qwhere = "question_latent" if req.sequences is None else "sequences[{}].question_latent"
+    qs = [as_question(s.question_latent, ms, qwhere.format(i)) for i, s in enumerate(seqs)]
+    out = await run_model(svc, engine.score_chains, ms, mats, [s.domain for s in seqs], qs, scoring=True)
     return ScoreResponse(results=[ChainScoreOut(**r) for r in out], checkpoint_id=ms.checkpoint_id)
 
 
@@ -59,5 +69,6 @@ async def predict_masked(req: PredictMaskedRequest, ms: Model, svc: Service) -> 
         raise client_error(f"indices {bad} are outside [0, {ms.max_steps}): the checkpoint covers {ms.max_steps} steps")
     if set(range(H.shape[0])) <= set(req.indices):
         raise client_error("every step is masked: leave at least one step of `latents` visible as context")
-    idx, pj, ph = await run_model(svc, engine.predict, ms, H, req.indices, req.domain, scoring=True)
+    q = as_question(req.question_latent, ms, "question_latent")
+    idx, pj, ph = await run_model(svc, engine.predict, ms, H, req.indices, req.domain, q, scoring=True)
     return PredictMaskedResponse(indices=idx, pred_jepa=pj, pred_hidden=ph, checkpoint_id=ms.checkpoint_id)

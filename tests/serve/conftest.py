@@ -33,7 +33,7 @@ def publish_tiny_checkpoint(root: Path, run_id: str, version: str = "v1", seed: 
     from rjepa_core.store.pointers import publish_latest_checkpoint
 
     layout = StorageLayout(root)
-    cfg = RJEPAConfig(model=rjepa_tiny(hidden_size=HIDDEN, max_steps=32)).replace(
+    cfg = RJEPAConfig(model=rjepa_tiny(hidden_size=HIDDEN, max_steps=32, question_token=True)).replace(
         optim={"total_steps": 4, "warmup_steps": 1}, train={"batch_size": 8, "val_every": 4, "seed": seed}
     )
     chains = random_chains(24, seed)

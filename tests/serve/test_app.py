@@ -36,6 +36,27 @@ def test_score_one_chain_and_a_batch(client):
     assert batch.json()["checkpoint_id"] == "run-a"
 
 
+def test_score_and_predict_take_a_question_latent(client):
+    body = {"latents": latents(4, seed=4), "domain": "math"}
+    question = latents(1, seed=5)[0]
+    plain = client.post("/score", json=body).json()["results"][0]
+    asked = client.post("/score", json={**body, "question_latent": question})
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["results"][0]["jepa_loss"] != plain["jepa_loss"]  # the checkpoint has a question token
+    batch = client.post("/score", json={"sequences": [{**body, "question_latent": question}]})
+    assert batch.json()["results"][0] == asked.json()["results"][0]
+    bad = client.post("/score", json={**body, "question_latent": question[:10]})
+    assert bad.status_code == 422 and "question_latent" in bad.json()["detail"] and "10" in bad.json()["detail"]
+    both = client.post("/score", json={"sequences": [body], "question_latent": question})
+    assert both.status_code == 422 and "inside its sequence" in both.text
+    nan_body = json.dumps({**body, "question_latent": [float("nan")] * HIDDEN})  # NaN literals, as JS writes them
+    nan = client.post("/score", content=nan_body, headers={"content-type": "application/json"})
+    assert nan.status_code == 422
+    p = client.post("/predict_masked", json={"latents": latents(3), "indices": [1], "question_latent": question})
+    q = client.post("/predict_masked", json={"latents": latents(3), "indices": [1]})
+    assert p.status_code == 200 and p.json()["pred_jepa"] != q.json()["pred_jepa"]
+
+
 def test_score_is_deterministic(client):
     body = {"latents": latents(5, seed=3)}
     assert client.post("/score", json=body).json() == client.post("/score", json=body).json()

@@ -34,6 +34,23 @@ def test_score_accepts_numpy_torch_and_lists(api):
     assert len(api.score(np.stack([H, H]))) == 2
 
 
+def test_score_and_predict_send_question_latents(api):
+    rng = np.random.default_rng(1)
+    H, q = rng.standard_normal((3, HIDDEN)).astype(np.float32), rng.standard_normal(HIDDEN).astype(np.float32)
+    single = api.score(H, "math", questions=q)
+    assert single == api.score(H, "math", questions=torch.from_numpy(q)) == api.score([H], "math", questions=[q])
+    assert single[0]["jepa_loss"] != api.score(H, "math")[0]["jepa_loss"]
+    both = api.score([H, H], "math", questions=[q, None])
+    assert both[0]["jepa_loss"] == pytest.approx(single[0]["jepa_loss"])
+    assert both[1]["jepa_loss"] == pytest.approx(api.score(H, "math")[0]["jepa_loss"])
+    with pytest.raises(ValueError, match="2 chains but 1 question"):
+        api.score([H, H], questions=[q])
+    with pytest.raises(ValueError, match="1-D"):
+        api.predict_masked(H, [1], question=H)
+    p = api.predict_masked(H, [1], question=q)
+    assert not np.allclose(p["pred_jepa"], api.predict_masked(H, [1])["pred_jepa"])
+
+
 def test_predict_masked_returns_arrays(api):
     H = torch.randn(3, HIDDEN)
     out = api.predict_masked(H, [1, 3])

@@ -1,6 +1,5 @@
 """Dataset assets [dataset_version]: problems (cumulative, split by problem) and validated gold chains."""
 
-
 from collections import Counter
 
 import dagster as dg

@@ -29,7 +29,27 @@ def test_extraction_benchmark_compares_pipeline_and_naive(tmp_path):
     assert r["speedup_vs_naive"] == pytest.approx(r["naive"]["seconds"] / r["pipeline"]["seconds"])
     # both methods pool the same tokens of the same layer: the latents must agree
     assert r["agreement_mean_cosine"] > 0.99
-    assert r["n_chains"] == 8 and r["n_tokens"] > 0
+    assert r["n_chains"] == 8 and r["n_tokens"] > 0 and r["chains_per_prompt"] == 4
+    # the same comparison on chains that share no prompt (prefix sharing cannot help there)
+    d = r["distinct_prompts"]
+    assert d["agreement_mean_cosine"] > 0.99 and d["n_tokens"] > 0
+    assert d["speedup_vs_naive"] == pytest.approx(d["naive"]["seconds"] / d["pipeline"]["seconds"])
+
+
+def test_bench_items_group_chains_under_shared_prompts():
+    from rjepa_core.bench.common import sample_items
+
+    class Llm:
+        def prompt_for(self, statement):
+            return f"Q: {statement}\n"
+
+    items = sample_items(Llm(), 10, seed=0, per_prompt=4)
+    prompts = [p for p, _ in items]
+    assert len(items) == 10 and len(set(prompts)) == 3
+    assert prompts[:4] == [prompts[0]] * 4 and prompts[4] != prompts[0]
+    assert len({tuple(s) for _, s in items[:4]}) == 4  # different chains under one prompt
+    with pytest.raises(ValueError, match="per_prompt"):
+        sample_items(Llm(), 4, per_prompt=0)
 
 
 def test_training_benchmark_reports_throughput_and_data_wait(tmp_path):

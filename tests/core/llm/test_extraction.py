@@ -199,3 +199,36 @@ def test_prefix_cache_refuses_sliding_window_layers():
     assert new_cache(LlamaConfig(num_hidden_layers=2), upto=1) is not None
     assert new_cache(LlamaConfig(num_hidden_layers=2), upto=2) is None
     assert new_cache(MistralConfig(num_hidden_layers=2, sliding_window=16), upto=1) is None
+
+
+def test_question_state_is_the_state_before_the_first_step(tiny_student):
+    prompt = tiny_student.prompt_for("What is 3 + 4, doubled, minus 5?")
+    got = tiny_student.extract([(prompt, steps) for steps in CHAINS], layer_idx=-2, batch_size=3)
+    for steps, ex in zip(CHAINS, got, strict=True):
+        body, char_spans = render_chain_spans(steps)
+        enc = tiny_student.tokenizer(prompt + body, return_offsets_mapping=True)
+        spans = token_spans(enc["offset_mapping"], [(len(prompt) + s, len(prompt) + e) for s, e in char_spans])
+        with torch.no_grad():
+            h = tiny_student.model(torch.tensor([enc["input_ids"]]), output_hidden_states=True).hidden_states[-2][0]
+        assert ex.q is not None and ex.q.dtype == np.float16 and ex.q.shape == (64,)
+        # the reference forward's state at the token before the first step's text (layer -2)
+        np.testing.assert_allclose(ex.q.astype(np.float32), h[spans[0][0] - 1].numpy(), atol=1e-3, rtol=1e-2)
+    # causal: that state has read the prompt and "Step 1:" only, so it depends on the question
+    a = tiny_student.extract([(prompt, CHAINS[0])])[0].q
+    b = tiny_student.extract([(tiny_student.prompt_for("What is 9 - 2?"), CHAINS[0])])[0].q
+    assert np.array_equal(a, got[0].q) and np.abs(a.astype(np.float32) - b).max() > 1e-3
+
+
+def test_question_state_agrees_with_and_without_prefix_sharing(tiny_student):
+    items = _mixed_items(tiny_student)
+    shared = extract_float32(tiny_student, items, batch_size=3, share_prefix=True)
+    unshared = extract_float32(tiny_student, items, batch_size=3, share_prefix=False)
+    for a, b in zip(shared, unshared, strict=True):
+        assert a.q is not None and a.q.dtype == np.float32
+        np.testing.assert_allclose(a.q, b.q, atol=1e-4, rtol=0)
+
+
+def test_encoders_give_no_question_state():
+    llm = StudentLLM.load("minilm-l6", device="cpu")
+    # a bidirectional encoder's state before the steps has seen the steps: it would leak the chain
+    assert llm.extract([("Problem: 3 + 4?\n", ["3 + 4 = 7"])])[0].q is None

@@ -155,3 +155,24 @@ def test_replacing_a_set_waits_for_no_one_but_appenders_share(store):
         store.write("tiny", "v1", make_seqs(1, seed=2), append=True)
         assert (folder(store) / ".shard-00009.safetensors.live.tmp").exists()  # not another writer's to remove
     assert store.count("tiny", "v1") == 3
+
+
+def test_question_latents_round_trip_per_sequence(store):
+    seqs = make_seqs(9)
+    rng = np.random.default_rng(5)
+    for i, s in enumerate(seqs):
+        if i % 3:  # some sequences carry no question latent
+            s.Q = (rng.standard_normal(8) * 1000).astype(np.float16)
+    store.write("tiny", "v1", seqs, shard_size=4)
+    got = {s.cot_id: s for s in store.read("tiny", "v1")}
+    for s in seqs:
+        assert got[s.cot_id] == s  # H and Q bit-exact, None stays None
+        assert (got[s.cot_id].Q is None) == (s.Q is None)
+    # filtered reads keep each kept sequence's own question latent
+    for s in store.read("tiny", "v1", split="val", memmap=True):
+        want = next(x for x in seqs if x.cot_id == s.cot_id)
+        assert (s.Q is None and want.Q is None) or np.array_equal(s.Q, want.Q)
+    # a set written without question latents reads back with Q None
+    store.write("tiny", "v2", make_seqs(3))
+    assert all(s.Q is None for s in store.read("tiny", "v2"))
+    assert store.verify("tiny", "v1") == []

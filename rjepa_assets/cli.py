@@ -127,12 +127,24 @@ def _print_summary(llm_tag: str, version: str) -> None:
         print(f"  JEPA-loss AUROC (correct vs incorrect): {rep['auroc_jepa']}")
     if "jepa_loss_by_correctness" in rep:
         print(f"  mean JEPA-loss correct vs incorrect: {rep['jepa_loss_by_correctness']}")
+    by_source = rep.get("by_source") or {}
+    if len(by_source) > 1:
+        print(f"  by task family, K={rep.get('k')} (accuracy):")
+        for src, row in by_source.items():
+            accs = "  ".join(f"{n} {a:.3f}" for n, a in row["accuracy"].items())
+            print(f"    {src:<32} {row['n_problems']:>3} problems  oracle {row['oracle_pass_at_k']:.3f}  {accs}")
     print(f"  report: {path.parent}/report.md")
+
+
+PIPELINE = ("student_chains", "latents", "jepa_checkpoint", "eval_report")  # llm_pipeline_job, in order
 
 
 def cmd_demo(args) -> None:
     t = time.monotonic()
-    _materialize(args.llm, args.version, _run_config(args))
+    start = getattr(args, "from_asset", None)
+    # --from latents: keep the sampled chains, redo latents → checkpoint → report (e.g. after a config change)
+    selection = list(PIPELINE[PIPELINE.index(start) :]) if start else None
+    _materialize(args.llm, args.version, _run_config(args), selection=selection)
     _print_summary(args.llm, args.version)
     print(f"\n[rjepa] pipeline materialized through Dagster in {time.monotonic() - t:.0f}s.")
     print("[rjepa] open the UI on the same instance:  make ui   (or: .venv/bin/rjepa ui)")
@@ -196,6 +208,27 @@ def cmd_serve(args) -> None:
     serve(host=args.host, port=args.port)
 
 
+def _layer_latents(args, layout, student_chains, layers: set[int]) -> dict:
+    """Latents of the train/val chains at other student layers (for layer_idx variants), extracted now."""
+    if not layers:
+        return {}
+    from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.pipeline import extract_latents
+    from rjepa_core.schemas import ChainOfThought, Problem, read_records
+
+    problems = [p for p in read_records(Problem, layout.problems_path(args.version)) if p.split in ("train", "val")]
+    keep = {p.problem_id for p in problems}
+    cots = read_records(ChainOfThought, layout.cots_path(args.version)) + list(student_chains)
+    cots = [c for c in cots if c.problem_id in keep and not c.meta.get("greedy")]
+    student = StudentLLMResource().load(args.llm)
+    out = {}
+    for layer in sorted(layers):
+        tic = time.monotonic()
+        out[layer] = extract_latents(student, problems, cots, layer_idx=layer)
+        print(f"[rjepa] extracted {len(cots)} train/val chains at layer {layer} in {time.monotonic() - tic:.0f}s")
+    return out
+
+
 def cmd_ablate(args) -> None:
     from rjepa_assets.defs.resources import StorageResource
     from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations
@@ -215,8 +248,10 @@ def cmd_ablate(args) -> None:
         raise SystemExit(f"no latents for {args.llm}/{args.version}: materialize `latents` first")
     chains = read_records(ChainOfThought, chains_path)
     base = load_rjepa_config(args.config, int(seqs[0].H.shape[1]))
-    sweep = [v for v in DEFAULT_SWEEP if not args.only or any(o in v["name"] for o in args.only)]
+    layer_variants = [{"name": f"layer_idx {layer}", "layer_idx": layer} for layer in args.layers or []]
+    sweep = [v for v in DEFAULT_SWEEP + layer_variants if not args.only or any(o in v["name"] for o in args.only)]
     t = time.monotonic()
+    layers = _layer_latents(args, layout, chains, {v["layer_idx"] for v in sweep if "layer_idx" in v})
 
     def show(row):
         if row["error"]:
@@ -231,7 +266,9 @@ def cmd_ablate(args) -> None:
 
     print(f"[rjepa] {len(sweep)} variants x {args.folds} folds on the train+val problems of {args.llm}/{args.version}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = cross_validated_ablations(seqs, chains, sweep, out_dir=tmp, base_config=base, folds=args.folds, log=show)
+        rows = cross_validated_ablations(
+            seqs, chains, sweep, out_dir=tmp, base_config=base, folds=args.folds, log=show, layers=layers
+        )
     result = {
         "llm_tag": args.llm,
         "dataset_version": args.version,
@@ -259,6 +296,13 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("demo", help="materialize the whole pipeline on the embedded default")
     pipeline_args(p)
+    p.add_argument(
+        "--from",
+        dest="from_asset",
+        choices=PIPELINE,
+        default=None,
+        help="re-materialize from this asset downstream only (its upstream must exist), e.g. --from latents",
+    )
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("eval", help="(re)materialize eval_report for one partition and print it")
     pipeline_args(p)
@@ -278,6 +322,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "rjepa" / "default.yaml"))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--only", nargs="*", default=None, help="run the variants whose name contains one of these")
+    p.add_argument(
+        "--layers",
+        nargs="*",
+        type=int,
+        default=None,
+        help="also try these student layers (extracts the train/val chains at each, minutes per layer on CPU)",
+    )
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.set_defaults(fn=cmd_ablate)
     p = sub.add_parser("serve", help="start the FastAPI service")

@@ -198,6 +198,7 @@ def cross_validated_ablations(
     seed: int = 0,
     device: str = "cpu",
     log=None,
+    layers: dict[int, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Ablations by problem-level k-fold cross-validation over the train+val problems (never the test split).
 
@@ -208,15 +209,16 @@ def cross_validated_ablations(
     and `majority_accuracy` over the candidates each problem has, plus `fold_aurocs`.
 
     A variant may also set `targets`: "all" (gold + valid student chains, the default), "student"
-    or "gold" — which valid chains are JEPA targets.
+    or "gold" — which valid chains are JEPA targets — and `layer_idx`: its chains' latents are then
+    taken from `layers[layer_idx]` (the same chains extracted at that student layer).
     """
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
     from rjepa_core.jepa.trainer import train
 
-    pool = [s for s in seqs if s.split in ("train", "val")]
-    by_id = {s.cot_id: s for s in pool}
-    cands = [c for c in candidates if c.cot_id in by_id and not c.meta.get("greedy")]
+    base_pool = [s for s in seqs if s.split in ("train", "val")]
+    base_ids = {s.cot_id for s in base_pool}
+    cands = [c for c in candidates if c.cot_id in base_ids and not c.meta.get("greedy")]
     if not cands:
         raise ValueError("no sampled student candidates with latents on the train/val problems")
     out_dir = Path(out_dir)
@@ -228,8 +230,20 @@ def cross_validated_ablations(
         try:
             if targets not in ("all", "student", "gold"):
                 raise ValueError(f"variant {name!r}: targets must be all, student or gold, not {targets!r}")
+            pool = base_pool
             if variant.get("layer_idx") is not None:
-                raise ValueError(f"variant {name!r}: layer_idx needs latents of that layer; use run_ablations")
+                layer = int(variant["layer_idx"])
+                if not layers or layer not in layers:
+                    raise ValueError(
+                        f"variant {name!r}: no latents of layer_idx={layer} were given: extract them "
+                        f"(rjepa ablate --layers {layer}) and pass layers={{{layer}: seqs}}"
+                    )
+                pool = [s for s in layers[layer] if s.cot_id in base_ids]
+                missing = base_ids - {s.cot_id for s in pool}
+                if missing:
+                    raise ValueError(f"variant {name!r}: {len(missing)} train/val chains have no layer {layer} latents")
+                row["layer_idx"] = layer
+            by_id = {s.cot_id: s for s in pool}
             cfg = variant_config(base_config, variant, _width(pool))
             loss: dict[str, float] = {}
             fold_aurocs, steps, train_s = [], [], 0.0
@@ -312,4 +326,5 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "targets: student chains only", "targets": "student"},
     {"name": "targets: gold only", "targets": "gold"},
     {"name": "preset small", "preset": "small"},
+    {"name": "no question token", "model": {"question_token": False}},
 ]

@@ -303,6 +303,17 @@ def evaluate(
             headline["rerank_minus_majority_ci95"][key] = diff["ci95"]
             headline["rerank_minus_greedy"][key] = accuracy(per_problem["jepa"] - per_problem["greedy"])
 
+    # per task family (problem source) at the largest K: where each method helps, where the student can't
+    by_source: dict[str, dict[str, Any]] = {}
+    sources = [by_id[pid].source for pid in kp]
+    for name in sorted(set(sources)):
+        rows_i = [i for i, src in enumerate(sources) if src == name]
+        by_source[name] = {
+            "n_problems": len(rows_i),
+            "oracle_pass_at_k": float(np.mean([any(labels[i]) for i in rows_i])),
+            "accuracy": {m: float(per_problem[m][rows_i].mean()) for m in per_problem},
+        }
+
     # 3. JEPA-loss separation and first-error localisation on the whole kmax pool
     pool_c = [cand[c.cot_id] for c in flat]
     report_jepa: dict[str, Any] = {"auroc_jepa": None, "auroc_jepa_within_problem": None}
@@ -350,6 +361,7 @@ def evaluate(
         "composite_weights_source": weights_source,
         "classifiers": {k: {"num_train": m.num_train} for k, m in models.items()},
         "localisation": localisation,
+        "by_source": by_source,
         **headline,
         **report_jepa,
         "notes": [

@@ -79,6 +79,19 @@ def to_markdown(report: dict[str, Any]) -> str:
                     f"| {name} | {_f(m.get('accuracy'))} | {_ci(m.get('ci95'))} | {_f(m.get('auroc'))} | "
                     f"{_f(m.get('auroc_within_problem'))} | {_f(m.get('latency_ms_per_candidate'), 3)} |"
                 )
+    by_source = report.get("by_source") or {}
+    if by_source:
+        names = list(next(iter(by_source.values()))["accuracy"])
+        lines += [
+            "",
+            f"## By task family (K = {report.get('k')})",
+            "",
+            "| source | problems | oracle | " + " | ".join(names) + " |",
+            "|---|---|---|" + "---|" * len(names),
+        ]
+        for src, row in by_source.items():
+            accs = " | ".join(_f(row["accuracy"].get(n)) for n in names)
+            lines.append(f"| {src} | {row['n_problems']} | {_f(row['oracle_pass_at_k'])} | {accs} |")
     loc = report.get("localisation") or {}
     lines += ["", "## First-error localisation", ""]
     if loc.get("n"):

@@ -1,3 +1,5 @@
+import numpy as np
+
 from rjepa_core.config import RJEPAConfig, rjepa_tiny
 from rjepa_core.eval.ablation import LayerData, run_ablations, variant_config
 from rjepa_core.jepa.collate import Chain
@@ -96,16 +98,28 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
         train={"batch_size": 16, "val_every": 50, "checkpoint_every": 0},
     )
     candidates = dataset.train_chains + dataset.test_chains  # test candidates must be ignored
+    rng = np.random.default_rng(0)
+    # "layer 3": the same chains with latents that carry no law at all (a layer with nothing to learn)
+    noise = [s.model_copy(update={"H": rng.normal(size=s.H.shape).astype(np.float16)}) for s in seqs]
     rows = cross_validated_ablations(
         seqs,
         candidates,
-        [{"name": "default"}, {"name": "bad", "targets": "nope"}],
+        [
+            {"name": "default"},
+            {"name": "bad", "targets": "nope"},
+            {"name": "layer 3", "layer_idx": 3},
+            {"name": "layer 5", "layer_idx": 5},
+        ],
         out_dir=tmp_path,
         base_config=base,
         folds=2,
+        layers={3: noise},
     )
     n_train_val = len(dataset.train_chains)
-    default, bad = rows
+    default, bad, layer3, layer5 = rows
+    assert layer3["error"] is None and layer3["layer_idx"] == 3
+    assert layer3["auroc"] < default["auroc"] - 0.15, (layer3["auroc"], default["auroc"])
+    assert "no latents of layer_idx=5" in layer5["error"] and "--layers 5" in layer5["error"]
     assert default["error"] is None, default["error"]
     assert default["n_candidates"] == n_train_val  # every train/val candidate scored once, held out
     assert len(default["fold_aurocs"]) == 2 and len(default["steps"]) == 2

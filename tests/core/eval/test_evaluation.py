@@ -42,6 +42,12 @@ def test_oracle_and_greedy_match_the_data(report, dataset):
     assert report["methods"]["greedy"]["k=4"]["accuracy"] == pytest.approx(greedy_acc)
     rate = np.mean([c.is_valid for c in dataset.test_chains])
     assert report["correct_rate"] == pytest.approx(rate)
+    # one task family here: its breakdown equals the K=8 totals
+    [(source, row)] = report["by_source"].items()
+    assert source == "synthetic" and row["n_problems"] == report["n_problems_per_k"]["k=8"]
+    assert row["oracle_pass_at_k"] == pytest.approx(report["oracle"]["k=8"])
+    for name, acc in row["accuracy"].items():
+        assert acc == pytest.approx(report["methods"][name]["k=8"]["accuracy"]), name
 
 
 def test_verifier_learns_the_synthetic_signal(report):

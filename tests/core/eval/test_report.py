@@ -23,6 +23,7 @@ def test_write_report_writes_json_markdown_and_valid_pngs(report, tmp_path):
     md = paths["markdown"].read_text()
     assert "| jepa |" in md and "## K = 8" in md and "First-error localisation" in md
     assert "training_curves.png" in md
+    assert "## By task family (K = 8)" in md and "| synthetic |" in md
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 

@@ -52,6 +52,22 @@ def _width(seqs: Sequence[Any]) -> int:
     return int(as_chain(seqs[0]).H.shape[1])
 
 
+def _layer_of(variant: dict[str, Any], name: str, layers: dict[int, Any] | None, how: str) -> tuple[int, Any] | None:
+    """(layer_idx, that layer's data) for a variant that names a layer, None otherwise; raises if it is missing.
+
+    `how` says how to extract the missing latents; "{layer}" in it is filled in.
+    """
+    if variant.get("layer_idx") is None:
+        return None
+    layer = int(variant["layer_idx"])
+    if not layers or layer not in layers:
+        raise ValueError(
+            f"variant {name!r}: no latents of layer_idx={layer} were given: extract them "
+            f"({how.format(layer=layer)}) and pass layers={{{layer}: ...}}"
+        )
+    return layer, layers[layer]
+
+
 def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
@@ -148,16 +164,10 @@ def run_ablations(
         row: dict[str, Any] = {"name": name, "variant": variant, "error": None}
         try:
             tr, va, cand, qs = train_seqs, val_seqs, val_latents, val_questions
-            if variant.get("layer_idx") is not None:
-                layer = int(variant["layer_idx"])
-                if not layers or layer not in layers:
-                    raise ValueError(
-                        f"variant {name!r} asks for layer_idx={layer} but no latents of that layer were given: "
-                        f"extract them (StudentLLM.extract(..., layer_idx={layer})) and pass layers={{{layer}: ...}}"
-                    )
-                data = layers[layer]
+            picked = _layer_of(variant, name, layers, "StudentLLM.extract(..., layer_idx={layer})")
+            if picked is not None:
+                row["layer_idx"], data = picked
                 tr, va, cand, qs = data.train_seqs, data.val_seqs, data.candidate_latents, data.candidate_questions
-                row["layer_idx"] = layer
             cfg = variant_config(base_config, variant, _width(tr))
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             result = train(cfg, tr, va, out_dir / f"{n:02d}-{safe}", resume=False, device=device)
@@ -231,18 +241,15 @@ def cross_validated_ablations(
             if targets not in ("all", "student", "gold"):
                 raise ValueError(f"variant {name!r}: targets must be all, student or gold, not {targets!r}")
             pool = base_pool
-            if variant.get("layer_idx") is not None:
-                layer = int(variant["layer_idx"])
-                if not layers or layer not in layers:
-                    raise ValueError(
-                        f"variant {name!r}: no latents of layer_idx={layer} were given: extract them "
-                        f"(rjepa ablate --layers {layer}) and pass layers={{{layer}: seqs}}"
-                    )
-                pool = [s for s in layers[layer] if s.cot_id in base_ids]
+            picked = _layer_of(variant, name, layers, "rjepa ablate --layers {layer}")
+            if picked is not None:
+                row["layer_idx"], layer_seqs = picked
+                pool = [s for s in layer_seqs if s.cot_id in base_ids]
                 missing = base_ids - {s.cot_id for s in pool}
                 if missing:
-                    raise ValueError(f"variant {name!r}: {len(missing)} train/val chains have no layer {layer} latents")
-                row["layer_idx"] = layer
+                    raise ValueError(
+                        f"variant {name!r}: {len(missing)} train/val chains have no layer {row['layer_idx']} latents"
+                    )
             by_id = {s.cot_id: s for s in pool}
             cfg = variant_config(base_config, variant, _width(pool))
             loss: dict[str, float] = {}

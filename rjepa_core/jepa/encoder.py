@@ -70,6 +70,21 @@ class Transformer(nn.Module):
         return self.norm(x)  # (B, N, C)
 
 
+def resolve_question(
+    H: torch.Tensor, Q: torch.Tensor | None, q_valid: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Question latents Q (B, Dh) and their mask q_valid (B,) for steps H (B, S, Dh): zeros and all False
+    when Q is None, all True when only q_valid is None."""
+    B = H.shape[0]
+    if Q is None:
+        return H.new_zeros(B, H.shape[-1]), torch.zeros(B, dtype=torch.bool, device=H.device)
+    if Q.shape != (B, H.shape[-1]):
+        raise ValueError(f"question latents must have shape {(B, H.shape[-1])} (one per chain), got {tuple(Q.shape)}")
+    if q_valid is None:
+        q_valid = torch.ones(B, dtype=torch.bool, device=H.device)
+    return Q, q_valid
+
+
 class StepEncoder(nn.Module):
     """LayerNorm + projection of student latents, embeddings, register token, transformer."""
 
@@ -119,10 +134,7 @@ class StepEncoder(nn.Module):
         reg = self.register.expand(B, 1, -1) + dom  # (B, 1, D)
         prefix, prefix_mask = [reg], [visible.new_ones(B, 1)]
         if self.question is not None:
-            if Q is None:
-                Q, q_valid = H.new_zeros(B, H.shape[-1]), visible.new_zeros(B)
-            elif q_valid is None:
-                q_valid = visible.new_ones(B)
+            Q, q_valid = resolve_question(H, Q, q_valid)
             q = self.proj(self.in_norm(Q))[:, None] + self.question + dom  # (B, 1, D)
             prefix.append(torch.where(q_valid[:, None, None], q, torch.zeros_like(q)))
             prefix_mask.append(q_valid[:, None])

@@ -44,9 +44,6 @@ class Masker(ABC):
     def __init__(self, cfg: MaskConfig):
         self.cfg = cfg.validate()
 
-    # Visible items outside the steps (the question latent) for the call in progress.
-    _extra = 0
-
     @property
     def min_length(self) -> int:
         return self.length_needed(0)
@@ -55,16 +52,16 @@ class Masker(ABC):
         """Fewest steps a chain needs when `extra_context` always-visible items come with it."""
         return max(1, self.cfg.min_context + 1 - extra_context)
 
-    def max_targets(self, n: int) -> int:
-        return min(n, n + self._extra - self.cfg.min_context)
+    def max_targets(self, n: int, extra: int = 0) -> int:
+        return min(n, n + extra - self.cfg.min_context)
 
-    def num_targets(self, n: int, g: torch.Generator) -> int:
+    def num_targets(self, n: int, g: torch.Generator, extra: int = 0) -> int:
         r = self.cfg.ratio_min + _uniform(g) * (self.cfg.ratio_max - self.cfg.ratio_min)
-        return min(max(round(r * n), 1), self.max_targets(n))
+        return min(max(round(r * n), 1), self.max_targets(n, extra))
 
     @abstractmethod
-    def targets(self, n: int, g: torch.Generator) -> list[int]:
-        """Target indices of a chain of n >= min_length steps."""
+    def targets(self, n: int, g: torch.Generator, extra: int = 0) -> list[int]:
+        """Target indices of a chain of n >= length_needed(extra) steps with `extra` always-visible items."""
 
     def __call__(self, n: int, g: torch.Generator, extra_context: int = 0) -> list[int]:
         if n < self.length_needed(extra_context):
@@ -73,26 +70,22 @@ class Masker(ABC):
                 f"(min_context={self.cfg.min_context} + 1 target, {extra_context} question latent), got {n}: "
                 "filter short chains first"
             )
-        self._extra = extra_context
-        try:
-            return sorted(self.targets(n, g))
-        finally:
-            self._extra = 0
+        return sorted(self.targets(n, g, extra_context))
 
 
 class RandomMasker(Masker):
     kind = "random"
 
-    def targets(self, n: int, g: torch.Generator) -> list[int]:
-        k = self.num_targets(n, g)
+    def targets(self, n: int, g: torch.Generator, extra: int = 0) -> list[int]:
+        k = self.num_targets(n, g, extra)
         return torch.randperm(n, generator=g)[:k].tolist()
 
 
 class ContiguousMasker(Masker):
     kind = "contiguous"
 
-    def targets(self, n: int, g: torch.Generator) -> list[int]:
-        k = self.num_targets(n, g)
+    def targets(self, n: int, g: torch.Generator, extra: int = 0) -> list[int]:
+        k = self.num_targets(n, g, extra)
         start = _randint(0, n - k, g)
         return list(range(start, start + k))
 
@@ -100,18 +93,18 @@ class ContiguousMasker(Masker):
 class HierarchicalMasker(Masker):
     kind = "hierarchical"
 
-    def targets(self, n: int, g: torch.Generator) -> list[int]:
+    def targets(self, n: int, g: torch.Generator, extra: int = 0) -> list[int]:
         if n <= 2:
             return [n - 1]
         middle = list(range(1, n - 1))
-        return middle[: max(1, self.max_targets(n))]
+        return middle[: max(1, self.max_targets(n, extra))]
 
 
 class ConclusionMasker(Masker):
     kind = "conclusion"
 
-    def targets(self, n: int, g: torch.Generator) -> list[int]:
-        k = min(self.cfg.conclusion_steps, self.max_targets(n))
+    def targets(self, n: int, g: torch.Generator, extra: int = 0) -> list[int]:
+        k = min(self.cfg.conclusion_steps, self.max_targets(n, extra))
         return list(range(n - k, n))
 
 

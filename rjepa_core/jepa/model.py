@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rjepa_core.config import ModelConfig
-from rjepa_core.jepa.encoder import StepEncoder
+from rjepa_core.jepa.encoder import StepEncoder, resolve_question
 from rjepa_core.jepa.predictor import Predictor
 
 
@@ -66,19 +66,8 @@ class RJEPA(nn.Module):
     def _question(
         self, H: torch.Tensor, Q: torch.Tensor | None, q_valid: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(Q, q_valid) as the encoders take them: None without a question token, zeros + False for no Q."""
-        if not self.cfg.question_token:
-            return None, None
-        B = H.shape[0]
-        if Q is None:
-            return H.new_zeros(B, H.shape[-1]), torch.zeros(B, dtype=torch.bool, device=H.device)
-        if Q.shape != (B, H.shape[-1]):
-            raise ValueError(
-                f"question latents must have shape {(B, H.shape[-1])} (one per chain), got {tuple(Q.shape)}"
-            )
-        if q_valid is None:
-            q_valid = torch.ones(B, dtype=torch.bool, device=H.device)
-        return Q, q_valid
+        """(Q, q_valid) as the encoders take them: None without a question token (see `resolve_question`)."""
+        return resolve_question(H, Q, q_valid) if self.cfg.question_token else (None, None)
 
     @torch.no_grad()
     def encode_targets(

@@ -1,11 +1,21 @@
-"""Shared fixtures: a tiny real student LLM built on the fly, and the packaged SmolLM2 (skipped if absent)."""
+"""Shared fixtures: a tiny real student LLM built on the fly, and the packaged SmolLM2 (skipped if absent).
+
+Torch's intra-op thread count is set once here for the whole session: `RJEPA_TEST_THREADS` (default
+1: several processes share 2 cores, and one thread is faster there). Run the suite with
+`RJEPA_TEST_THREADS=2` (and `OMP_NUM_THREADS=1|2`) to check that no verdict depends on the float path.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+TEST_THREADS = int(os.environ.get("RJEPA_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +29,9 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_student(tiny_llm_dir):
     """The tiny model loaded as a StudentLLM on CPU (fp32, layer_idx -2, batch 4). Do not mutate it."""
-    import torch
-
     from rjepa_core.llm.adapter import StudentLLM
     from rjepa_core.llm.registry import LLMSpec
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     spec = LLMSpec(llm_tag="tiny", source=str(tiny_llm_dir), batch_size=4, hidden_size=64)
     return StudentLLM.load(spec, device="cpu")
 

@@ -22,7 +22,6 @@ def scorer():
     from rjepa_core.jepa.model import RJEPA
     from rjepa_core.jepa.scoring import JEPAScorer
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     torch.manual_seed(0)
     return JEPAScorer(RJEPA(rjepa_tiny(hidden_size=HIDDEN)), ScoreConfig())
 

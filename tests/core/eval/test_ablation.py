@@ -4,6 +4,7 @@ from rjepa_core.config import RJEPAConfig, rjepa_tiny
 from rjepa_core.eval.ablation import LayerData, run_ablations, variant_config
 from rjepa_core.jepa.collate import Chain
 from tests.core.eval.conftest import HIDDEN
+from tests.stats import null_auroc_sd
 
 
 def test_variant_config_applies_preset_and_overrides():
@@ -94,7 +95,7 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
 
     seqs = _latent_seqs(dataset)
     base = RJEPAConfig(model=rjepa_tiny(HIDDEN)).replace(
-        optim={"total_steps": 150, "warmup_steps": 10, "lr": 2e-3},
+        optim={"total_steps": 300, "warmup_steps": 10, "lr": 2e-3},
         train={"batch_size": 16, "val_every": 50, "checkpoint_every": 0},
     )
     candidates = dataset.train_chains + dataset.test_chains  # test candidates must be ignored
@@ -124,7 +125,11 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
     assert default["n_candidates"] == n_train_val  # every train/val candidate scored once, held out
     assert len(default["fold_aurocs"]) == 2 and len(default["steps"]) == 2
     assert 0.0 <= default["rerank_accuracy"] <= 1.0
-    # wrong chains jump off the lawful dynamics: a world model trained on lawful chains ranks them lower
-    assert default["auroc"] > 0.7, default["auroc"]
+    # wrong chains jump off the lawful dynamics: a world model trained on lawful chains ranks them lower.
+    # Random scores: AUROC 0.5 ± null_auroc_sd (~0.048 for these 160 candidates); the trained default gets
+    # ~0.81 here (0.71 after 150 steps, too close to a fixed 0.7 to hold on every float path).
+    n_pos = sum(c.is_valid for c in dataset.train_chains)
+    chance_band = 4 * null_auroc_sd(n_pos, len(dataset.train_chains) - n_pos)
+    assert default["auroc"] > 0.5 + chance_band, (default["auroc"], chance_band)
     assert "targets must be" in bad["error"]
     assert all(v["name"] for v in DEFAULT_SWEEP) and DEFAULT_SWEEP[0]["name"] == "default"

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rjepa_core.config import RJEPAConfig, rjepa_tiny
 from rjepa_core.jepa.trainer import TrainResult, train
 from tests.core.jepa.synthetic import lawful_chains
 
 HIDDEN = 32
-
-# Several processes share 2 cores: one intra-op thread is several times faster than two here.
-torch.set_num_threads(1)
 
 
 def tiny_config(**overrides) -> RJEPAConfig:

@@ -11,6 +11,9 @@ from tests.core.jepa.synthetic import lawful_chains, shuffled
 
 
 def test_training_learns_without_collapse(trained):
+    """The loss halves and nothing collapses (seen here: val loss ratio 0.51-0.54, hidden-head ratio
+    0.83-0.86, std of targets 0.81 / predictions 0.63 at 1 and 2 threads). A trainer that does not learn
+    (lr 0, frozen predictor) keeps both ratios at ~1.0; a collapsed one has std ~0."""
     cfg, res = trained
     assert res.steps == cfg.optim.total_steps and not res.stopped_early
     assert res.best_val_loss < 0.7 * res.initial_val_loss

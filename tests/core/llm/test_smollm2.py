@@ -14,9 +14,6 @@ pytestmark = pytest.mark.smollm2
 
 @pytest.fixture(scope="module")
 def smol(smollm2_dir):
-    import torch
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     return StudentLLM.load("smollm2-135m", device="cpu")
 
 

@@ -1,6 +1,6 @@
 """Dependencies shared by the routes: the service, the model state (or a 503), and guarded model calls.
 
->>> # in a route:  async def score(ms: Model, svc: Service): ...
+>>> # in a route:  async def score(req: ScoreRequest, svc: Service): ms = require_model(svc); ...
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ def get_service(request: Request) -> ServiceState:
 Service = Annotated[ServiceState, Depends(get_service)]
 
 
-def get_model(svc: Service) -> ModelState:
-    """The state at the start of the request (a reload during the request does not change it)."""
+def require_model(svc: ServiceState) -> ModelState:
+    """The model state at the start of the request (a reload during the request does not change it), or a 503.
+
+    Called first thing in a route's body rather than as a dependency: FastAPI solves dependencies before it
+    validates the body, so a dependency's 503 would hide a malformed request's 422 while no checkpoint exists.
+    """
     ms = svc.current
     if ms is None:
         msg = svc.last_error or no_checkpoint_message(svc.settings)
@@ -31,16 +35,12 @@ def get_model(svc: Service) -> ModelState:
     return ms
 
 
-Model = Annotated[ModelState, Depends(get_model)]
-
-
-def get_generator(ms: Model) -> ModelState:
+def require_generator(svc: ServiceState) -> ModelState:
+    """The model state with a loaded student LLM (for sampling), or a 503; see `require_model`."""
+    ms = require_model(svc)
     if ms.student is None:
         raise HTTPException(503, detail=f"generation is unavailable: {ms.student_error or 'no student LLM loaded'}")
     return ms
-
-
-Generator = Annotated[ModelState, Depends(get_generator)]
 
 
 def client_error(msg: str) -> HTTPException:

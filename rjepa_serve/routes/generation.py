@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter
 
 from rjepa_serve import engine
-from rjepa_serve.deps import Generator, Service, client_error, run_model
+from rjepa_serve.deps import Service, client_error, require_generator, run_model
 from rjepa_serve.schemas import (
     CandidateOut,
     ChatRequest,
@@ -42,8 +42,9 @@ def _new_tokens(requested: int | None, s: ServeSettings) -> int:
 
 
 @router.post("/rerank", response_model=RerankResponse)
-async def rerank(req: RerankRequest, ms: Generator, svc: Service) -> RerankResponse:
+async def rerank(req: RerankRequest, svc: Service) -> RerankResponse:
     """Rank given candidate chains (or K chains sampled from the student) by the composite JEPA score."""
+    ms = require_generator(svc)  # after the body's validation: a malformed request is a 422 even with no model
     s = svc.settings
     prompt = _check_prompt(req.prompt, s)
     weights = ms.weights
@@ -85,8 +86,9 @@ async def rerank(req: RerankRequest, ms: Generator, svc: Service) -> RerankRespo
 
 
 @router.post("/chat", response_model=ChatResponse)
-async def chat(req: ChatRequest, ms: Generator, svc: Service) -> ChatResponse:
+async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
     """Answer a problem: OFF = one chain from the student; RERANK = the best of K chains by JEPA."""
+    ms = require_generator(svc)  # after the body's validation: a malformed request is a 422 even with no model
     s = svc.settings
     start = time.perf_counter()
     prompt = _check_prompt(req.prompt, s)

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from rjepa_serve import engine
-from rjepa_serve.deps import Model, Service, client_error, run_model
+from rjepa_serve.deps import Service, client_error, require_model, run_model
 from rjepa_serve.schemas import (
     ChainScoreOut,
     PredictMaskedRequest,
@@ -46,8 +46,9 @@ def as_question(q: list[float] | None, ms: ModelState, where: str) -> np.ndarray
 
 
 @router.post("/score", response_model=ScoreResponse)
-async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
+async def score(req: ScoreRequest, svc: Service) -> ScoreResponse:
     """JEPA-loss, per-step surprise and calibrated 0-1 score of one chain or a batch of chains."""
+    ms = require_model(svc)  # after the body's validation: a malformed request is a 422 even with no model
     seqs = req.all_sequences()
     cap = svc.settings.max_sequences
     if len(seqs) > cap:
@@ -61,8 +62,9 @@ async def score(req: ScoreRequest, ms: Model, svc: Service) -> ScoreResponse:
 
 
 @router.post("/predict_masked", response_model=PredictMaskedResponse)
-async def predict_masked(req: PredictMaskedRequest, ms: Model, svc: Service) -> PredictMaskedResponse:
+async def predict_masked(req: PredictMaskedRequest, svc: Service) -> PredictMaskedResponse:
     """Predict the latents of steps `indices` from the other steps (indices past the end predict future steps)."""
+    ms = require_model(svc)  # after the body's validation: a malformed request is a 422 even with no model
     H = as_matrix(req.latents, ms, svc.settings.max_steps, "latents")
     bad = [i for i in req.indices if i >= ms.max_steps]
     if bad:

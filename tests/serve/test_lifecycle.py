@@ -28,6 +28,23 @@ def test_starts_without_checkpoint_and_says_what_to_do(tmp_path):
         assert "rjepa_model_loaded 0.0" in c.get("/metrics").text
 
 
+def test_malformed_bodies_get_422_before_the_missing_model_503(tmp_path):
+    """A client's mistake is reported as such even when no checkpoint exists yet (fresh clone)."""
+    bad = {
+        "/score": {"latents": "not a matrix"},
+        "/predict_masked": {"latents": [[0.0] * HIDDEN], "indices": "x"},
+        "/rerank": {"prompt": "2+2?", "candidates": 7},
+        "/chat": {"prompt": "2+2?", "mode": "SIDEWAYS"},
+    }
+    with TestClient(create_app(make_settings(tmp_path, None))) as c:
+        for path, body in bad.items():
+            r = c.post(path, json=body)
+            assert r.status_code == 422, (path, r.status_code, r.text)
+            assert r.json()["detail"], path
+        assert c.post("/score", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert c.post("/score", json=_score_body()).status_code == 503  # a valid body still learns what is missing
+
+
 def test_reload_swaps_checkpoint_without_failing_requests_in_flight(tmp_path):
     publish_tiny_checkpoint(tmp_path, "run-a", seed=0)
     with TestClient(create_app(make_settings(tmp_path, None))) as c:

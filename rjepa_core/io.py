@@ -54,6 +54,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def is_temp_file(path: str | Path) -> bool:
-    """True for files left by an interrupted atomic write (readers must skip them)."""
+    """True for files left by an interrupted atomic write (readers must skip them).
+
+    Ours are `.<name>.<random>.tmp`; safetensors' writer (Rust `tempfile`) stages its own `.tmpXXXXXX`
+    beside the target, which a SIGKILL during `save_file` leaves behind too.
+    """
     name = Path(path).name
-    return name.startswith(".") and name.endswith(".tmp")
+    return name.startswith(".") and (name.endswith(".tmp") or name.startswith(".tmp"))

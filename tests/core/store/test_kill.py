@@ -42,13 +42,17 @@ def check_content(seqs) -> None:
         assert np.array_equal(s.H, expected_H(key, j)), f"{s.cot_id}: tensor differs from what the writer meant"
 
 
-def debris(folder: Path) -> int:
+def debris_paths(folder: Path) -> list[str]:
     mine = f".{folder.name}."  # .v_append.new / .v_append.old; the .lock file stays by design
     hidden = [p for p in folder.parent.iterdir() if p.name.startswith(mine) and not p.name.endswith(".lock")]
     if folder.is_dir():
         hidden += [p for p in folder.iterdir() if p.name.startswith(".")]
         hidden += [p for p in folder.glob("*.safetensors") if not p.with_suffix(".parquet").exists()]
-    return len(hidden)
+    return sorted(str(p.relative_to(folder.parent)) for p in hidden)
+
+
+def debris(folder: Path) -> int:
+    return len(debris_paths(folder))
 
 
 def test_sigkilled_writers_never_leave_a_shard_taken_as_whole(tmp_path):
@@ -81,5 +85,5 @@ def test_sigkilled_writers_never_leave_a_shard_taken_as_whole(tmp_path):
     for version in ("v_append", "v_overwrite"):
         before = store.read(LLM, version)
         store.write(LLM, version, [], append=True)  # the next writer cleans up after the killed ones
-        assert debris(layout.latents_dir(LLM, version)) == 0
+        assert debris_paths(layout.latents_dir(LLM, version)) == []
         assert store.read(LLM, version) == before

@@ -39,10 +39,12 @@ from rjepa_core.eval.selection import (
     Weights,
     candidate_scores,
     choose,
+    fit_tau,
     fit_weights,
     random_correctness,
 )
 from rjepa_core.eval.verifier import LatentClassifier
+from rjepa_core.inference.vote import DEFAULT_TAU_REL, relative_tau
 from rjepa_core.schemas import ChainOfThought, Problem
 
 RANDOM_DRAWS = 200  # seeded draws averaged for the random baseline
@@ -108,15 +110,15 @@ def _coerce_weights(weights: Any) -> Weights:
     return Weights(float(weights.alpha), float(weights.beta), float(weights.gamma))
 
 
-def _fit_composite(
+def _heldout_groups(
     scorer,
     train_chains: Sequence[ChainOfThought],
     train_latents: dict[str, np.ndarray],
     domain_of,
     kmax: int,
     questions: dict[str, np.ndarray],
-) -> tuple[Weights | None, str]:
-    """Composite weights grid-searched on the validation split's candidate groups (else the train split's)."""
+) -> tuple[list[list[EvalCandidate]], str]:
+    """JEPA-scored candidate groups of the validation split (else the train split), for fitting selection."""
     by_split: dict[str, dict[str, list[ChainOfThought]]] = {"val": {}, "train": {}}
     groups, _ = _ordered_candidates([c for c in train_chains if c.cot_id in train_latents])
     for pid, g in groups.items():
@@ -126,7 +128,7 @@ def _fit_composite(
     split = "val" if by_split["val"] else "train"
     chosen = by_split[split]
     if not chosen:
-        return None, "no held-out candidate groups to fit on"
+        return [], split
     flat = [c for g in chosen.values() for c in g]
     scores, _ = _jepa_score(
         scorer,
@@ -142,8 +144,16 @@ def _fit_composite(
         for cand in row:
             cand.jepa_loss = next(loss).jepa_loss
         fit_groups.append(row)
-    w, acc = fit_weights(fit_groups)
-    return w, f"fitted on {len(fit_groups)} {split}-split problems (rerank accuracy {acc:.3f} there)"
+    return fit_groups, split
+
+
+def _loss_scale(scorer, groups: Sequence[Sequence[EvalCandidate]]) -> float | None:
+    """Spread of lawful chains' JEPA-losses: the calibration's std, else the std over the held-out candidates."""
+    cal = getattr(scorer, "calibration", None)
+    if cal is not None and cal.std > 0:
+        return float(cal.std)
+    losses = [c.jepa_loss for g in groups for c in g if c.jepa_loss is not None]
+    return float(np.std(losses)) if len(losses) > 1 else None
 
 
 def _train_classifiers(
@@ -196,10 +206,12 @@ def evaluate(
     history: Sequence[dict[str, Any]] | None = None,
     n_resamples: int = N_RESAMPLES,
     questions: dict[str, np.ndarray] | None = None,
+    tau_rel: float | None = None,
 ) -> dict[str, Any]:
     """Compare every selection method on the same candidates; returns the report dict (see module doc).
 
     questions: cot_id -> question latent (LatentSequence.Q), for checkpoints with a question token.
+    tau_rel: the JEPA vote's relative temperature; fitted on the validation candidates when None.
     """
     questions = questions or {}
     ks = sorted({int(k) for k in ks})
@@ -237,7 +249,8 @@ def evaluate(
             cand[c.cot_id].jepa_loss = float(s.jepa_loss)
             cand[c.cot_id].step_surprise = [float(x) for x in s.step_surprise]
     else:
-        skipped["jepa"] = skipped["composite"] = "no JEPA scorer was given"
+        for m in ("jepa", "composite", "jepa_vote", "jepa_filter_majority"):
+            skipped[m] = "no JEPA scorer was given"
     models, why = _train_classifiers(train_chains, train_latents, seed)
     skipped.update(why)
     for kind, model in models.items():
@@ -247,21 +260,39 @@ def evaluate(
         for c, p in zip(flat, probs, strict=True):
             setattr(cand[c.cot_id], kind, float(p))
 
-    # 2. composite weights: given, or fitted on held-out (validation) candidates
+    # 2. composite weights and the JEPA vote's temperature: given, or fitted on held-out (validation) candidates
     w, weights_source = None, ""
+    vote: dict[str, Any] = {}
+    tau: float | None = None
     if scorer is not None:
+        held, held_split = [], ""
+        if train_chains and train_latents:
+            held, held_split = _heldout_groups(scorer, train_chains, train_latents, domain_of, kmax, questions)
+        where = f"{len(held)} {held_split}-split problems" if held else ""
         if weights is not None:
             w, weights_source = _coerce_weights(weights), "given"
-        elif train_chains and train_latents:
-            w, weights_source = _fit_composite(scorer, train_chains, train_latents, domain_of, kmax, questions)
+        elif held:
+            w, acc = fit_weights(held)
+            weights_source = f"fitted on {where} (rerank accuracy {acc:.3f} there)"
         if w is None:
             w = Weights()
-            weights_source = f"default ({weights_source or 'no training chains to fit on'})"
+            weights_source = f"default ({'no held-out candidate groups to fit on'})"
+        scale = _loss_scale(scorer, held)
+        if tau_rel is not None:
+            vote = {"tau_rel": float(tau_rel), "source": "given"}
+        elif held:
+            t, acc, grid = fit_tau(held, scale)
+            vote = {"tau_rel": t, "source": f"fitted on {where} (accuracy {acc:.3f} there)", "grid": grid}
+        else:
+            vote = {"tau_rel": DEFAULT_TAU_REL, "source": "default (no held-out candidate groups to fit on)"}
+        tau = relative_tau(vote["tau_rel"], scale)
+        vote.update(tau=tau, loss_scale=scale)
 
     methods_run = [m for m in SCORED_METHODS if m not in skipped]
     results: dict[str, dict[str, Any]] = {m: {} for m in ("greedy", "random", *methods_run)}
     headline: dict[str, Any] = {"rerank_minus_majority": {}, "rerank_minus_majority_ci95": {}, "oracle": {}}
     headline["rerank_minus_greedy"] = {}
+    paired: dict[str, dict[str, Any]] = {}  # method -> k -> paired difference with majority vote
     n_problems: dict[str, int] = {}
     for k in ks:
         key = f"k={k}"
@@ -281,8 +312,8 @@ def evaluate(
             results[name][key] = {"auroc": None, "auroc_within_problem": None, "latency_ms_per_candidate": 0.0}
         for m in methods_run:
             tic = time.perf_counter()
-            mscores = [candidate_scores(m, g, w) for g in gk]
-            picks = [choose(m, g, w) for g in gk]
+            mscores = [candidate_scores(m, g, w, tau) for g in gk]
+            picks = [choose(m, g, w, tau) for g in gk]
             select_ms = (time.perf_counter() - tic) * 1000.0 / max(sum(len(g) for g in gk), 1)
             model_ms = latency.get("jepa", 0.0) if m == "composite" else latency.get(m, 0.0)
             per_problem[m] = np.asarray([g[i].correct for g, i in zip(gk, picks, strict=True)], dtype=np.float64)
@@ -302,6 +333,10 @@ def evaluate(
             headline["rerank_minus_majority"][key] = diff["mean"]
             headline["rerank_minus_majority_ci95"][key] = diff["ci95"]
             headline["rerank_minus_greedy"][key] = accuracy(per_problem["jepa"] - per_problem["greedy"])
+        for m in per_problem:
+            if m != "majority" and "majority" in per_problem and m not in ("greedy", "random"):
+                d = paired_difference(per_problem[m], per_problem["majority"], n_resamples, seed)
+                paired.setdefault(m, {})[key] = {"diff": d["mean"], "ci95": d["ci95"]}
 
     # per task family (problem source) at the largest K: where each method helps, where the student can't
     by_source: dict[str, dict[str, Any]] = {}
@@ -359,6 +394,8 @@ def evaluate(
         "skipped_methods": skipped,
         "composite_weights": w.as_dict() if w is not None else None,
         "composite_weights_source": weights_source,
+        "jepa_vote": vote or None,
+        "paired_vs_majority": paired,
         "classifiers": {k: {"num_train": m.num_train} for k, m in models.items()},
         "localisation": localisation,
         "by_source": by_source,

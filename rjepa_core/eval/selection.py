@@ -11,8 +11,10 @@ candidate is the first argmax, and the same scores give the method's AUROC for c
 `greedy` and `random` do not score candidates: greedy is the greedy-decoded chain (outside the K
 samples), random is averaged over many seeded draws.
 
-The JEPA and composite methods go through `rjepa_core.inference.rerank.rerank`, the function the
-service's RERANK mode uses, so what is evaluated is what is served.
+The JEPA and composite methods go through `rjepa_core.inference.rerank.rerank`, and the JEPA votes
+(`jepa_vote`: JEPA-weighted majority with temperature `tau`; `jepa_filter_majority`: majority after the
+least lawful quarter is dropped) through `rjepa_core.inference.vote`, the functions the service's
+RERANK mode uses, so what is evaluated is what is served.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ SCORED_METHODS = (
     "probe",
     "jepa",
     "composite",
+    "jepa_vote",
+    "jepa_filter_majority",
 )
 METHODS = ("greedy", "random", *SCORED_METHODS)
 
@@ -101,8 +105,25 @@ def _rerank_scores(group: Sequence[EvalCandidate], weights: Weights) -> np.ndarr
     return np.array([d["composite"] for d in result.details], dtype=np.float64)
 
 
-def candidate_scores(method: str, group: Sequence[EvalCandidate], weights: Weights | None = None) -> np.ndarray:
-    """Per-candidate scores of a scored method (higher = better), shape (K,)."""
+def _vote(method: str, group: Sequence[EvalCandidate], tau: float | None):
+    from rjepa_core.inference.vote import DEFAULT_DROP_FRAC, filtered_majority, jepa_vote
+
+    loss = _required(group, "jepa_loss", method)
+    answers = [c.answer for c in group]
+    if method == "jepa_vote":
+        if tau is None:
+            raise ValueError("method 'jepa_vote' needs its temperature tau (fitted on validation problems)")
+        return jepa_vote(answers, loss, tau)
+    return filtered_majority(answers, loss, DEFAULT_DROP_FRAC, [c.logprob for c in group])
+
+
+def candidate_scores(
+    method: str, group: Sequence[EvalCandidate], weights: Weights | None = None, tau: float | None = None
+) -> np.ndarray:
+    """Per-candidate scores of a scored method (higher = better), shape (K,).
+
+    The votes score a candidate by its answer's share of the (weighted) vote.
+    """
     if not group:
         raise ValueError("a problem needs at least one candidate")
     if method == "majority":
@@ -117,11 +138,17 @@ def candidate_scores(method: str, group: Sequence[EvalCandidate], weights: Weigh
         return -_required(group, "jepa_loss", method)
     if method == "composite":
         return _rerank_scores(group, weights or Weights())
+    if method in ("jepa_vote", "jepa_filter_majority"):
+        return np.asarray(_vote(method, group, tau).answer_share, dtype=np.float64)
     raise ValueError(f"unknown selection method {method!r}; scored methods are {SCORED_METHODS}")
 
 
-def choose(method: str, group: Sequence[EvalCandidate], weights: Weights | None = None) -> int:
+def choose(
+    method: str, group: Sequence[EvalCandidate], weights: Weights | None = None, tau: float | None = None
+) -> int:
     """Index of the chosen candidate; majority breaks vote ties by the higher log-probability."""
+    if method in ("jepa_vote", "jepa_filter_majority"):
+        return _vote(method, group, tau).best_index
     scores = candidate_scores(method, group, weights)
     if method == "majority":
         lp = _logprobs(group, per_token=False)
@@ -167,3 +194,30 @@ def fit_weights(
                 if acc > best_acc + 1e-12:
                     best, best_acc = w, acc
     return best, best_acc
+
+
+TAU_GRID = (0.03, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # relative temperatures tried
+
+
+def fit_tau(
+    groups: Sequence[Sequence[EvalCandidate]], loss_scale: float | None, grid: Sequence[float] = TAU_GRID
+) -> tuple[float, float, list[dict[str, float]]]:
+    """Relative temperature of `jepa_vote` maximising accuracy on held-out (validation) groups.
+
+    Returns (tau_rel, accuracy, one row per grid value). Ties go to the larger tau (closer to the
+    majority vote: the safer choice when validation cannot tell them apart). tau in loss units is
+    `relative_tau(tau_rel, loss_scale)`.
+    """
+    from rjepa_core.inference.vote import relative_tau
+
+    groups = [g for g in groups if g]
+    if not groups:
+        raise ValueError("fit_tau needs at least one validation group of candidates with JEPA-losses")
+    rows, best, best_acc = [], None, -1.0
+    for t in sorted(grid, reverse=True):
+        tau = relative_tau(t, loss_scale)
+        acc = float(np.mean([g[choose("jepa_vote", g, tau=tau)].correct for g in groups]))
+        rows.append({"tau_rel": float(t), "accuracy": acc})
+        if acc > best_acc + 1e-12:
+            best, best_acc = float(t), acc
+    return best, best_acc, sorted(rows, key=lambda r: r["tau_rel"])

@@ -19,6 +19,18 @@ def test_report_has_the_contract_fields(report):
     assert 0.0 <= report["auroc_jepa"] <= 1.0
     assert report["skipped_methods"] == {}
     assert report["composite_weights_source"].startswith("fitted on")
+    vote = report["jepa_vote"]
+    assert (
+        vote["source"].startswith("fitted on")
+        and vote["tau"] > 0
+        and vote["tau_rel"] in [r["tau_rel"] for r in vote["grid"]]
+    )
+    paired = report["paired_vs_majority"]
+    assert {"jepa", "jepa_vote", "jepa_filter_majority", "composite"} <= set(paired)
+    for per_k in paired.values():
+        for d in per_k.values():
+            lo, hi = d["ci95"]
+            assert lo <= d["diff"] <= hi
 
 
 def test_every_method_has_metrics_per_k_with_the_point_inside_its_interval(report):

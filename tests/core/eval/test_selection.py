@@ -76,10 +76,10 @@ def test_every_method_returns_one_valid_index_per_problem():
         for k in (1, 2, 5, 8)
     ]
     for method in SCORED_METHODS:
-        picks = [choose(method, g) for g in groups]
+        picks = [choose(method, g, tau=0.3) for g in groups]
         assert len(picks) == len(groups)
         assert all(0 <= p < len(g) for p, g in zip(picks, groups, strict=True))
-        assert all(candidate_scores(method, g).shape == (len(g),) for g in groups)
+        assert all(candidate_scores(method, g, tau=0.3).shape == (len(g),) for g in groups)
     assert set(SCORED_METHODS) < set(METHODS)
 
 

@@ -377,6 +377,9 @@ def evaluate(
         ]
         localisation = first_error_localisation([s for s, _ in labelled], [w for _, w in labelled], seed)
         localisation["n_incorrect"] = len(wrong)
+        localisation["three_plus_steps"] = first_error_localisation(
+            [s for s, _ in labelled], [w for _, w in labelled], seed, min_steps=3
+        )
 
     report: dict[str, Any] = {
         "k": kmax,

@@ -1,8 +1,8 @@
-"""Writing an evaluation report (SPEC F15): report.json, report.md and PNG figures, all atomic.
+"""Writing an evaluation report (SPEC F15): report.json, eval_<version>.json, report.md and PNG figures, all atomic.
 
     >>> paths = write_report(report, "reports/smollm2-135m/v1")
     >>> sorted(paths)
-    ['accuracy', 'jepa_loss', 'json', 'markdown', 'training']
+    ['accuracy', 'jepa_loss', 'json', 'markdown', 'summary', 'training']
 
 The Markdown is a short human summary; the JSON holds everything (the CLI and the Dagster asset's
 metadata read it).
@@ -59,6 +59,13 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"- composite weights α={w['alpha']}, β={w['beta']}, γ={w['gamma']} "
             f"({report.get('composite_weights_source')})"
         )
+    vote = report.get("jepa_vote")
+    if vote:
+        lines.append(f"- JEPA vote temperature τ_rel={vote['tau_rel']} (τ={_f(vote.get('tau'), 4)}; {vote['source']})")
+    for name, per_k in (report.get("paired_vs_majority") or {}).items():
+        d = per_k.get(f"k={report.get('k')}")
+        if d:
+            lines.append(f"- {name} − majority vote (K={report.get('k')}, paired) = {_f(d['diff'])} {_ci(d['ci95'])}")
     for name, why in (report.get("skipped_methods") or {}).items():
         lines.append(f"- skipped {name}: {why}")
     methods = report.get("methods") or {}
@@ -102,14 +109,51 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
     else:
         lines.append("No incorrect chain with a labelled first wrong step (and at least two steps).")
+    three = loc.get("three_plus_steps") or {}
+    if three.get("n"):
+        lines.append(
+            f"On the {three['n']} of them with ≥ 3 steps: **{_f(three.get('hit_rate'))}** "
+            f"{_ci(three.get('hit_rate_ci95'))} (chance {_f(three.get('chance_rate'))}; within ±1: "
+            f"{_f(three.get('within_one_rate'))}, chance {_f(three.get('within_one_chance_rate'))})."
+        )
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({fname})" for name, fname in PNG_FILES.items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes") or []]
     return "\n".join(lines) + "\n"
 
 
+def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
+    """The machine-readable result of one version at one K (issue 12's schema; bench/results/eval_<v>.json).
+
+    Localisation is on chains with >= 3 steps (the argmax means little on shorter ones).
+    """
+    k = int(k if k is not None else report["k"])
+    key = f"k={k}"
+    methods = {
+        name: {"accuracy": per_k[key]["accuracy"], "ci95": per_k[key]["ci95"], "auroc": per_k[key].get("auroc")}
+        for name, per_k in (report.get("methods") or {}).items()
+        if key in per_k
+    }
+    paired = {name: per_k[key] for name, per_k in (report.get("paired_vs_majority") or {}).items() if key in per_k}
+    loc = (report.get("localisation") or {}).get("three_plus_steps") or {"n": 0}
+    return {
+        "version": report.get("dataset_version"),
+        "llm": report.get("llm_tag"),
+        "k": k,
+        "n_problems": (report.get("n_problems_per_k") or {}).get(key, report.get("n_problems")),
+        "auroc_jepa": report.get("auroc_jepa"),
+        "jepa_vote": report.get("jepa_vote"),
+        "methods": methods,
+        "paired_vs_majority": paired,
+        "localisation": {
+            name: loc.get(name)
+            for name in ("n", "min_steps", "hit_rate", "chance_rate", "within_one_rate", "within_one_chance_rate")
+        },
+    }
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md and the figures into out_dir; returns {name: path}."""
+    """Write report.json, eval_<version>.json (`summary`), report.md and the figures into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = plot_report(report, out_dir)
@@ -119,4 +163,6 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
             md = md.replace(f"![{name}]({fname})\n", "")
     paths["markdown"] = atomic_write_text(out_dir / "report.md", md)
     paths["json"] = atomic_write_json(out_dir / "report.json", report)
+    name = f"eval_{report.get('dataset_version') or 'unknown'}.json"
+    paths["summary"] = atomic_write_json(out_dir / name, summary(report))
     return paths

@@ -166,10 +166,14 @@ class RJEPAClient:
         candidates: Sequence[str] | None = None,
         k: int | None = None,
         weights: dict[str, float] | None = None,
+        selection: str = "composite",
         **generation: Any,
     ) -> dict[str, Any]:
-        """Rank given candidate texts, or K chains sampled by the student (temperature, max_new_tokens, seed)."""
-        body: dict[str, Any] = {"prompt": prompt, **generation}
+        """Rank given candidate texts, or K chains sampled by the student (temperature, max_new_tokens, seed).
+
+        selection: "composite", "jepa_vote" or "jepa_filter_majority" (the chosen chain comes first).
+        """
+        body: dict[str, Any] = {"prompt": prompt, "selection": selection, **generation}
         if candidates is not None:
             body["candidates"] = list(candidates)
         if k is not None:

@@ -113,8 +113,38 @@ def candidates_from_samples(
     return prompt, [Candidate(c.text, list(c.steps), c.logprob, None, c.final_answer, c.num_new_tokens) for c in chains]
 
 
-def rank(ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: str | None) -> Ranked:
-    """Extract latents of the candidates that have steps, score them, rerank; unscorable ones go last."""
+def vote_tau(ms: ModelState) -> float:
+    """The JEPA vote's temperature in loss units: the checkpoint's tau_rel (default 0.5) x its calibration std."""
+    from rjepa_core.inference.vote import DEFAULT_TAU_REL, relative_tau
+
+    tau_rel = float((ms.meta.get("jepa_vote") or {}).get("tau_rel", DEFAULT_TAU_REL))
+    cal = getattr(ms.scorer, "calibration", None)
+    return relative_tau(tau_rel, cal.std if cal is not None else None)
+
+
+def _vote_order(ms: ModelState, selection: str, cands: list[Any], scorable: list[int], scores, order: list[int]):
+    """(order with the vote's choice first, per-candidate vote share) for selection jepa_vote / jepa_filter_majority."""
+    from rjepa_core.inference.vote import filtered_majority, jepa_vote
+
+    answers = [cands[i].final_answer for i in scorable]
+    losses = [float(s.jepa_loss) for s in scores]
+    if selection == "jepa_vote":
+        result = jepa_vote(answers, losses, vote_tau(ms))
+    else:
+        result = filtered_majority(answers, losses, logprobs=[cands[i].logprob for i in scorable])
+    best = scorable[result.best_index]
+    share = {scorable[j]: float(x) for j, x in enumerate(result.answer_share)}
+    return [best] + [i for i in order if i != best], share
+
+
+def rank(
+    ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: str | None, selection: str = "composite"
+) -> Ranked:
+    """Extract latents of the candidates that have steps, score them, rerank; unscorable ones go last.
+
+    selection: "composite" (the score's order), or a JEPA vote ("jepa_vote", "jepa_filter_majority"):
+    the vote's chosen chain first, then the composite order.
+    """
     from rjepa_core.inference.rerank import rerank
 
     student = _require_student(ms)
@@ -136,8 +166,11 @@ def rank(ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: st
         result = rerank([cands[i] for i in scorable], scores, weights)
         order = [scorable[j] for j in result.order]
         details = {scorable[j]: (d, scores[j]) for j, d in enumerate(result.details)}
+        share: dict[int, float] = {}
+        if selection != "composite":
+            order, share = _vote_order(ms, selection, cands, scorable, scores, order)
     else:
-        order, details = [], {}
+        order, details, share = [], {}, {}
     order += [i for i in range(len(cands)) if i not in details]
     best = order[0]
     outs = []
@@ -156,6 +189,7 @@ def rank(ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: st
                 "step_surprise": [float(x) for x in s.step_surprise] if s is not None else [],
                 "composite": _finite(d["composite"]) if d is not None else None,
                 "chosen": i == best,
+                "vote_share": share.get(i),
                 "note": notes.get(i),
             }
         )

@@ -146,6 +146,14 @@ class _GenerationParams(_Body):
     domain: str | None = Field(None, max_length=64)
 
 
+SELECTIONS = ("composite", "jepa_vote", "jepa_filter_majority")
+Selection = Literal["composite", "jepa_vote", "jepa_filter_majority"]
+SELECTION_HELP = (
+    "composite: the best composite JEPA score; jepa_vote: majority vote weighted by softmax(-JEPA-loss/tau); "
+    "jepa_filter_majority: majority vote after the least lawful quarter is dropped"
+)
+
+
 class RerankRequest(_GenerationParams):
     prompt: str = Field(min_length=1, max_length=HARD_MAX_TEXT, description="the problem statement")
     candidates: list[Annotated[str, Field(max_length=HARD_MAX_TEXT)]] | None = Field(
@@ -153,6 +161,7 @@ class RerankRequest(_GenerationParams):
     )
     k: int | None = Field(None, ge=1, le=HARD_MAX_CANDIDATES, description="sample K chains (when no candidates)")
     weights: Weights | None = Field(None, description="composite weights; default: the checkpoint's score config")
+    selection: Selection = Field("composite", description=SELECTION_HELP)
 
     @model_validator(mode="after")
     def _one_of(self) -> RerankRequest:
@@ -173,6 +182,7 @@ class CandidateOut(BaseModel):
     step_surprise: list[float]
     composite: float | None
     chosen: bool
+    vote_share: float | None = Field(None, description="its answer's share of the vote (JEPA vote selections)")
     note: str | None = None
 
 
@@ -182,6 +192,7 @@ class RerankResponse(BaseModel):
     candidates: list[CandidateOut]
     order: list[int]
     weights: dict[str, float]
+    selection: str
     checkpoint_id: str
 
 
@@ -189,6 +200,7 @@ class ChatRequest(_GenerationParams):
     prompt: str = Field(min_length=1, max_length=HARD_MAX_TEXT)
     mode: str = Field("OFF", description="OFF (student alone) or RERANK (best of K by JEPA)")
     k: int = Field(4, ge=1, le=HARD_MAX_CANDIDATES, description="candidates sampled in RERANK mode")
+    selection: Selection = Field("composite", description="RERANK mode: " + SELECTION_HELP)
 
     @field_validator("mode")
     @classmethod

@@ -60,7 +60,7 @@ async def rerank(req: RerankRequest, svc: Service) -> RerankResponse:
             k = req.k or min(4, s.max_candidates)
             n = _new_tokens(req.max_new_tokens, s)
             full, cands = engine.candidates_from_samples(ms, prompt, k, req.sampling_temperature(), n, req.seed)
-        return engine.rank(ms, full, cands, weights, req.domain)
+        return engine.rank(ms, full, cands, weights, req.domain, req.selection)
 
     if req.candidates is not None:
         _check_k(len(req.candidates), s, "len(candidates)")
@@ -81,6 +81,7 @@ async def rerank(req: RerankRequest, svc: Service) -> RerankResponse:
         candidates=outs,
         order=ranked.order,
         weights={"alpha": weights.alpha, "beta": weights.beta, "gamma": weights.gamma},
+        selection=req.selection,
         checkpoint_id=ms.checkpoint_id,
     )
 
@@ -98,7 +99,7 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
 
     def work():
         full, cands = engine.candidates_from_samples(ms, prompt, k, req.sampling_temperature(), n, req.seed)
-        return engine.rank(ms, full, cands, ms.weights, req.domain)
+        return engine.rank(ms, full, cands, ms.weights, req.domain, req.selection)
 
     ranked = await run_model(svc, work)
     svc.metrics.candidates.observe(len(ranked.outs))

@@ -117,6 +117,7 @@ async function ask(ev) {
     const resp = await postJSON("/chat", {
       prompt,
       mode,
+      selection: $("selection").value,
       k: Number($("k").value) || 4,
       temperature: Number($("temperature").value),
     });

@@ -149,6 +149,31 @@ def test_rerank_weights_change_the_composite(client):
     assert out["best_index"] == 1  # pure length: the longer chain wins
 
 
+def test_rerank_jepa_votes_follow_the_answers(client):
+    # three chains answer 14, one answers 8: with the vote weighted by lawfulness a lone answer can only
+    # win if its chain is far more lawful than all three others together; the filtered vote drops one
+    cands = [
+        "Step 1: 3 + 4 = 7\nStep 2: 7 * 2 = 14\nAnswer: 14",
+        "Step 1: 3 + 4 = 8\nAnswer: 8",
+        "Step 1: 4 + 3 = 7\nStep 2: 7 * 2 = 14\nAnswer: 14",
+        "Step 1: 7 * 2 = 14\nAnswer: 14",
+    ]
+    body = {"prompt": "What is (3 + 4) * 2?", "candidates": cands}
+    for selection in ("jepa_vote", "jepa_filter_majority"):
+        out = client.post("/rerank", json={**body, "selection": selection}).json()
+        assert out["selection"] == selection and out["order"][0] == out["best_index"]
+        shares = [c["vote_share"] for c in out["candidates"]]
+        assert all(0.0 <= x <= 1.0 for x in shares) and out["best"]["vote_share"] == max(shares)
+        if selection == "jepa_vote":  # everyone votes: the answer "14" and the answer "8" share the whole vote
+            assert shares[0] == shares[2] == shares[3] and abs(shares[0] + shares[1] - 1.0) < 1e-9
+        if selection == "jepa_filter_majority":  # 3 of the 4 vote; "14" holds at least 2 of 3 votes
+            assert out["best"]["final_answer"] == "14"
+    composite = client.post("/rerank", json=body).json()
+    assert composite["selection"] == "composite" and all(c["vote_share"] is None for c in composite["candidates"])
+    r = client.post("/rerank", json={**body, "selection": "best_guess"})
+    assert r.status_code == 422 and "jepa_vote" in r.text
+
+
 def test_rerank_samples_k_from_the_student(client):
     r = client.post("/rerank", json={"prompt": "What is 2 + 5?", "k": 3, "seed": 0, "max_new_tokens": 16})
     assert r.status_code == 200, r.text
@@ -187,6 +212,10 @@ def test_chat_off_and_rerank(client):
     chosen = [c for c in r["jepa"]["candidates"] if c["chosen"]]
     assert len(chosen) == 1 and chosen[0]["text"] == r["text"]
     assert r["interaction_id"] != o["interaction_id"]
+    body = {"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 3, "seed": 1, "selection": "jepa_vote"}
+    voted = client.post("/chat", json=body).json()
+    assert [c["text"] for c in voted["jepa"]["candidates"]] == [c["text"] for c in r["jepa"]["candidates"]]
+    assert [c["text"] for c in voted["jepa"]["candidates"] if c["chosen"]] == [voted["text"]]
 
 
 def test_chat_tiny_temperature_means_greedy(client):

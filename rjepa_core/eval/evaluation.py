@@ -45,6 +45,7 @@ from rjepa_core.eval.selection import (
 )
 from rjepa_core.eval.verifier import LatentClassifier
 from rjepa_core.inference.vote import DEFAULT_TAU_REL, relative_tau
+from rjepa_core.jepa.normalisation import SurpriseNorm
 from rjepa_core.schemas import ChainOfThought, Problem
 
 RANDOM_DRAWS = 200  # seeded draws averaged for the random baseline
@@ -142,7 +143,9 @@ def _heldout_groups(
     for g in chosen.values():
         row = [next(cands) for _ in g]
         for cand in row:
-            cand.jepa_loss = next(loss).jepa_loss
+            sc = next(loss)
+            cand.jepa_loss = sc.jepa_loss
+            cand.step_surprise = [float(x) for x in sc.step_surprise]
         fit_groups.append(row)
     return fit_groups, split
 
@@ -264,8 +267,9 @@ def evaluate(
     w, weights_source = None, ""
     vote: dict[str, Any] = {}
     tau: float | None = None
+    held: list[list[EvalCandidate]] = []
+    held_split = ""
     if scorer is not None:
-        held, held_split = [], ""
         if train_chains and train_latents:
             held, held_split = _heldout_groups(scorer, train_chains, train_latents, domain_of, kmax, questions)
         where = f"{len(held)} {held_split}-split problems" if held else ""
@@ -380,6 +384,15 @@ def evaluate(
         localisation["three_plus_steps"] = first_error_localisation(
             [s for s, _ in labelled], [w for _, w in labelled], seed, min_steps=3
         )
+        reference = [c.step_surprise for g in held for c in g if c.step_surprise]
+        if reference and labelled:  # label-free: surprise statistics of the validation candidates
+            norm = SurpriseNorm.fit(reference)
+            z = [norm.z(s) for s, _ in labelled]
+            localisation["position_normalised"] = first_error_localisation(z, [w for _, w in labelled], seed)
+            localisation["position_normalised"]["three_plus_steps"] = first_error_localisation(
+                z, [w for _, w in labelled], seed, min_steps=3
+            )
+            localisation["position_normalised"]["fitted_on"] = f"{len(reference)} {held_split}-split candidates"
 
     report: dict[str, Any] = {
         "k": kmax,

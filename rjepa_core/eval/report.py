@@ -116,6 +116,14 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_ci(three.get('hit_rate_ci95'))} (chance {_f(three.get('chance_rate'))}; within ±1: "
             f"{_f(three.get('within_one_rate'))}, chance {_f(three.get('within_one_chance_rate'))})."
         )
+    z = loc.get("position_normalised") or {}
+    for label, row in (("all", z), ("≥ 3 steps", z.get("three_plus_steps") or {})):
+        if row.get("n"):
+            lines.append(
+                f"Position-normalised surprise (z-score per step position and chain length, {z.get('fitted_on')}), "
+                f"{label}: **{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains "
+                f"(chance {_f(row.get('chance_rate'))}; within ±1: {_f(row.get('within_one_rate'))})."
+            )
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({fname})" for name, fname in PNG_FILES.items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes") or []]
@@ -136,6 +144,8 @@ def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
     }
     paired = {name: per_k[key] for name, per_k in (report.get("paired_vs_majority") or {}).items() if key in per_k}
     loc = (report.get("localisation") or {}).get("three_plus_steps") or {"n": 0}
+    loc_z = ((report.get("localisation") or {}).get("position_normalised") or {}).get("three_plus_steps") or {"n": 0}
+    loc_keys = ("n", "min_steps", "hit_rate", "chance_rate", "within_one_rate", "within_one_chance_rate")
     return {
         "version": report.get("dataset_version"),
         "llm": report.get("llm_tag"),
@@ -145,10 +155,8 @@ def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
         "jepa_vote": report.get("jepa_vote"),
         "methods": methods,
         "paired_vs_majority": paired,
-        "localisation": {
-            name: loc.get(name)
-            for name in ("n", "min_steps", "hit_rate", "chance_rate", "within_one_rate", "within_one_chance_rate")
-        },
+        "localisation": {name: loc.get(name) for name in loc_keys},
+        "localisation_position_normalised": {name: loc_z.get(name) for name in loc_keys},
     }
 
 

@@ -93,6 +93,9 @@ def test_localisation_and_jepa_distributions_are_reported(report, dataset):
     n_wrong = sum(not c.is_valid for c in dataset.test_chains)
     assert loc["n_incorrect"] == n_wrong and 0 < loc["n"] <= n_wrong
     assert 0.0 <= loc["hit_rate"] <= 1.0 and 0.0 < loc["chance_rate"] < 1.0
+    z = loc["position_normalised"]
+    assert z["n"] == loc["n"] and z["chance_rate"] == loc["chance_rate"] and "val-split" in z["fitted_on"]
+    assert loc["three_plus_steps"]["min_steps"] == 3 and loc["three_plus_steps"]["n"] <= loc["n"]
     values = report["jepa_loss_values"]
     assert len(values["correct"]) + len(values["incorrect"]) == 96
     assert report["jepa_loss_by_correctness"]["n_incorrect"] == len(values["incorrect"])

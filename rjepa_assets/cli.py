@@ -54,8 +54,9 @@ def _register(instance, llm_tag: str, version: str) -> None:
 
 def _run_config(args) -> dict:
     ops: dict = {}
-    if getattr(args, "max_problems", 0):
-        ops["student_chains"] = {"config": {"max_problems": args.max_problems}}
+    chains = {"max_problems": getattr(args, "max_problems", 0), "k": getattr(args, "k", 0)}
+    if any(chains.values()):
+        ops["student_chains"] = {"config": {k: v for k, v in chains.items() if v}}
     if getattr(args, "train_steps", 0):
         ops["jepa_checkpoint"] = {"config": {"max_steps": args.train_steps}}
     return {"ops": ops} if ops else {}
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--version", default="v1", help="dataset version from configs/datasets/")
         p.add_argument("--max-problems", type=int, default=0, help="cap problems per split (quick runs)")
         p.add_argument("--train-steps", type=int, default=0, help="override JEPA training steps")
+        p.add_argument("--k", type=int, default=0, help="chains sampled per train/val problem (default: the asset's 2)")
 
     p = sub.add_parser("demo", help="materialize the whole pipeline on the embedded default")
     pipeline_args(p)

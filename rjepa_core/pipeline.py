@@ -45,12 +45,19 @@ def sample_student_chains(
     seed: int = 0,
     greedy_test: bool = True,
     batch_size: int | None = None,
+    examples=None,
     log: Log = None,
 ) -> list[ChainOfThought]:
-    """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled."""
+    """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled.
+
+    examples: the prompt's worked examples; by default the ones `problems` are marked with.
+    """
     if k < 1 or (k_test is not None and k_test < 1):
         raise ValueError(f"k and k_test must be >= 1, got k={k}, k_test={k_test}")
+    from rjepa_core.llm.prompting import examples_of
+
     tag = student.llm_tag
+    examples = examples_of(problems) if examples is None else list(examples)
     out: list[ChainOfThought] = []
     groups: dict[tuple[int, float], list[Problem]] = {}
     for p in problems:
@@ -65,7 +72,7 @@ def sample_student_chains(
         per_call = max(1, rows // kk)  # prompts per call so that one call fills one generation batch
         for start in range(0, len(ps), per_call):
             chunk = ps[start : start + per_call]
-            prompts = [student.prompt_for(p.statement) for p in chunk]
+            prompts = [student.prompt_for(p.statement, examples) for p in chunk]
             gen = student.generate(
                 prompts,
                 k=kk,
@@ -94,6 +101,7 @@ def sample_student_chains(
                             "num_new_tokens": g.num_new_tokens,
                             "text": g.text,
                             "split": p.split,
+                            "few_shot": len(examples),
                         },
                     )
                     out.append(label_chain(p, chain))
@@ -118,6 +126,9 @@ def extract_latents(
         raise ValueError(
             f"{len(missing)} chains refer to problems not in this dataset version (e.g. {next(iter(missing))})"
         )
+    from rjepa_core.llm.prompting import examples_of
+
+    examples = examples_of(problems)  # the prompt the chains were sampled with
     layer = student.spec.layer_idx if layer_idx is None else layer_idx
     prog = Progress(len(cots), f"extract latents ({student.llm_tag}, layer {layer})", log)
     out: list[LatentSequence] = []
@@ -127,7 +138,7 @@ def extract_latents(
         items = []
         for c in part:
             if c.problem_id not in prompts:
-                prompts[c.problem_id] = student.prompt_for(by_id[c.problem_id].statement)
+                prompts[c.problem_id] = student.prompt_for(by_id[c.problem_id].statement, examples)
             items.append((prompts[c.problem_id], c.steps))
         for c, ex in zip(part, student.extract(items, layer_idx=layer), strict=True):
             p = by_id[c.problem_id]
@@ -224,6 +235,34 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
     return result, meta
 
 
+def tune_selection(layout, llm_tag: str, version: str, checkpoint_dir, seqs=None, *, device: str = "cpu") -> dict:
+    """Fit the checkpoint's inference settings on the validation candidates and write them into its meta.
+
+    The JEPA vote's tau_rel and the position-normalised surprise (see `eval.evaluation.fit_selection`):
+    the service and the eval report then use the same values. Returns the meta entries written.
+    """
+    from rjepa_core.eval.evaluation import fit_selection
+    from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.schemas import read_records
+    from rjepa_core.store.latents import LatentStore
+
+    problems = read_records(Problem, layout.problems_path(version))
+    chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
+    seqs = LatentStore(layout).read(llm_tag, version) if seqs is None else seqs
+    scorer = JEPAScorer.from_checkpoint(load_checkpoint(checkpoint_dir, device=device), device=device)
+    entries = fit_selection(
+        scorer,
+        problems,
+        chains,
+        {s.cot_id: s.H for s in seqs},
+        questions={s.cot_id: s.Q for s in seqs if s.Q is not None},
+    )
+    if entries:
+        update_meta(checkpoint_dir, **entries)
+    return entries
+
+
 def newest_checkpoint(layout, llm_tag: str, version: str):
     """Best checkpoint folder of the newest training run of a partition (run ids sort by time)."""
     from pathlib import Path
@@ -273,6 +312,7 @@ def run_evaluation(
     history_path = best.parent / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else None
     scorer = JEPAScorer.from_checkpoint(ck, device=device)
+    vote = ck.meta.get("jepa_vote") or {}  # fitted on validation when the checkpoint was made
     if log:
         log(f"evaluating {len(test_chains)} candidates on {len(test_problems)} test problems, K={list(ks)}")
     report = evaluate(
@@ -290,6 +330,8 @@ def run_evaluation(
         history=history,
         n_resamples=bootstrap,
         questions=Q,
+        tau_rel=vote.get("tau_rel"),
+        tau_source=f"the checkpoint's meta: {vote.get('source', 'given')}",
     )
     report["checkpoint"] = str(ck.path)
     paths = write_report(report, layout.reports_dir(llm_tag, version))

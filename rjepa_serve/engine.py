@@ -40,6 +40,7 @@ def score_chains(
         {
             "jepa_loss": float(s.jepa_loss),
             "step_surprise": [float(x) for x in s.step_surprise],
+            "step_z": s.step_z,
             "score01": _finite(s.score01),
             "most_surprising_step": int(s.most_surprising_step),
         }
@@ -55,6 +56,18 @@ def predict(
     idx = sorted(set(indices))
     pred_jepa, pred_hidden = predict_masked(ms.model, H, idx, domain, question)
     return idx, pred_jepa.tolist(), pred_hidden.tolist()
+
+
+def prompt_examples(ms: ModelState) -> list[Any]:
+    """The worked examples the checkpoint's latents were extracted under (meta "prompt"; none for older ones)."""
+    from rjepa_core.llm.prompting import Example
+
+    return [Example.from_dict(d) for d in (ms.meta.get("prompt") or {}).get("few_shot") or []]
+
+
+def ask(ms: ModelState, statement: str) -> str:
+    """The student's prompt for a question, as the checkpoint's training data asked it."""
+    return _require_student(ms).prompt_for(statement, prompt_examples(ms))
 
 
 def _require_student(ms: ModelState) -> Any:
@@ -84,7 +97,7 @@ def candidates_from_texts(ms: ModelState, statement: str, texts: list[str]) -> t
     from rjepa_core.segmentation import extract_final_answer, segment
 
     student = _require_student(ms)
-    prompt = student.prompt_for(statement)
+    prompt = ask(ms, statement)
     # blank texts have no token to score (and make the student's logprobs fail): they get no log-prob
     filled = [i for i, t in enumerate(texts) if t.strip()]
     logps = _logprobs(student, prompt, {i: texts[i] for i in filled})
@@ -108,7 +121,7 @@ def candidates_from_samples(
     from rjepa_core.inference.rerank import Candidate
 
     student = _require_student(ms)
-    prompt = student.prompt_for(statement)
+    prompt = ask(ms, statement)
     chains = student.generate([prompt], k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)[0]
     return prompt, [Candidate(c.text, list(c.steps), c.logprob, None, c.final_answer, c.num_new_tokens) for c in chains]
 
@@ -187,6 +200,7 @@ def rank(
                 "jepa_loss": float(s.jepa_loss) if s is not None else None,
                 "score01": _finite(s.score01) if s is not None else None,
                 "step_surprise": [float(x) for x in s.step_surprise] if s is not None else [],
+                "step_z": s.step_z if s is not None else None,
                 "composite": _finite(d["composite"]) if d is not None else None,
                 "chosen": i == best,
                 "vote_share": share.get(i),
@@ -196,8 +210,14 @@ def rank(
     return Ranked(best, order, outs)
 
 
-def surprising_steps(surprise: list[float]) -> list[int]:
-    """The steps to highlight: the top third by surprise (at least one), most surprising first."""
+def surprising_steps(surprise: list[float], step_z: list[float] | None = None) -> list[int]:
+    """The steps to highlight: the top third (at least one), most surprising first.
+
+    Ranked by the position-normalised surprise when the checkpoint has one (raw surprise favours
+    some step positions whatever the chain says), else by the raw surprise.
+    """
+    if step_z is not None and len(step_z) == len(surprise):
+        surprise = step_z
     if not surprise:
         return []
     top = max(1, math.ceil(len(surprise) / 3))

@@ -30,6 +30,14 @@ Step = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_WIDTH)]
 Latents = Annotated[list[Step], Field(min_length=1, max_length=HARD_MAX_STEPS)]
 
 
+def _step_z():
+    return Field(
+        None,
+        description="position-normalised surprise per step (z-score at its position and chain length, fitted on "
+        "validation candidates); null when the checkpoint has no normaliser",
+    )
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -98,8 +106,9 @@ class ScoreRequest(_Body):
 class ChainScoreOut(BaseModel):
     jepa_loss: float = Field(description="aggregate surprise (lower = more lawful)")
     step_surprise: list[float] = Field(description="one surprise per step")
+    step_z: list[float] | None = _step_z()
     score01: float | None = Field(description="calibrated lawfulness in [0, 1]; null when the checkpoint has none")
-    most_surprising_step: int
+    most_surprising_step: int = Field(description="argmax of step_z when present, else of step_surprise")
 
 
 class ScoreResponse(BaseModel):
@@ -180,6 +189,7 @@ class CandidateOut(BaseModel):
     jepa_loss: float | None = Field(description="null when the candidate has no step to score")
     score01: float | None
     step_surprise: list[float]
+    step_z: list[float] | None = _step_z()
     composite: float | None
     chosen: bool
     vote_share: float | None = Field(None, description="its answer's share of the vote (JEPA vote selections)")
@@ -217,7 +227,10 @@ class JepaDetails(BaseModel):
     jepa_loss: float | None
     score01: float | None
     step_surprise: list[float]
-    surprising_steps: list[int] = Field(description="indices of the most surprising steps, most surprising first")
+    step_z: list[float] | None = _step_z()
+    surprising_steps: list[int] = Field(
+        description="indices of the most surprising steps (by step_z when present), most surprising first"
+    )
     candidates: list[CandidateOut] = Field(description="every candidate in RERANK mode (chosen first is flagged)")
 
 

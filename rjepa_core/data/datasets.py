@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from rjepa_core.data.sources import SourceSpec, clean_steps, load_source
+from rjepa_core.llm.prompting import mark_examples
 from rjepa_core.schemas import ChainOfThought, Problem, split_of, stable_id
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -41,6 +42,7 @@ class DatasetConfig:
     teacher_subdomain: str = "word problems"  # topic asked of the teachers
     teacher_difficulty: str = "medium"  # easy | medium | hard
     teacher_chains: int = 2  # chains asked of each teacher per problem
+    few_shot: int = 0  # worked examples (train-split gold chains) shown to the student before each problem
 
     def __post_init__(self) -> None:
         if not VERSION_RE.match(self.version):
@@ -49,6 +51,8 @@ class DatasetConfig:
             raise ValueError(f"dataset version {self.version} cannot be its own parent")
         if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
             raise ValueError("val_frac and test_frac must be in [0, 1) and sum to less than 1")
+        if not isinstance(self.few_shot, int) or not 0 <= self.few_shot <= 8:
+            raise ValueError(f"few_shot must be an integer from 0 to 8, got {self.few_shot!r}")
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -99,7 +103,9 @@ def build_problems(
             if item.gold_steps:
                 p.meta["gold_steps"] = item.gold_steps
             seen[p.problem_id] = p
-    return list(seen.values())
+    out = list(seen.values())
+    mark_examples(out, cfg.few_shot)  # this version's prompt examples (parents' marks are cleared)
+    return out
 
 
 def build_gold_cots(problems: list[Problem], validate=None) -> list[ChainOfThought]:

@@ -159,6 +159,50 @@ def _loss_scale(scorer, groups: Sequence[Sequence[EvalCandidate]]) -> float | No
     return float(np.std(losses)) if len(losses) > 1 else None
 
 
+def _fit_vote_and_norm(scorer, held: Sequence[Sequence[EvalCandidate]], where: str) -> dict[str, Any]:
+    """The JEPA vote's tau_rel and the surprise normaliser from held-out candidate groups (no test data)."""
+    out: dict[str, Any] = {}
+    if held:
+        t, acc, grid = fit_tau(held, _loss_scale(scorer, held))
+        out["jepa_vote"] = {"tau_rel": t, "source": f"fitted on {where} (accuracy {acc:.3f} there)", "grid": grid}
+    reference = [c.step_surprise for g in held for c in g if c.step_surprise]
+    if reference:  # label-free: surprise statistics of the held-out candidates
+        out["surprise_norm"] = SurpriseNorm.fit(reference)
+        out["surprise_norm_source"] = f"{len(reference)} candidates of {where}"
+    return out
+
+
+def fit_selection(
+    scorer,
+    problems: Sequence[Problem],
+    chains: Sequence[ChainOfThought],
+    latents: dict[str, np.ndarray],
+    *,
+    kmax: int = 8,
+    questions: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Inference settings a checkpoint carries, fitted on the validation split's sampled candidates
+    (the train split's when there is no validation group): the JEPA vote's tau_rel (by accuracy) and
+    the position-normalised surprise (label-free). Returns meta entries: {"jepa_vote": {...},
+    "surprise_norm": {...}}; empty when no problem has two candidates with latents.
+    """
+    by_id = {p.problem_id: p for p in problems}
+    split = {p.problem_id: p.split for p in problems}
+    held_out = [c for c in chains if split.get(c.problem_id) in ("train", "val") and not c.meta.get("greedy")]
+
+    def domain_of(c: ChainOfThought) -> str:
+        return by_id[c.problem_id].domain if c.problem_id in by_id else "other"
+
+    held, held_split = _heldout_groups(scorer, held_out, latents, domain_of, kmax, questions or {})
+    fitted = _fit_vote_and_norm(scorer, held, f"{len(held)} {held_split}-split problems")
+    out: dict[str, Any] = {}
+    if "jepa_vote" in fitted:
+        out["jepa_vote"] = {k: v for k, v in fitted["jepa_vote"].items() if k != "grid"}
+    if "surprise_norm" in fitted:
+        out["surprise_norm"] = {**fitted["surprise_norm"].to_dict(), "source": fitted["surprise_norm_source"]}
+    return out
+
+
 def _train_classifiers(
     train_chains: Sequence[ChainOfThought] | None, train_latents: dict[str, np.ndarray] | None, seed: int
 ) -> tuple[dict[str, LatentClassifier], dict[str, str]]:
@@ -210,6 +254,7 @@ def evaluate(
     n_resamples: int = N_RESAMPLES,
     questions: dict[str, np.ndarray] | None = None,
     tau_rel: float | None = None,
+    tau_source: str = "given",
 ) -> dict[str, Any]:
     """Compare every selection method on the same candidates; returns the report dict (see module doc).
 
@@ -282,11 +327,11 @@ def evaluate(
             w = Weights()
             weights_source = f"default ({'no held-out candidate groups to fit on'})"
         scale = _loss_scale(scorer, held)
+        fitted = _fit_vote_and_norm(scorer, held, where) if held else {}
         if tau_rel is not None:
-            vote = {"tau_rel": float(tau_rel), "source": "given"}
-        elif held:
-            t, acc, grid = fit_tau(held, scale)
-            vote = {"tau_rel": t, "source": f"fitted on {where} (accuracy {acc:.3f} there)", "grid": grid}
+            vote = {"tau_rel": float(tau_rel), "source": tau_source}
+        elif "jepa_vote" in fitted:
+            vote = fitted["jepa_vote"]
         else:
             vote = {"tau_rel": DEFAULT_TAU_REL, "source": "default (no held-out candidate groups to fit on)"}
         tau = relative_tau(vote["tau_rel"], scale)
@@ -384,15 +429,16 @@ def evaluate(
         localisation["three_plus_steps"] = first_error_localisation(
             [s for s, _ in labelled], [w for _, w in labelled], seed, min_steps=3
         )
-        reference = [c.step_surprise for g in held for c in g if c.step_surprise]
-        if reference and labelled:  # label-free: surprise statistics of the validation candidates
-            norm = SurpriseNorm.fit(reference)
+        norm, norm_source = getattr(scorer, "surprise_norm", None), "the checkpoint's meta"
+        if norm is None and "surprise_norm" in fitted:
+            norm, norm_source = fitted["surprise_norm"], fitted["surprise_norm_source"]
+        if norm is not None and labelled:
             z = [norm.z(s) for s, _ in labelled]
             localisation["position_normalised"] = first_error_localisation(z, [w for _, w in labelled], seed)
             localisation["position_normalised"]["three_plus_steps"] = first_error_localisation(
                 z, [w for _, w in labelled], seed, min_steps=3
             )
-            localisation["position_normalised"]["fitted_on"] = f"{len(reference)} {held_split}-split candidates"
+            localisation["position_normalised"]["fitted_on"] = norm_source
 
     report: dict[str, Any] = {
         "k": kmax,

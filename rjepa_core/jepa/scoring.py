@@ -35,6 +35,7 @@ from rjepa_core.jepa.checkpoint import LoadedCheckpoint
 from rjepa_core.jepa.collate import domain_index, pad_batch
 from rjepa_core.jepa.losses import token_loss
 from rjepa_core.jepa.model import RJEPA
+from rjepa_core.jepa.normalisation import SurpriseNorm
 
 
 @dataclass
@@ -42,10 +43,12 @@ class ChainScore:
     jepa_loss: float  # aggregate surprise of the chain (lower = more lawful)
     step_surprise: list[float]  # one surprise per step
     score01: float | None = None  # calibrated lawfulness in [0, 1] (None without calibration)
+    step_z: list[float] | None = None  # position-normalised surprise (None without a SurpriseNorm)
 
     @property
     def most_surprising_step(self) -> int:
-        return int(np.argmax(self.step_surprise))
+        """argmax of the position-normalised surprise when there is one (raw argmax favours some positions)."""
+        return int(np.argmax(self.step_z if self.step_z is not None else self.step_surprise))
 
 
 def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
@@ -66,19 +69,22 @@ class JEPAScorer:
         device: str | torch.device = "cpu",
         calibration: Calibration | None = None,
         loss_kind: str = "l1",
+        surprise_norm: SurpriseNorm | None = None,
     ):
         self.model = model.to(device).eval()
         self.cfg = (cfg or ScoreConfig()).validate()
         self.device = torch.device(device)
         self.calibration = calibration
         self.loss_kind = loss_kind
+        self.surprise_norm = surprise_norm
 
     @classmethod
     def from_checkpoint(cls, ck: LoadedCheckpoint, device: str | torch.device = "cpu") -> JEPAScorer:
-        """Scorer with the checkpoint's score config, loss kind and (if fitted) calibration."""
-        cal = ck.meta.get("calibration")
+        """Scorer with the checkpoint's score config, loss kind and (if fitted) calibration and surprise norm."""
+        cal, norm = ck.meta.get("calibration"), ck.meta.get("surprise_norm")
         calibration = Calibration.from_dict(cal) if cal else None
-        return cls(ck.model, ck.config.score, device, calibration, ck.config.loss.kind)
+        surprise_norm = SurpriseNorm.from_dict(norm) if norm else None
+        return cls(ck.model, ck.config.score, device, calibration, ck.config.loss.kind, surprise_norm)
 
     def _check(self, seqs: Sequence[np.ndarray]) -> None:
         m = self.model.cfg
@@ -174,7 +180,9 @@ class JEPAScorer:
             steps = sm / np.maximum(ct, 1)
             agg = float(steps.max() if self.cfg.aggregate == "max" else steps.mean())
             s01 = self.calibration.score01(agg) if self.calibration is not None else None
-            out.append(ChainScore(agg, [float(x) for x in steps], s01))
+            raw = [float(x) for x in steps]
+            z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
+            out.append(ChainScore(agg, raw, s01, z))
         return out
 
 

@@ -18,14 +18,10 @@ from rjepa_core.llm import extraction, generation
 from rjepa_core.llm.extraction import ChainInput, Extracted
 from rjepa_core.llm.generation import GeneratedChain
 from rjepa_core.llm.loading import decoder_layers, load_model
+from rjepa_core.llm.prompting import INSTRUCTION, Example, render
 from rjepa_core.llm.registry import LLMSpec, resolve_spec
 
-__all__ = ["ChainInput", "Extracted", "GeneratedChain", "StudentLLM", "INSTRUCTION"]
-
-INSTRUCTION = (
-    "Solve the problem step by step. Write each step on its own line, starting with "
-    '"Step 1:", "Step 2:", and so on. End with a final line "Answer: <number>".'
-)
+__all__ = ["ChainInput", "Example", "Extracted", "GeneratedChain", "StudentLLM", "INSTRUCTION"]
 
 
 class StudentLLM:
@@ -59,14 +55,9 @@ class StudentLLM:
             f"layer_idx={self.spec.layer_idx}, device={self.device!r})"
         )
 
-    def prompt_for(self, statement: str) -> str:
-        """Prompt asking for "Step k:" lines and a final "Answer:" line (chat template when available)."""
-        content = f"{INSTRUCTION}\n\nProblem: {statement.strip()}"
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
-        return f"{content}\n\nSolution:\n"
+    def prompt_for(self, statement: str, examples: Sequence[Example] = ()) -> str:
+        """Prompt asking for "Step k:" lines and a final "Answer:" line, after any worked examples."""
+        return render(self.tokenizer, statement, examples)
 
     def generate(
         self,

@@ -108,7 +108,8 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
         jepa_loss=best["jepa_loss"],
         score01=best["score01"],
         step_surprise=best["step_surprise"],
-        surprising_steps=engine.surprising_steps(best["step_surprise"]),
+        step_z=best["step_z"],
+        surprising_steps=engine.surprising_steps(best["step_surprise"], best["step_z"]),
         candidates=[CandidateOut(**o) for o in ranked.outs] if req.mode == "RERANK" else [],
     )
     resp = ChatResponse(

@@ -51,16 +51,22 @@ async function checkHealth() {
 function renderSteps(resp) {
   const ol = $("steps");
   ol.replaceChildren();
-  const hot = new Set(resp.jepa.surprising_steps);
+  const ranked = resp.jepa.surprising_steps; // most surprising first (position-normalised when available)
+  const hot = new Set(ranked);
+  const z = resp.jepa.step_z;
   resp.steps.forEach((text, i) => {
     const li = document.createElement("li");
     li.textContent = text;
     if (hot.has(i)) li.classList.add("surprising");
+    if (ranked.length && ranked[0] === i) {
+      li.classList.add("most-surprising");
+      li.title = "the step R-JEPA finds most surprising: the likeliest first mistake";
+    }
     const s = resp.jepa.step_surprise[i];
     if (s !== undefined) {
       const span = document.createElement("span");
       span.className = "surprise";
-      span.textContent = `surprise ${fmt(s)}`;
+      span.textContent = z && z[i] !== undefined ? `surprise ${fmt(s)} · z ${fmt(z[i])}` : `surprise ${fmt(s)}`;
       li.appendChild(span);
     }
     ol.appendChild(li);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -26,7 +27,10 @@ def run_pipeline(defs, instance, version="v1", tag="tiny"):
 
 
 def test_pipeline_materializes_end_to_end(defs, project, instance):
-    _, _, store = project
+    from tests.assets.conftest import V1, write_yaml
+
+    _, configs, store = project
+    write_yaml(configs / "datasets" / "v1.yaml", {**V1, "few_shot": 1})  # the student sees one worked example
     r1, r2 = run_pipeline(defs, instance)
     assert r1.success and r2.success
     layout = StorageLayout(store)
@@ -38,10 +42,17 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert len(sampled_test) == 3 * len(test_ids)  # k_test candidates per test problem
     seqs = LatentStore(layout).read("tiny", "v1")
     assert {s.hidden_size for s in seqs} == {64} and len(seqs) >= len(chains)
+    assert {c.meta["few_shot"] for c in chains} == {1}
     pointer = read_latest_checkpoint(layout, "tiny")
     assert pointer["dataset_version"] == "v1"
+    # the checkpoint carries what the service needs to ask and score as the pipeline did
+    meta = json.loads((Path(pointer["path"]) / "meta.json").read_text())
+    example = next(p for p in problems if "few_shot_rank" in p.meta)
+    assert example.split == "train" and meta["prompt"]["few_shot"][0]["statement"] == example.statement.strip()
+    assert meta["jepa_vote"]["tau_rel"] > 0 and meta["surprise_norm"]["n_chains"] > 0
     report = json.loads((layout.reports_dir("tiny", "v1") / "report.json").read_text())
     assert report["llm_tag"] == "tiny" and "jepa" in report["methods"]
+    assert report["jepa_vote"]["tau_rel"] == meta["jepa_vote"]["tau_rel"]
 
     # what the UI shows: materializations with metadata, and asset check results
     mat = instance.get_latest_materialization_event(dg.AssetKey("jepa_checkpoint")).asset_materialization

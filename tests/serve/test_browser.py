@@ -53,6 +53,7 @@ def test_chat_page_round_trip(page, live_server):
     steps = page.locator("#steps li").count()
     if steps:
         assert page.locator("#steps li.surprising").count() >= 1
+        assert page.locator("#steps li.most-surprising").count() == 1  # the likeliest first mistake, outlined
     assert page.locator("#score01").inner_text() != ""
 
     page.check("#consent")

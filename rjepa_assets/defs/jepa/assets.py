@@ -10,7 +10,9 @@ from rjepa_assets.defs.resources import ConfigsResource, StorageResource
 from rjepa_assets.defs.student.assets import GPU_POOL, latents
 from rjepa_core.eval.plots import plot_training
 from rjepa_core.jepa.checkpoint import load_checkpoint
-from rjepa_core.pipeline import load_rjepa_config, train_jepa
+from rjepa_core.llm.prompting import examples_of
+from rjepa_core.pipeline import load_rjepa_config, train_jepa, tune_selection
+from rjepa_core.schemas import Problem, read_records
 from rjepa_core.store.latents import LatentStore
 from rjepa_core.store.pointers import publish_latest_checkpoint
 
@@ -86,7 +88,12 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         dataset_version=version,
         run_id=run_id,
         layer_idx=seqs[0].layer_idx,
+        # the prompt the latents were extracted under: the service asks the student the same way
+        prompt={"few_shot": [e.to_dict() for e in examples_of(read_records(Problem, layout.problems_path(version)))]},
     )
+    # the JEPA vote's temperature and the surprise normaliser, fitted on validation candidates
+    selection = tune_selection(layout, tag, version, result.checkpoint_dir, seqs)
+    meta = {**meta, **selection}
     if config.publish:
         publish_latest_checkpoint(layout, tag, version, run_id, {**meta, "path": str(result.checkpoint_dir)})
     curves = plot_training({"history": result.history}, out / "training_curves.png")
@@ -107,5 +114,7 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         **({"loss_curves": png(curves, "training curves")} if curves else {}),
         "config": dg.MetadataValue.json(cfg.to_dict()),
         "published_latest": config.publish,
+        "jepa_vote_tau_rel": (selection.get("jepa_vote") or {}).get("tau_rel", float("nan")),
+        "surprise_norm_chains": (selection.get("surprise_norm") or {}).get("n_chains", 0),
     }
     return {"metadata": metadata, "ratio": result.std_preds / max(result.std_targets, 1e-8)}

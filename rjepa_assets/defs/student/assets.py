@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_core.llm.prompting import examples_of
 from rjepa_core.pipeline import extract_latents, sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
 from rjepa_core.store.index import build_index
@@ -57,11 +58,13 @@ def student_chains(
     layout, meta = storage.layout(), {}
     for key in context.partition_keys:
         version, tag = split_key(key)
-        rows = _limit(read_records(Problem, layout.problems_path(version)), config.max_problems)
+        every = read_records(Problem, layout.problems_path(version))
+        rows = _limit(every, config.max_problems)
         student = student_llm.load(tag)
         chains = sample_student_chains(
             student,
             rows,
+            examples=examples_of(every),  # the version's prompt examples, even when max_problems drops them
             k=config.k,
             k_test=config.k_test,
             temperature=config.temperature,

@@ -136,3 +136,40 @@ def test_missing_latents_or_candidates_fail_with_a_clear_message(dataset, scorer
         evaluate(dataset.problems, dataset.test_chains, latents, scorer)
     with pytest.raises(ValueError, match="sampled candidates"):
         evaluate(dataset.problems, dataset.test_chains, dataset.test_latents, scorer, ks=(16,))
+
+
+def test_fit_selection_gives_the_checkpoint_the_settings_the_report_fits(dataset, scorer, report):
+    """The settings a checkpoint carries (τ_rel, surprise norm) equal the ones evaluate() fits on val."""
+    from rjepa_core.eval.evaluation import fit_selection
+    from rjepa_core.jepa.normalisation import SurpriseNorm
+    from rjepa_core.jepa.scoring import JEPAScorer
+
+    held = [c for c in dataset.train_chains]
+    entries = fit_selection(scorer, dataset.problems, held, dataset.train_latents)
+    assert entries["jepa_vote"]["tau_rel"] == report["jepa_vote"]["tau_rel"]
+    assert "val-split" in entries["jepa_vote"]["source"] and "val-split" in entries["surprise_norm"]["source"]
+    norm = SurpriseNorm.from_dict(entries["surprise_norm"])
+    with_norm = JEPAScorer(scorer.model, scorer.cfg, surprise_norm=norm)
+    some = [dataset.test_latents[c.cot_id] for c in dataset.test_chains[:6]]
+    for raw, zs in zip(scorer.score(some), with_norm.score(some), strict=True):
+        assert raw.step_z is None and zs.step_surprise == raw.step_surprise
+        assert zs.step_z == norm.z(raw.step_surprise)
+        assert zs.most_surprising_step == int(np.argmax(zs.step_z))
+    rep = evaluate(
+        dataset.problems,
+        dataset.test_chains,
+        dataset.test_latents,
+        with_norm,
+        train_chains=dataset.train_chains,
+        train_latents=dataset.train_latents,
+        ks=(8,),
+        tau_rel=entries["jepa_vote"]["tau_rel"],
+        tau_source="the checkpoint's meta",
+    )
+    assert rep["jepa_vote"]["source"] == "the checkpoint's meta"
+    assert rep["localisation"]["position_normalised"]["fitted_on"] == "the checkpoint's meta"
+    assert (
+        rep["localisation"]["position_normalised"]["hit_rate"]
+        == report["localisation"]["position_normalised"]["hit_rate"]
+    )
+    assert fit_selection(scorer, dataset.problems, [], dataset.train_latents) == {}

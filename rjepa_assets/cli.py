@@ -280,7 +280,7 @@ def cmd_ablate(args) -> None:
         "wall_s": time.monotonic() - t,
         "rows": rows,
     }
-    out = Path(args.out) / "ablations.json"
+    out = Path(args.out) / ("ablations.json" if args.version == "v1" else f"ablations_{args.version}.json")
     atomic_write_json(out, result)
     print(f"[rjepa] wrote {out}")
 
@@ -331,7 +331,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="also try these student layers (extracts the train/val chains at each, minutes per layer on CPU)",
     )
-    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    p.add_argument(
+        "--out",
+        default=str(PROJECT_ROOT / "bench" / "results"),
+        help="folder of ablations.json (v1) or ablations_<version>.json",
+    )
     p.set_defaults(fn=cmd_ablate)
     p = sub.add_parser("serve", help="start the FastAPI service")
     p.add_argument("--host", default="127.0.0.1")

@@ -26,7 +26,7 @@ DEFAULT_DOMAINS = ["math", "code", "logic", "other"]
 MASK_KINDS = ("random", "contiguous", "hierarchical", "conclusion")
 LOSS_KINDS = ("l1", "l2", "cosine")
 SCORE_MODES = ("leave_one_out", "window")
-AGGREGATES = ("mean", "max")
+AGGREGATES = ("mean", "max", "top2")
 
 
 def _bad(section: str, name: str, msg: str) -> ValueError:
@@ -200,7 +200,7 @@ class TrainConfig:
 class ScoreConfig:
     mode: str = "leave_one_out"  # leave_one_out: mask each step in turn | window: mask contiguous windows
     window: int = 2  # window length in steps for mode=window
-    aggregate: str = "mean"  # chain JEPA-loss from per-step surprises: mean | max
+    aggregate: str = "mean"  # chain JEPA-loss from per-step surprises: mean | max | top2 (mean of the 2 largest)
     chunk_size: int = 256  # (chain, masked step) variants per forward pass
     # RERANK composite = alpha*logprob + beta*(-JEPA) + gamma*length, each term z-scored over the K
     # candidates; the default is pure JEPA reranking (the F15 "JEPA rerank" method).

@@ -329,6 +329,7 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "infonce in-batch only", "loss": {"infonce_weight": 0.5, "hard_negatives": False}},
     {"name": "no hidden-space head loss", "loss": {"hidden_weight": 0.0}},
     {"name": "score: max surprise", "score": {"aggregate": "max"}},
+    {"name": "score: top-2 surprise", "score": {"aggregate": "top2"}},
     {"name": "score: windows of 2", "score": {"mode": "window", "window": 2}},
     {"name": "targets: student chains only", "targets": "student"},
     {"name": "targets: gold only", "targets": "gold"},

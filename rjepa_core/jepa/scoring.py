@@ -51,6 +51,15 @@ class ChainScore:
         return int(np.argmax(self.step_z if self.step_z is not None else self.step_surprise))
 
 
+def aggregate(steps: np.ndarray, how: str) -> float:
+    """A chain's JEPA-loss from its step surprises: mean, max, or top2 (mean of the two largest)."""
+    if how == "max":
+        return float(steps.max())
+    if how == "top2":
+        return float(np.sort(steps)[-2:].mean())
+    return float(steps.mean())
+
+
 def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
     """The target sets scored for a chain of n steps."""
     if n == 1:
@@ -178,7 +187,7 @@ class JEPAScorer:
         out = []
         for sm, ct in zip(sums, counts, strict=True):
             steps = sm / np.maximum(ct, 1)
-            agg = float(steps.max() if self.cfg.aggregate == "max" else steps.mean())
+            agg = aggregate(steps, self.cfg.aggregate)
             s01 = self.calibration.score01(agg) if self.calibration is not None else None
             raw = [float(x) for x in steps]
             z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None

@@ -4,7 +4,7 @@ import pytest
 from rjepa_core.config import ScoreConfig
 from rjepa_core.jepa.calibration import Calibration, fit_calibration
 from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
-from rjepa_core.jepa.scoring import ChainScore, JEPAScorer, masked_sets, predict_masked
+from rjepa_core.jepa.scoring import ChainScore, JEPAScorer, aggregate, masked_sets, predict_masked
 from tests.core.jepa.conftest import HIDDEN
 from tests.core.jepa.synthetic import lawful_chains, perturbed, shuffled
 from tests.stats import null_wins_threshold
@@ -93,8 +93,15 @@ def test_window_and_max_modes(trained):
     chains = [c.H for c in lawful_chains(4, 6, HIDDEN, seed=3)]
     mean = JEPAScorer(ck.model, ScoreConfig(mode="window", window=2)).score(chains)
     mx = JEPAScorer(ck.model, ScoreConfig(mode="window", window=2, aggregate="max")).score(chains)
-    for a, b in zip(mean, mx, strict=True):
+    top2 = JEPAScorer(ck.model, ScoreConfig(mode="window", window=2, aggregate="top2")).score(chains)
+    for a, b, t in zip(mean, mx, top2, strict=True):
         assert b.jepa_loss == pytest.approx(max(a.step_surprise)) and b.jepa_loss >= a.jepa_loss
+        assert t.jepa_loss == pytest.approx(np.mean(sorted(a.step_surprise)[-2:]))
+        assert a.jepa_loss <= t.jepa_loss <= b.jepa_loss
+    assert aggregate(np.array([1.0, 5.0, 2.0, 4.0]), "top2") == 4.5
+    assert aggregate(np.array([3.0]), "top2") == 3.0  # one step: its surprise
+    with pytest.raises(ValueError, match="aggregate"):
+        ScoreConfig(aggregate="median").validate()
 
 
 def test_bad_inputs(scorer):

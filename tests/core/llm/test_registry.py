@@ -14,7 +14,7 @@ def test_shipped_registry():
     assert set(reg) >= {"smollm2-135m", "minilm-l6", "qwen3-8b", "qwen3-8b-awq", "qwen3-32b", "llama-3.1-8b"}
     assert DEFAULT_LLM_TAG in reg
     smol = reg["smollm2-135m"]
-    assert (smol.source, smol.hidden_size, smol.layer_idx, smol.batch_size) == ("embedded:smollm2", 576, -2, 8)
+    assert (smol.source, smol.hidden_size, smol.layer_idx, smol.batch_size) == ("embedded:smollm2", 576, 14, 8)
     assert (reg["minilm-l6"].kind, reg["minilm-l6"].hidden_size) == ("encoder", 384)
     assert reg["qwen3-8b-awq"].quantization == "awq"
     assert (reg["qwen3-32b"].hidden_size, reg["llama-3.1-8b"].source) == (5120, "meta-llama/Llama-3.1-8B-Instruct")

@@ -209,8 +209,9 @@ def cmd_serve(args) -> None:
     serve(host=args.host, port=args.port)
 
 
-def _layer_latents(args, layout, student_chains, layers: set[int]) -> dict:
-    """Latents of the train/val chains at other student layers (for layer_idx variants), extracted now."""
+def _layer_latents(args, layout, student_chains, layers: set) -> dict:
+    """Latents of the train/val chains at other student layers or poolings (layer_idx / pooling variants),
+    extracted now; keys as `rjepa_core.eval.ablation.extraction_key` gives them."""
     if not layers:
         return {}
     from rjepa_assets.defs.resources import StudentLLMResource
@@ -223,16 +224,18 @@ def _layer_latents(args, layout, student_chains, layers: set[int]) -> dict:
     cots = [c for c in cots if c.problem_id in keep and not c.meta.get("greedy")]
     student = StudentLLMResource().load(args.llm)
     out = {}
-    for layer in sorted(layers):
+    for key in sorted(layers, key=str):
+        layer, pooling = key if isinstance(key, tuple) else (key, None)
         tic = time.monotonic()
-        out[layer] = extract_latents(student, problems, cots, layer_idx=layer)
-        print(f"[rjepa] extracted {len(cots)} train/val chains at layer {layer} in {time.monotonic() - tic:.0f}s")
+        out[key] = extract_latents(student, problems, cots, layer_idx=layer, pooling=pooling)
+        how = f"layer {student.spec.layer_idx if layer is None else layer}, {pooling or student.spec.pooling} pooling"
+        print(f"[rjepa] extracted {len(cots)} train/val chains at {how} in {time.monotonic() - tic:.0f}s")
     return out
 
 
 def cmd_ablate(args) -> None:
     from rjepa_assets.defs.resources import StorageResource
-    from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations
+    from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations, extraction_key
     from rjepa_core.io import atomic_write_json
     from rjepa_core.pipeline import load_rjepa_config
     from rjepa_core.schemas import ChainOfThought, read_records
@@ -249,10 +252,15 @@ def cmd_ablate(args) -> None:
         raise SystemExit(f"no latents for {args.llm}/{args.version}: materialize `latents` first")
     chains = read_records(ChainOfThought, chains_path)
     base = load_rjepa_config(args.config, int(seqs[0].H.shape[1]))
-    layer_variants = [{"name": f"layer_idx {layer}", "layer_idx": layer} for layer in args.layers or []]
-    sweep = [v for v in DEFAULT_SWEEP + layer_variants if not args.only or any(o in v["name"] for o in args.only)]
+    extra = [{"name": f"layer_idx {layer}", "layer_idx": layer} for layer in args.layers or []]
+    extra += [{"name": f"pooling {pooling}", "pooling": pooling} for pooling in args.pooling or []]
+    extra += [
+        {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
+    ]
+    sweep = [v for v in DEFAULT_SWEEP + extra if not args.only or any(o in v["name"] for o in args.only)]
     t = time.monotonic()
-    layers = _layer_latents(args, layout, chains, {v["layer_idx"] for v in sweep if "layer_idx" in v})
+    keys = {extraction_key(v) for v in sweep} - {None}
+    layers = _layer_latents(args, layout, chains, keys)
 
     def show(row):
         if row["error"]:
@@ -330,6 +338,20 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=None,
         help="also try these student layers (extracts the train/val chains at each, minutes per layer on CPU)",
+    )
+    p.add_argument(
+        "--pooling",
+        nargs="*",
+        choices=["mean", "last", "mean_last"],
+        default=None,
+        help="also try these step poolings at the registry's layer (extracts the train/val chains again)",
+    )
+    p.add_argument(
+        "--chains-per-problem",
+        nargs="*",
+        type=int,
+        default=None,
+        help="also train on at most N valid student chains per problem (how much more sampling buys)",
     )
     p.add_argument(
         "--out",

@@ -116,10 +116,14 @@ def extract_latents(
     cots: list[ChainOfThought],
     *,
     layer_idx: int | None = None,
+    pooling: str | None = None,
     chunk: int = 64,
     log: Log = None,
 ) -> list[LatentSequence]:
-    """Teacher-forced step latents of every chain (gold and student), in one representation."""
+    """Teacher-forced step latents of every chain (gold and student), in one representation.
+
+    layer_idx / pooling: the student layer and the step pooling (default: the registry entry's).
+    """
     by_id = {p.problem_id: p for p in problems}
     missing = {c.problem_id for c in cots} - set(by_id)
     if missing:
@@ -130,7 +134,8 @@ def extract_latents(
 
     examples = examples_of(problems)  # the prompt the chains were sampled with
     layer = student.spec.layer_idx if layer_idx is None else layer_idx
-    prog = Progress(len(cots), f"extract latents ({student.llm_tag}, layer {layer})", log)
+    pooling = student.spec.pooling if pooling is None else pooling
+    prog = Progress(len(cots), f"extract latents ({student.llm_tag}, layer {layer}, {pooling} pooling)", log)
     out: list[LatentSequence] = []
     prompts: dict[str, str] = {}
     for start in range(0, len(cots), chunk):
@@ -140,7 +145,7 @@ def extract_latents(
             if c.problem_id not in prompts:
                 prompts[c.problem_id] = student.prompt_for(by_id[c.problem_id].statement, examples)
             items.append((prompts[c.problem_id], c.steps))
-        for c, ex in zip(part, student.extract(items, layer_idx=layer), strict=True):
+        for c, ex in zip(part, student.extract(items, layer_idx=layer, pooling=pooling), strict=True):
             p = by_id[c.problem_id]
             out.append(
                 LatentSequence(

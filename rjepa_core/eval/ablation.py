@@ -11,7 +11,8 @@
 A variant is a dict of config section overrides (`mask`, `loss`, `optim`, `train`, `score`, `model`)
 plus optional `name`, `preset` (tiny | small | base | large: rebuilds the model section at the
 latents' width) and `layer_idx` (the student layer the latents come from: those latents are taken
-from `layers[layer_idx]`, extracted beforehand). Every variant is measured on the same validation
+from `layers[layer_idx]`, extracted beforehand) and `pooling` (mean | last | mean_last: taken from
+`layers[(layer_idx or None, pooling)]`). Every variant is measured on the same validation
 candidates: AUROC of -JEPA-loss for chain correctness and the accuracy of min-JEPA-loss reranking
 at K = k, next to majority vote and oracle pass@K on the same groups. A variant that fails (bad
 config, no valid chains) gets a row with its `error` instead of stopping the sweep.
@@ -52,29 +53,45 @@ def _width(seqs: Sequence[Any]) -> int:
     return int(as_chain(seqs[0]).H.shape[1])
 
 
-def _layer_of(variant: dict[str, Any], name: str, layers: dict[int, Any] | None, how: str) -> tuple[int, Any] | None:
-    """(layer_idx, that layer's data) for a variant that names a layer, None otherwise; raises if it is missing.
+def extraction_key(variant: dict[str, Any]) -> int | tuple[int | None, str] | None:
+    """Which extra latents a variant needs: its `layer_idx` (int), (layer_idx or None, pooling) when it
+    sets `pooling`, or None when it uses the partition's own latents."""
+    layer, pooling = variant.get("layer_idx"), variant.get("pooling")
+    if pooling is not None:
+        from rjepa_core.llm.registry import POOLINGS
 
-    `how` says how to extract the missing latents; "{layer}" in it is filled in.
-    """
-    if variant.get("layer_idx") is None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"variant pooling {pooling!r} is not one of {POOLINGS}")
+        return (None if layer is None else int(layer), str(pooling))
+    return None if layer is None else int(layer)
+
+
+def _layer_of(variant: dict[str, Any], name: str, layers: dict[Any, Any] | None, how: str) -> tuple[Any, Any] | None:
+    """(extraction key, those latents) for a variant that names a layer or a pooling, None otherwise;
+    raises if they were not given. `how` says how to extract them; "{layer}" / "{pooling}" are filled in."""
+    key = extraction_key(variant)
+    if key is None:
         return None
-    layer = int(variant["layer_idx"])
-    if not layers or layer not in layers:
+    layer, pooling = key if isinstance(key, tuple) else (key, None)
+    if not layers or key not in layers:
         raise ValueError(
-            f"variant {name!r}: no latents of layer_idx={layer} were given: extract them "
-            f"({how.format(layer=layer)}) and pass layers={{{layer}: ...}}"
+            f"variant {name!r}: no latents of layer_idx={layer}, pooling={pooling} were given: extract them "
+            f"({how.format(layer=layer, pooling=pooling)}) and pass layers={{{key!r}: ...}}"
         )
-    return layer, layers[layer]
+    return key, layers[key]
 
 
 def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
 
-    unknown = sorted(set(variant) - {"name", "preset", "layer_idx", "targets", *SECTIONS})
+    keys = {"name", "preset", "layer_idx", "pooling", "targets", "chains_per_problem", *SECTIONS}
+    unknown = sorted(set(variant) - keys)
     if unknown:
-        raise ValueError(f"variant has unknown key(s) {unknown}; use name, preset, layer_idx or {SECTIONS}")
+        raise ValueError(
+            f"variant has unknown key(s) {unknown}; use name, preset, layer_idx, pooling, targets, "
+            f"chains_per_problem or {SECTIONS}"
+        )
     cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
     d = cfg.to_dict()
     preset = variant.get("preset")
@@ -164,9 +181,10 @@ def run_ablations(
         row: dict[str, Any] = {"name": name, "variant": variant, "error": None}
         try:
             tr, va, cand, qs = train_seqs, val_seqs, val_latents, val_questions
-            picked = _layer_of(variant, name, layers, "StudentLLM.extract(..., layer_idx={layer})")
+            picked = _layer_of(variant, name, layers, "StudentLLM.extract(..., layer_idx={layer}, pooling={pooling})")
             if picked is not None:
-                row["layer_idx"], data = picked
+                key, data = picked
+                row["layer_idx"], row["pooling"] = key if isinstance(key, tuple) else (key, None)
                 tr, va, cand, qs = data.train_seqs, data.val_seqs, data.candidate_latents, data.candidate_questions
             cfg = variant_config(base_config, variant, _width(tr))
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
@@ -185,6 +203,21 @@ def run_ablations(
             row["error"] = str(exc)
         rows.append(row)
     return rows
+
+
+def _cap_student_targets(seqs: list, cap: int, seed: int) -> list:
+    """At most `cap` valid student chains per problem (a fixed hash order picks which; gold chains all stay)."""
+    import hashlib
+
+    def rank(s) -> str:
+        return hashlib.sha256(f"{seed}:{s.cot_id}".encode()).hexdigest()
+
+    dropped, per_problem = set(), {}
+    for s in sorted((s for s in seqs if s.origin != "gold"), key=rank):
+        per_problem[s.problem_id] = per_problem.get(s.problem_id, 0) + 1
+        if per_problem[s.problem_id] > cap:
+            dropped.add(s.cot_id)
+    return [s for s in seqs if s.cot_id not in dropped]  # the training order is kept
 
 
 def _fold_of(problem_id: str, folds: int, seed: int) -> int:
@@ -219,8 +252,10 @@ def cross_validated_ablations(
     and `majority_accuracy` over the candidates each problem has, plus `fold_aurocs`.
 
     A variant may also set `targets`: "all" (gold + valid student chains, the default), "student"
-    or "gold" — which valid chains are JEPA targets — and `layer_idx`: its chains' latents are then
-    taken from `layers[layer_idx]` (the same chains extracted at that student layer).
+    or "gold" — which valid chains are JEPA targets —, `chains_per_problem`: at most that many valid
+    student chains per problem as targets (how much more sampling buys), and `layer_idx` and/or
+    `pooling`: its chains' latents are then taken from `layers[layer_idx]`, or `layers[(layer_idx or
+    None, pooling)]` when it sets a pooling (the same chains extracted that way).
     """
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
@@ -241,15 +276,17 @@ def cross_validated_ablations(
             if targets not in ("all", "student", "gold"):
                 raise ValueError(f"variant {name!r}: targets must be all, student or gold, not {targets!r}")
             pool = base_pool
-            picked = _layer_of(variant, name, layers, "rjepa ablate --layers {layer}")
+            picked = _layer_of(variant, name, layers, "rjepa ablate --layers {layer} / --pooling {pooling}")
             if picked is not None:
-                row["layer_idx"], layer_seqs = picked
+                key, layer_seqs = picked
+                row["layer_idx"], row["pooling"] = key if isinstance(key, tuple) else (key, None)
                 pool = [s for s in layer_seqs if s.cot_id in base_ids]
                 missing = base_ids - {s.cot_id for s in pool}
                 if missing:
-                    raise ValueError(
-                        f"variant {name!r}: {len(missing)} train/val chains have no layer {row['layer_idx']} latents"
-                    )
+                    raise ValueError(f"variant {name!r}: {len(missing)} train/val chains have no {key!r} latents")
+            cap = variant.get("chains_per_problem")
+            if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+                raise ValueError(f"variant {name!r}: chains_per_problem must be a positive integer, not {cap!r}")
             by_id = {s.cot_id: s for s in pool}
             cfg = variant_config(base_config, variant, _width(pool))
             loss: dict[str, float] = {}
@@ -264,6 +301,8 @@ def cross_validated_ablations(
                     for s in train_pool
                     if s.is_valid and (targets == "all" or (s.origin == "gold") == (targets == "gold"))
                 ]
+                if cap is not None:
+                    tr = _cap_student_targets(tr, cap, seed)
                 negatives = [s for s in train_pool if not s.is_valid]
                 va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
                 safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

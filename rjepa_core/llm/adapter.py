@@ -87,12 +87,16 @@ class StudentLLM:
         layer_idx: int | None = None,
         batch_size: int | None = None,
         share_prefix: bool = True,
+        pooling: str | None = None,
     ) -> list[Extracted]:
         """Step latents of (prompt, steps) chains, text = prompt + render_chain(steps).
 
         share_prefix: chains with the same prompt run it once and reuse its cache (same latents, less compute).
+        pooling: mean | last | mean_last; default the registry entry's.
         """
-        return extraction.extract(self, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix)
+        return extraction.extract(
+            self, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix, pooling=pooling
+        )
 
     def extract_texts(
         self,
@@ -100,9 +104,12 @@ class StudentLLM:
         char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
         layer_idx: int | None = None,
         batch_size: int | None = None,
+        pooling: str | None = None,
     ) -> list[Extracted]:
         """Pooled latents of given character spans of arbitrary texts."""
-        return extraction.extract_texts(self, texts, char_spans_per_text, layer_idx=layer_idx, batch_size=batch_size)
+        return extraction.extract_texts(
+            self, texts, char_spans_per_text, layer_idx=layer_idx, batch_size=batch_size, pooling=pooling
+        )
 
     def logprobs(
         self, prompts: Sequence[str], continuations: Sequence[str], batch_size: int | None = None

@@ -8,7 +8,8 @@
 Why it is fast: chains are sorted by length and batched with right padding (little padding
 waste); a forward hook on the ONE requested decoder layer captures its output and aborts the
 forward, so later layers and the LM head never run and no other layer's states are kept; each
-step is mean-pooled over its token span with one batched matmul in float32. With a causal model,
+step is pooled over its token span (mean by default; last token or both by the registry's `pooling`)
+with one batched matmul in float32. With a causal model,
 chains that share a prompt (K samples of one problem) run the prompt once and only their own
 tokens against its cached keys/values (`share_prefix=True`, see `rjepa_core.llm.prefix`).
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rjepa_core.llm import prefix
+from rjepa_core.llm.registry import POOLINGS
 from rjepa_core.segmentation import render_chain_spans, token_spans
 
 
@@ -103,17 +105,42 @@ def _question_state(llm, h, row: int, start: int):
     return h[row, start - 1].float()
 
 
-def _pool(h, spans: list[list[tuple[int, int]]]):
-    """Exact mean over each step's tokens: (B, S, D) → list of (J_b, D) float32."""
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
+    return pooling
+
+
+def pooled_width(hidden_size: int, pooling: str) -> int:
+    """Width of a step latent: the layer's width, twice it for mean_last (mean and last token side by side)."""
+    return hidden_size * (2 if check_pooling(pooling) == "mean_last" else 1)
+
+
+def _pool(h, spans: list[list[tuple[int, int]]], pooling: str = "mean"):
+    """Each step's latent from its token span: (B, S, D) → list of (J_b, D') float32.
+
+    mean: exact mean over the step's tokens; last: the state at its last token (a causal model has read
+    the whole step there); mean_last: both concatenated (D' = 2D).
+    """
     import torch
 
     B, S, _ = h.shape
     J = max(len(s) for s in spans)
     weights = torch.zeros(B, J, S, dtype=torch.float32, device=h.device)  # (B, J, S)
+    last = torch.zeros(B, J, S, dtype=torch.float32, device=h.device)  # (B, J, S): one-hot at each step's end
     for b, row in enumerate(spans):
         for j, (s, e) in enumerate(row):
             weights[b, j, s:e] = 1.0 / (e - s)
-    pooled = torch.bmm(weights, h.float())  # (B, J, D)
+            last[b, j, e - 1] = 1.0
+    hf = h.float()
+    if pooling == "mean":
+        pooled = torch.bmm(weights, hf)  # (B, J, D)
+    elif pooling == "last":
+        pooled = torch.bmm(last, hf)  # (B, J, D)
+    elif pooling == "mean_last":
+        pooled = torch.cat([torch.bmm(weights, hf), torch.bmm(last, hf)], dim=-1)  # (B, J, 2D)
+    else:
+        raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
     return [pooled[b, : len(row)] for b, row in enumerate(spans)]
 
 
@@ -141,7 +168,9 @@ def _encode(llm, texts: Sequence[str], char_spans_per_text: Sequence[Sequence[tu
     return encoded
 
 
-def _pool_full(llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: int, batch_size: int) -> dict:
+def _pool_full(
+    llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: int, batch_size: int, pooling: str = "mean"
+) -> dict:
     """(pooled float32 (J, D), question state (D,) or None) per index, each text run whole (length-sorted,
     right-padded batches)."""
     import torch
@@ -157,13 +186,13 @@ def _pool_full(llm, encoded: list[_Encoded], indices: Sequence[int], layer_pos: 
             input_ids[row, : len(encoded[i].ids)] = torch.tensor(encoded[i].ids)
             attention_mask[row, : len(encoded[i].ids)] = 1
         h = layer_output(llm, input_ids.to(llm.device), attention_mask.to(llm.device), layer_pos)  # (B, S, D)
-        pooled = _pool(h, [encoded[i].spans for i in idx])
+        pooled = _pool(h, [encoded[i].spans for i in idx], pooling)
         for row, i in enumerate(idx):
             out[i] = (pooled[row], _question_state(llm, h, row, encoded[i].spans[0][0]))
     return out
 
 
-def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_size: int) -> dict:
+def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_size: int, pooling: str = "mean") -> dict:
     """(pooled (J, D), question state) per member of `groups`: each prompt runs once, chains run on its cache.
 
     Up to `batch_size` equal-length prompts run together (no padding, so positions stay exact);
@@ -201,7 +230,7 @@ def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_siz
                     use_cache=True,  # the calling convention of cached generation, which every causal LM supports
                 )  # (B, C, D): the chain tokens only
                 spans = [[(s - P, e - P) for s, e in encoded[i].spans] for i, _ in chunk]
-                pooled = _pool(h, spans)
+                pooled = _pool(h, spans, pooling)
                 for row, (i, g) in enumerate(chunk):
                     start = encoded[i].spans[0][0]  # the question state sits in the chain part or the prompt
                     q = (
@@ -228,11 +257,13 @@ def extract_texts(
     char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
     layer_idx: int | None = None,
     batch_size: int | None = None,
+    pooling: str | None = None,
 ) -> list[Extracted]:
     """Pooled latents of arbitrary character spans of arbitrary texts (lower level than `extract`)."""
     layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
+    pooling = check_pooling(llm.spec.pooling if pooling is None else pooling)
     encoded = _encode(llm, texts, char_spans_per_text)
-    pooled = _pool_full(llm, encoded, range(len(encoded)), layer_pos, batch_size or llm.spec.batch_size)
+    pooled = _pool_full(llm, encoded, range(len(encoded)), layer_pos, batch_size or llm.spec.batch_size, pooling)
     return _results(encoded, pooled, np.float16)
 
 
@@ -245,7 +276,12 @@ def _as_chain(item) -> ChainInput:
 
 
 def extract_float32(
-    llm, items, layer_idx: int | None = None, batch_size: int | None = None, share_prefix: bool = True
+    llm,
+    items,
+    layer_idx: int | None = None,
+    batch_size: int | None = None,
+    share_prefix: bool = True,
+    pooling: str | None = None,
 ) -> list[Extracted]:
     """`extract` before the float16 cast (H float32): for exactness checks and callers that want full precision."""
     prompts, texts, spans = [], [], []
@@ -261,6 +297,7 @@ def extract_float32(
         texts.append(chain.prompt + body)
         spans.append([(len(chain.prompt) + s, len(chain.prompt) + e) for s, e in char_spans])
     layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
+    pooling = check_pooling(llm.spec.pooling if pooling is None else pooling)
     batch_size = batch_size or llm.spec.batch_size
     encoded = _encode(llm, texts, spans)
     groups, rest = [], list(range(len(encoded)))
@@ -269,19 +306,27 @@ def extract_float32(
         groups, rest = prefix.plan_prefix_groups(
             prompts, prompt_tokens, [e.ids for e in encoded], [e.offsets for e in encoded], [e.spans for e in encoded]
         )
-    pooled = _pool_full(llm, encoded, rest, layer_pos, batch_size)
-    pooled.update(_pool_shared(llm, encoded, groups, layer_pos, batch_size))
+    pooled = _pool_full(llm, encoded, rest, layer_pos, batch_size, pooling)
+    pooled.update(_pool_shared(llm, encoded, groups, layer_pos, batch_size, pooling))
     return _results(encoded, pooled, np.float32)
 
 
 def extract(
-    llm, items, layer_idx: int | None = None, batch_size: int | None = None, share_prefix: bool = True
+    llm,
+    items,
+    layer_idx: int | None = None,
+    batch_size: int | None = None,
+    share_prefix: bool = True,
+    pooling: str | None = None,
 ) -> list[Extracted]:
     """Latents of chains; each item is (prompt_text, steps) or a ChainInput. Text = prompt + render_chain.
 
     share_prefix: chains with the same prompt run it once (causal models; same latents, less compute).
+    pooling: mean | last | mean_last (default: the registry entry's `pooling`).
     """
-    out = extract_float32(llm, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix)
+    out = extract_float32(
+        llm, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix, pooling=pooling
+    )
     for ex in out:
         ex.H = ex.H.astype(np.float16)  # (J, D)
         ex.q = ex.q.astype(np.float16) if ex.q is not None else None  # (D,)

@@ -3,7 +3,7 @@
     >>> from rjepa_core.llm.registry import load_registry, DEFAULT_LLM_TAG
     >>> spec = load_registry()[DEFAULT_LLM_TAG]
     >>> spec.source, spec.hidden_size, spec.layer_idx
-    ('embedded:smollm2', 576, -2)
+    ('embedded:smollm2', 576, 14)
 
 Adding a student is adding a YAML file; the Dagster sensor turns each tag into a partition.
 """
@@ -22,6 +22,7 @@ DEFAULT_LLM_TAG = "smollm2-135m"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("awq", "gptq", "bnb-4bit", "bnb-8bit")
 KINDS = ("causal", "encoder")
+POOLINGS = ("mean", "last", "mean_last")  # how a step's token states become its latent (see llm.extraction)
 EMBEDDED_SOURCES = ("embedded:smollm2", "embedded:minilm")
 
 
@@ -31,6 +32,7 @@ class LLMSpec:
     source: str  # HF hub id, local folder, path to a .gguf file, or "embedded:smollm2" / "embedded:minilm"
     gguf_file: str | None = None  # GGUF file name inside `source` when source is a folder or hub id
     layer_idx: int = -2  # decoder layer whose output is pooled; negative counts from the end (-1 = last)
+    pooling: str = "mean"  # per step: mean of its tokens | last token | mean_last (both, twice the width)
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
     batch_size: int = 8  # chains per forward pass for extraction and generation
     hidden_size: int | None = None  # declared latent width, checked against the model on load
@@ -56,6 +58,8 @@ class LLMSpec:
             raise bad("source", f"{self.source!r} is not one of {EMBEDDED_SOURCES}")
         if not isinstance(self.layer_idx, int) or isinstance(self.layer_idx, bool):
             raise bad("layer_idx", f"must be an integer, got {self.layer_idx!r}")
+        if self.pooling not in POOLINGS:
+            raise bad("pooling", f"is {self.pooling!r}; use one of {POOLINGS}")
         if self.dtype not in DTYPES:
             raise bad("dtype", f"is {self.dtype!r}; use one of {DTYPES}")
         for name in ("batch_size", "max_length"):

@@ -54,6 +54,25 @@ def test_run_ablations_trains_each_variant_and_measures_it(dataset, tmp_path):
     assert "mask.kind" in rows[4]["error"]
 
 
+def test_cap_student_targets_keeps_gold_and_order():
+    from types import SimpleNamespace
+
+    from rjepa_core.eval.ablation import _cap_student_targets
+
+    seqs = [
+        SimpleNamespace(cot_id=f"p{p}-{o}{i}", problem_id=f"p{p}", origin=o)
+        for p in range(3)
+        for o in ("gold", "student")
+        for i in range(4)
+    ]
+    kept = _cap_student_targets(seqs, 2, seed=0)
+    assert [s for s in kept if s.origin == "gold"] == [s for s in seqs if s.origin == "gold"]
+    for p in range(3):
+        assert sum(s.problem_id == f"p{p}" and s.origin == "student" for s in kept) == 2
+    assert kept == [s for s in seqs if s in kept]  # the training order is kept
+    assert _cap_student_targets(seqs, 2, seed=0) == kept  # the same chains on every call
+
+
 def _latent_seqs(dataset):
     """LatentSequences as the store returns them: sampled candidates + gold chains, with split and origin."""
     import numpy as np
@@ -110,14 +129,24 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
             {"name": "bad", "targets": "nope"},
             {"name": "layer 3", "layer_idx": 3},
             {"name": "layer 5", "layer_idx": 5},
+            {"name": "last token", "pooling": "last"},
+            {"name": "mean_last", "pooling": "mean_last"},
+            {"name": "one chain each", "chains_per_problem": 1},
+            {"name": "zero chains", "chains_per_problem": 0},
         ],
         out_dir=tmp_path,
         base_config=base,
         folds=2,
-        layers={3: noise},
+        layers={3: noise, (None, "last"): noise},
     )
     n_train_val = len(dataset.train_chains)
-    default, bad, layer3, layer5 = rows
+    default, bad, layer3, layer5, last, mean_last, one_each, zero = rows
+    # a pooling variant takes the latents given under (layer or None, pooling): the noise ones here
+    assert last["error"] is None and (last["layer_idx"], last["pooling"]) == (None, "last")
+    assert last["auroc"] < default["auroc"] - 0.15, (last["auroc"], default["auroc"])
+    assert "pooling=mean_last" in mean_last["error"] and "--pooling mean_last" in mean_last["error"]
+    assert one_each["error"] is None and one_each["n_candidates"] == n_train_val
+    assert "chains_per_problem must be a positive integer" in zero["error"]
     assert layer3["error"] is None and layer3["layer_idx"] == 3
     assert layer3["auroc"] < default["auroc"] - 0.15, (layer3["auroc"], default["auroc"])
     assert "no latents of layer_idx=5" in layer5["error"] and "--layers 5" in layer5["error"]

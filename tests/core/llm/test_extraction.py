@@ -41,6 +41,37 @@ def test_hook_pooling_matches_naive_reference(tiny_student, layer_idx):
         np.testing.assert_allclose(ex.H.astype(np.float32), ref, atol=1e-3, rtol=1e-2)
 
 
+def naive_last_token(llm: StudentLLM, prompt: str, steps: list[str], layer_idx: int) -> np.ndarray:
+    """Reference for last-token pooling: the layer's state at each step's last token."""
+    body, char_spans = render_chain_spans(steps)
+    enc = llm.tokenizer(prompt + body, return_offsets_mapping=True)
+    spans = token_spans(enc["offset_mapping"], [(len(prompt) + s, len(prompt) + e) for s, e in char_spans])
+    with torch.no_grad():
+        out = llm.model(torch.tensor([enc["input_ids"]]), output_hidden_states=True)
+    h = out.hidden_states[layer_idx % llm.num_layers + 1][0]  # (S, D)
+    return np.stack([h[e - 1].float().numpy() for _, e in spans])
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_last_and_mean_last_pooling_match_naive_reference(tiny_student, share_prefix):
+    items = _mixed_items(tiny_student)
+    last = extract_float32(tiny_student, items, layer_idx=1, batch_size=3, share_prefix=share_prefix, pooling="last")
+    both = extract_float32(
+        tiny_student, items, layer_idx=1, batch_size=3, share_prefix=share_prefix, pooling="mean_last"
+    )
+    for (prompt, steps), a, b in zip(items, last, both, strict=True):
+        ref_last = naive_last_token(tiny_student, prompt, steps, 1)
+        ref_mean = naive_latents(tiny_student, prompt, steps, 1)
+        np.testing.assert_allclose(a.H, ref_last, atol=1e-4, rtol=1e-3)
+        assert b.H.shape == (len(steps), 128)  # mean and last side by side
+        np.testing.assert_allclose(b.H[:, :64], ref_mean, atol=1e-4, rtol=1e-3)
+        np.testing.assert_allclose(b.H[:, 64:], ref_last, atol=1e-4, rtol=1e-3)
+    # multi-token steps: the last token differs from the mean (the two poolings are not the same thing)
+    assert not np.allclose(last[0].H, both[0].H[:, :64], atol=1e-3)
+    with pytest.raises(ValueError, match="pooling 'max' is not one of"):
+        extract_float32(tiny_student, items[:1], pooling="max")
+
+
 def test_batched_bucketed_equals_one_at_a_time_and_padding_is_neutral(tiny_student):
     items = [("Problem: add.\n", steps) for steps in CHAINS]
     batched = tiny_student.extract(items, batch_size=4)

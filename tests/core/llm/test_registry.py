@@ -31,6 +31,7 @@ def test_shipped_registry():
         ("llm_tag: a/b\nsource: a/b\n", "field 'llm_tag'"),
         ("llm_tag: x\nsource: embedded:gpt5\n", "field 'source'"),
         ("llm_tag: x\nsource: a/b\nbatch_size: 0\n", "field 'batch_size'"),
+        ("llm_tag: x\nsource: a/b\npooling: max\n", "field 'pooling'"),
         ("- just\n- a list\n", "expected a mapping"),
         ("llm_tag: [unclosed\n", "not valid YAML"),
     ],

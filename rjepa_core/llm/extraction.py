@@ -98,11 +98,15 @@ def layer_output(llm, input_ids, attention_mask, layer_pos: int, **forward_kwarg
     return captured["h"]
 
 
-def _question_state(llm, h, row: int, start: int):
-    """The (D,) state at token `start - 1` of batch row `row`, or None (encoders, or no token before)."""
+def _question_state(llm, h, row: int, start: int, pooling: str = "mean"):
+    """The state at token `start - 1` of batch row `row`, pooled like a one-token step: (D,), or (2D,) for
+    mean_last (its mean and its last token are the same vector); None for encoders or no token before."""
     if llm.spec.kind != "causal" or start < 1:
         return None
-    return h[row, start - 1].float()
+    import torch
+
+    q = h[row, start - 1].float()
+    return torch.cat([q, q]) if pooling == "mean_last" else q
 
 
 def check_pooling(pooling: str) -> str:
@@ -188,7 +192,7 @@ def _pool_full(
         h = layer_output(llm, input_ids.to(llm.device), attention_mask.to(llm.device), layer_pos)  # (B, S, D)
         pooled = _pool(h, [encoded[i].spans for i in idx], pooling)
         for row, i in enumerate(idx):
-            out[i] = (pooled[row], _question_state(llm, h, row, encoded[i].spans[0][0]))
+            out[i] = (pooled[row], _question_state(llm, h, row, encoded[i].spans[0][0], pooling))
     return out
 
 
@@ -234,9 +238,9 @@ def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_siz
                 for row, (i, g) in enumerate(chunk):
                     start = encoded[i].spans[0][0]  # the question state sits in the chain part or the prompt
                     q = (
-                        _question_state(llm, h, row, start - P)
+                        _question_state(llm, h, row, start - P, pooling)
                         if start > P
-                        else _question_state(llm, h_prompt, g, start)
+                        else _question_state(llm, h_prompt, g, start, pooling)
                     )
                     out[i] = (pooled[row], q)
     return out

@@ -66,6 +66,10 @@ def test_last_and_mean_last_pooling_match_naive_reference(tiny_student, share_pr
         assert b.H.shape == (len(steps), 128)  # mean and last side by side
         np.testing.assert_allclose(b.H[:, :64], ref_mean, atol=1e-4, rtol=1e-3)
         np.testing.assert_allclose(b.H[:, 64:], ref_last, atol=1e-4, rtol=1e-3)
+        # the question state is one token: its mean and its last token are the same vector
+        assert a.q.shape == (64,) and b.q.shape == (128,)
+        np.testing.assert_allclose(b.q[:64], a.q, atol=1e-5)
+        np.testing.assert_allclose(b.q[64:], a.q, atol=1e-5)
     # multi-token steps: the last token differs from the mean (the two poolings are not the same thing)
     assert not np.allclose(last[0].H, both[0].H[:, :64], atol=1e-3)
     with pytest.raises(ValueError, match="pooling 'max' is not one of"):

@@ -171,7 +171,7 @@ def rank(
     if scorable:
         items = [(prompt, cands[i].steps[: ms.max_steps]) for i in scorable]
         questions = {}
-        for i, ex in zip(scorable, student.extract(items, layer_idx=ms.layer_idx), strict=True):
+        for i, ex in zip(scorable, student.extract(items, layer_idx=ms.layer_idx, pooling=ms.pooling), strict=True):
             cands[i].H, questions[i] = ex.H, ex.q
         scores = ms.scorer.score(
             [cands[i].H for i in scorable], [domain] * len(scorable), [questions[i] for i in scorable]

@@ -52,6 +52,7 @@ class ModelState:
     hidden_size: int  # student latent width the checkpoint expects
     max_steps: int  # longest chain the model covers
     layer_idx: int | None  # student layer the latents come from (None: the student spec's)
+    pooling: str  # how a step's token states were pooled (mean | last | mean_last), from the checkpoint
     scorer: Any  # rjepa_core.jepa.scoring.JEPAScorer
     model: Any  # rjepa_core.jepa.model.RJEPA (eval mode)
     weights: Any  # rjepa_core.inference.rerank.RerankWeights from the checkpoint's score config
@@ -156,6 +157,7 @@ def load_model_state(
     from rjepa_core.inference.rerank import RerankWeights
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.llm.extraction import check_pooling, pooled_width
 
     device = settings.resolved_device()
     path = pointer.get("path") or (pointer.get("meta") or {}).get("path")
@@ -164,10 +166,12 @@ def load_model_state(
     ck = load_checkpoint(path, device=device)
     meta = dict(ck.meta)
     hidden = int(meta.get("hidden_size") or ck.config.model.hidden_size)
-    if student is not None and int(student.hidden_size) != hidden:
+    pooling = check_pooling(str(meta.get("pooling") or "mean"))  # checkpoints before the option pooled means
+    if student is not None and pooled_width(int(student.hidden_size), pooling) != hidden:
         student_error = (
-            f"checkpoint {pointer.get('run_id')} was trained on hidden size {hidden} but llm "
-            f"{settings.llm_tag!r} has {student.hidden_size}: add a calibration adapter or train on its latents"
+            f"checkpoint {pointer.get('run_id')} was trained on latents of width {hidden} ({pooling} pooling) "
+            f"but llm {settings.llm_tag!r} gives {pooled_width(int(student.hidden_size), pooling)}: "
+            "add a calibration adapter or train on its latents"
         )
         student = None
     layer = meta.get("layer_idx")
@@ -180,6 +184,7 @@ def load_model_state(
         hidden_size=hidden,
         max_steps=int(ck.config.model.max_steps),
         layer_idx=int(layer) if layer is not None else None,
+        pooling=pooling,
         scorer=JEPAScorer.from_checkpoint(ck, device=device),
         model=ck.model,
         weights=RerankWeights.from_score_config(ck.config.score),

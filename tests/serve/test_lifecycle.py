@@ -128,3 +128,28 @@ def test_checkpoint_settings_reach_the_service(tmp_path, tiny_llm_dir):
         prompt = engine.ask(ms, "What is 3 + 4?")
         assert prompt.index("Step 1: 1 + 2 = 3") < prompt.index("What is 3 + 4?")
         assert engine.vote_tau(ms) == 2.0 * ms.scorer.calibration.std
+
+
+def test_checkpoint_pooling_reaches_the_extraction(tmp_path, tiny_llm_dir, tiny_student):
+    """The service pools a step's token states the way the checkpoint's latents were pooled; a pooling whose
+    width the checkpoint cannot take turns generation off with a message instead of scoring wrong latents."""
+    from rjepa_core.inference.rerank import Candidate, RerankWeights
+    from rjepa_core.jepa.checkpoint import update_meta
+    from rjepa_serve import engine
+
+    folder = publish_tiny_checkpoint(tmp_path, "run-p")
+    update_meta(folder, pooling="last")
+    steps = ["1 + 2 = 3", "3 + 4 = 7 because three and four make seven"]
+    with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
+        ms = c.app.state.service.current
+        assert ms.pooling == "last"
+        cand = Candidate(text="\n".join(steps), steps=list(steps), logprob=-1.0, H=None, final_answer="7")
+        engine.rank(ms, "What is 1 + 2 + 4?", [cand], RerankWeights(), None)
+        [last] = tiny_student.extract([("What is 1 + 2 + 4?", steps)], layer_idx=-2, pooling="last")
+        [mean] = tiny_student.extract([("What is 1 + 2 + 4?", steps)], layer_idx=-2, pooling="mean")
+        np.testing.assert_allclose(cand.H.astype(np.float32), last.H.astype(np.float32), atol=1e-3)
+        assert not np.allclose(cand.H.astype(np.float32), mean.H.astype(np.float32), atol=1e-3)
+    update_meta(folder, pooling="mean_last")  # 2 x 64 wide latents, but the checkpoint takes 64
+    with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
+        chat = c.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 2, "seed": 0})
+        assert chat.status_code == 503 and "mean_last pooling" in chat.json()["detail"], chat.json()

@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_core.llm.extraction import pooled_width
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.pipeline import extract_latents, sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
@@ -116,12 +117,18 @@ def latents(
         student = student_llm.load(tag)
         seqs = extract_latents(student, rows, cots, log=context.log.info)
         store.write(tag, version, seqs, overwrite=True)
-        width = student_llm.spec(tag).hidden_size or student.hidden_size
+        spec = student_llm.spec(tag)
+        width = pooled_width(spec.hidden_size or student.hidden_size, spec.pooling)
         finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
         wrong = sorted({s.hidden_size for s in seqs} - {width})
         if not finite or wrong:
             problems_bad.append(f"{key}: finite={finite}, widths {wrong} != registered {width}")
-        meta[str(key)] = {**store.stats(tag, version), "hidden_size": width, "layer_idx": seqs[0].layer_idx}
+        meta[str(key)] = {
+            **store.stats(tag, version),
+            "hidden_size": width,
+            "layer_idx": seqs[0].layer_idx,
+            "pooling": spec.pooling,
+        }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
     with duckdb.get_connection() as con:
         by_llm = con.execute(

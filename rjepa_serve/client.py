@@ -5,6 +5,7 @@
     >>> with RJEPAClient("http://127.0.0.1:8000") as c:           # doctest: +SKIP
     ...     c.health()["checkpoint_id"]
     ...     c.score(np.random.randn(4, 576))[0]["jepa_loss"]      # one chain (numpy, torch or lists)
+    ...     c.score(question="What is 3 + 4?", chain="Step 1: 3 + 4 = 7\nAnswer: 7")[0]["score01"]  # text
     ...     c.chat("What is 3 + 4?", mode="RERANK", k=4)["answer"]
 
 Latents may be numpy arrays, torch tensors or nested lists: a 2-D array is one chain, a 3-D array
@@ -121,13 +122,28 @@ class RJEPAClient:
         return self._call("POST", "/admin/reload", headers=headers)
 
     def score(
-        self, latents: Any, domains: str | Sequence[str | None] | None = None, questions: Any = None
+        self,
+        latents: Any = None,
+        domains: str | Sequence[str | None] | None = None,
+        questions: Any = None,
+        *,
+        question: str | None = None,
+        chain: str | Sequence[str] | None = None,
+        chains: Sequence[tuple[str, str | Sequence[str]]] | None = None,
     ) -> list[dict[str, Any]]:
         """Score one chain (2-D) or a batch; returns one {jepa_loss, step_surprise, score01, ...} per chain.
 
         questions: the chains' question latents (LatentSequence.Q / Extracted.q), one (hidden,) vector or
         None per chain (a bare vector for a single chain).
+
+        As text instead of latents (the service's student extracts them): `question=` the problem and
+        `chain=` its chain of thought, a string (cut into steps by the service) or a list of step texts;
+        or `chains=[(question, chain), ...]` for a batch. `domains` applies to text too.
         """
+        if chains is not None or question is not None or chain is not None:
+            return self._score_text(latents, domains, questions, question, chain, chains)
+        if latents is None:
+            raise ValueError("give `latents`, or a chain as text (`question=` and `chain=`, or `chains=`)")
         chains, single = _batch(latents)
         if domains is None or isinstance(domains, str):
             domains = [domains] * len(chains)
@@ -147,6 +163,29 @@ class RJEPAClient:
             seqs.append(seq)
         body = {"sequences": seqs}
         return self._call("POST", "/score", json=body)["results"]
+
+    def _score_text(self, latents, domains, questions, question, chain, chains) -> list[dict[str, Any]]:
+        if latents is not None or questions is not None:
+            raise ValueError("give latents or text, not both (question latents go with `latents`)")
+        if chains is None:
+            if question is None or chain is None:
+                raise ValueError("a chain as text needs both `question=` and `chain=`")
+            chains = [(question, chain)]
+        elif question is not None or chain is not None:
+            raise ValueError("give `question=` and `chain=` (one chain) or `chains=` (a batch), not both")
+        if domains is None or isinstance(domains, str):
+            domains = [domains] * len(chains)
+        if len(domains) != len(chains):
+            raise ValueError(f"{len(chains)} chains but {len(domains)} domains")
+        body = []
+        for (q, c), d in zip(chains, domains, strict=True):
+            item: dict[str, Any] = {"question": q, "domain": d}
+            if isinstance(c, str):
+                item["text"] = c
+            else:
+                item["steps"] = [str(x) for x in c]
+            body.append(item)
+        return self._call("POST", "/score", json={"chains": body})["results"]
 
     def predict_masked(
         self, latents: Any, indices: Sequence[int], domain: str | None = None, question: Any = None

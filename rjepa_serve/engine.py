@@ -48,6 +48,44 @@ def score_chains(
     ]
 
 
+@dataclass(frozen=True)
+class TextChain:
+    question: str
+    steps: list[str]  # non-blank, already cut by the segmenter when the client sent raw text
+    domain: str | None
+    final_answer: str | None = None
+
+
+def text_chain(question: str, steps: list[str] | None, text: str | None, domain: str | None, where: str) -> TextChain:
+    """A client's chain as text -> its steps; a ValueError saying what to send when no step is found."""
+    from rjepa_core.segmentation import extract_final_answer, segment
+
+    if steps is not None:
+        return TextChain(question, [t.strip() for t in steps], domain)
+    found = [seg.text for seg in segment(text)]
+    if not found:
+        raise ValueError(
+            f"{where}: no step found in `text` (only a final answer?): write the reasoning as 'Step 1: ...' lines "
+            "or one step per line, or send `steps`"
+        )
+    return TextChain(question, found, domain, extract_final_answer(text))
+
+
+def score_texts(ms: ModelState, chains: list[TextChain]) -> list[dict[str, Any]]:
+    """Step latents of each chain from the served student (the checkpoint's prompt, layer and pooling), scored.
+
+    Each result is `score_chains`'s plus the steps scored and the most surprising step's text.
+    """
+    student = _require_student(ms)
+    items = [(ask(ms, c.question), c.steps) for c in chains]
+    extracted = student.extract(items, layer_idx=ms.layer_idx, pooling=ms.pooling)
+    out = score_chains(ms, [ex.H for ex in extracted], [c.domain for c in chains], [ex.q for ex in extracted])
+    for r, c in zip(out, chains, strict=True):
+        r.update(steps=list(c.steps), most_surprising_text=c.steps[r["most_surprising_step"]])
+        r["final_answer"] = c.final_answer
+    return out
+
+
 def predict(
     ms: ModelState, H: np.ndarray, indices: list[int], domain: str | None, question: np.ndarray | None = None
 ) -> tuple[list[int], Any, Any]:

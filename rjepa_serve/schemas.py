@@ -4,6 +4,8 @@
     >>> req = ScoreRequest(latents=[[0.1, 0.2], [0.3, 0.4]], domain="math")
     >>> [len(s.latents) for s in req.all_sequences()]
     [2]
+    >>> ScoreRequest(question="What is 2+3?", text="Step 1: 2+3=5\nAnswer: 5").all_texts()[0].question
+    'What is 2+3?'
 
 Static limits here are hard ceilings that keep a request's parse bounded; the configurable caps
 (ServeSettings.max_*) and the checkpoint's own limits (hidden size, max_steps) are checked by the
@@ -75,25 +77,94 @@ class SequenceIn(_Body):
         return self
 
 
+StepText = Annotated[str, Field(max_length=HARD_MAX_TEXT)]
+QUESTION_TEXT_DOC = "the problem statement the chain answers (the student is asked it as in training)"
+STEPS_DOC = "the chain as its steps' texts, one per step (scored as given)"
+CHAIN_TEXT_DOC = (
+    "the chain as raw text, cut into steps by the project's segmenter ('Step 1: ...' markers, else lines or "
+    "sentences; a final 'Answer: ...' line is not a step)"
+)
+
+
+def _check_text_chain(steps: list[str] | None, text: str | None, where: str) -> None:
+    if (steps is None) == (text is None):
+        raise ValueError(f"{where}: give the chain either as `steps` (a list of step texts) or as `text`, not both")
+    if steps is not None:
+        blank = [i for i, t in enumerate(steps) if not t.strip()]
+        if blank:
+            raise ValueError(f"{where}: steps {blank} are blank: every step needs some text")
+    elif not text.strip():
+        raise ValueError(f"{where}: `text` is blank: send the chain of thought to score")
+
+
+class TextChainIn(_Body):
+    """A chain as text: the question and its steps (or raw text), scored with latents the served student extracts."""
+
+    question: str = Field(min_length=1, max_length=HARD_MAX_TEXT, description=QUESTION_TEXT_DOC)
+    steps: list[StepText] | None = Field(None, min_length=1, max_length=HARD_MAX_STEPS, description=STEPS_DOC)
+    text: str | None = Field(None, max_length=HARD_MAX_TEXT, description=CHAIN_TEXT_DOC)
+    domain: str | None = Field(None, max_length=64, description="math, code, logic, other (unknown = other)")
+
+    @model_validator(mode="after")
+    def _chain(self) -> TextChainIn:
+        _check_text_chain(self.steps, self.text, "chain")
+        return self
+
+
 class ScoreRequest(_Body):
-    """One chain (`latents` + `domain`) or a batch (`sequences`)."""
+    """One chain or a batch, as latents (`latents` / `sequences`) or as text (`question` + `steps`|`text` / `chains`).
+
+    Text is turned into step latents by the served student LLM (the same prompt, layer and pooling as the
+    checkpoint's training data); latents are scored as sent.
+    """
 
     latents: Latents | None = Field(None, description="a single chain (num_steps, hidden_size)")
     domain: str | None = Field(None, max_length=64)
     question_latent: Step | None = Field(None, description=QUESTION_DOC)
     sequences: list[SequenceIn] | None = Field(None, min_length=1, max_length=HARD_MAX_SEQUENCES)
+    question: str | None = Field(None, min_length=1, max_length=HARD_MAX_TEXT, description=QUESTION_TEXT_DOC)
+    steps: list[StepText] | None = Field(None, min_length=1, max_length=HARD_MAX_STEPS, description=STEPS_DOC)
+    text: str | None = Field(None, max_length=HARD_MAX_TEXT, description=CHAIN_TEXT_DOC)
+    chains: list[TextChainIn] | None = Field(
+        None, min_length=1, max_length=HARD_MAX_SEQUENCES, description="a batch of chains as text"
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ScoreRequest:
-        if (self.latents is None) == (self.sequences is None):
-            raise ValueError("give either `latents` (one chain) or `sequences` (a batch), not both and not neither")
-        if self.sequences is not None and self.question_latent is not None:
+        given = [
+            name
+            for name, v in (
+                ("latents", self.latents),
+                ("sequences", self.sequences),
+                ("question", self.question),
+                ("chains", self.chains),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `latents` (one chain), `sequences` (a batch), `question` with `steps` or "
+                f"`text` (one chain as text) or `chains` (a batch as text); got {', '.join(given) or 'none'}"
+            )
+        if self.question is None and (self.steps is not None or self.text is not None):
+            raise ValueError("`steps` and `text` are a chain as text: give the `question` it answers too")
+        if self.question is not None:
+            _check_text_chain(self.steps, self.text, "chain")
+        if self.question_latent is not None and self.latents is None:
+            raise ValueError(
+                "`question_latent` goes with `latents`; with `sequences`, give each chain's `question_latent` "
+                "inside its sequence; with text the served student computes it"
+            )
             raise ValueError("with `sequences`, give each chain's `question_latent` inside its sequence")
         if self.latents is not None:
             check_finite(self.latents, "latents")
         if self.question_latent is not None:
             check_finite([self.question_latent], "question_latent")
         return self
+
+    @property
+    def is_text(self) -> bool:
+        return self.question is not None or self.chains is not None
 
     def all_sequences(self) -> list[SequenceIn]:
         if self.sequences is not None:
@@ -102,6 +173,12 @@ class ScoreRequest(_Body):
             SequenceIn.model_construct(latents=self.latents, domain=self.domain, question_latent=self.question_latent)
         ]
 
+    def all_texts(self) -> list[TextChainIn]:
+        if self.chains is not None:
+            return self.chains
+        one = TextChainIn.model_construct(question=self.question, steps=self.steps, text=self.text, domain=self.domain)
+        return [one]
+
 
 class ChainScoreOut(BaseModel):
     jepa_loss: float = Field(description="aggregate surprise (lower = more lawful)")
@@ -109,6 +186,9 @@ class ChainScoreOut(BaseModel):
     step_z: list[float] | None = _step_z()
     score01: float | None = Field(description="calibrated lawfulness in [0, 1]; null when the checkpoint has none")
     most_surprising_step: int = Field(description="argmax of step_z when present, else of step_surprise")
+    steps: list[str] | None = Field(None, description="text input: the steps scored (after segmentation)")
+    most_surprising_text: str | None = Field(None, description="text input: the most surprising step's text")
+    final_answer: str | None = Field(None, description="text input: the final answer found in `text`, if any")
 
 
 class ScoreResponse(BaseModel):

@@ -1,9 +1,9 @@
-"""`POST /score` and `POST /predict_masked`: latents in, JEPA-loss / predictions out."""
+"""`POST /score` (latents or text in) and `POST /predict_masked` (latents in): JEPA-loss / predictions out."""
 
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from rjepa_serve import engine
 from rjepa_serve.deps import Service, client_error, require_model, run_model
@@ -14,6 +14,7 @@ from rjepa_serve.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
+from rjepa_serve.settings import ServeSettings
 from rjepa_serve.state import ModelState
 
 router = APIRouter(tags=["model"])
@@ -45,14 +46,61 @@ def as_question(q: list[float] | None, ms: ModelState, where: str) -> np.ndarray
     return Q[0]
 
 
+def text_chains(req: ScoreRequest, ms: ModelState, s: ServeSettings) -> list[engine.TextChain]:
+    """The request's text chains cut into steps and checked against the service's and the checkpoint's caps."""
+    texts = req.all_texts()
+    single = req.chains is None
+    out = []
+    for i, t in enumerate(texts):
+        where = "chain" if single else f"chains[{i}]"
+        if len(t.question) > s.max_prompt_chars:
+            raise client_error(
+                f"{where}: question has {len(t.question)} characters, above the limit of {s.max_prompt_chars}: "
+                "shorten it"
+            )
+        size = len(t.text) if t.text is not None else sum(len(x) for x in t.steps)
+        if size > s.max_candidate_chars:
+            raise client_error(
+                f"{where}: the chain has {size} characters, above the limit of {s.max_candidate_chars}: shorten it"
+            )
+        try:
+            chain = engine.text_chain(t.question, t.steps, t.text, t.domain, where)
+        except ValueError as exc:
+            raise client_error(str(exc)) from exc
+        cap = min(s.max_steps, ms.max_steps)
+        if len(chain.steps) > cap:
+            raise client_error(
+                f"{where}: {len(chain.steps)} steps is above the limit of {cap} steps per chain: send fewer steps"
+            )
+        out.append(chain)
+    return out
+
+
 @router.post("/score", response_model=ScoreResponse)
 async def score(req: ScoreRequest, svc: Service) -> ScoreResponse:
-    """JEPA-loss, per-step surprise and calibrated 0-1 score of one chain or a batch of chains."""
+    """JEPA-loss, per-step surprise and calibrated 0-1 score of one chain or a batch, as latents or as text.
+
+    Text (`question` + `steps` or `text`, or a batch `chains`) is extracted by the served student first,
+    so it needs the student loaded (else 503, and latents still work).
+    """
+    n = len(req.chains or []) if req.chains is not None else len(req.sequences or [None])
+    cap = svc.settings.max_sequences
+    if n > cap:
+        what = "chains" if req.is_text else "sequences"
+        raise client_error(f"{n} {what} is above the limit of {cap} per request: split the batch")
+    if req.is_text:
+        ms = require_model(svc)  # after the body's validation: a malformed request is a 422 even with no model
+        if ms.student is None:
+            raise HTTPException(
+                503,
+                detail="scoring text needs the student LLM to extract step latents and none is loaded "
+                f"({ms.student_error or 'load_student is off'}): send `latents` instead, or serve with the student",
+            )
+        chains = text_chains(req, ms, svc.settings)
+        out = await run_model(svc, engine.score_texts, ms, chains)
+        return ScoreResponse(results=[ChainScoreOut(**r) for r in out], checkpoint_id=ms.checkpoint_id)
     ms = require_model(svc)  # after the body's validation: a malformed request is a 422 even with no model
     seqs = req.all_sequences()
-    cap = svc.settings.max_sequences
-    if len(seqs) > cap:
-        raise client_error(f"{len(seqs)} sequences is above the limit of {cap} per request: split the batch")
     where = "latents" if req.sequences is None else "sequences[{}].latents"
     mats = [as_matrix(s.latents, ms, svc.settings.max_steps, where.format(i)) for i, s in enumerate(seqs)]
     qwhere = "question_latent" if req.sequences is None else "sequences[{}].question_latent"

@@ -57,6 +57,64 @@ def test_score_and_predict_take_a_question_latent(client):
     assert p.status_code == 200 and p.json()["pred_jepa"] != q.json()["pred_jepa"]
 
 
+def test_score_text_is_the_score_of_the_students_latents(client, tiny_student):
+    """Text in: the service asks the student the question, extracts the steps' latents and scores them: the
+    same numbers as /score on the latents the student gives for that prompt (a route that scored anything
+    else -- other steps, another prompt, no question latent -- would differ)."""
+    from rjepa_serve import engine
+
+    question, steps = "What is (3 + 4) * 2?", ["3 + 4 = 7", "7 * 2 = 14"]
+    r = client.post("/score", json={"question": question, "steps": steps, "domain": "math"})
+    assert r.status_code == 200, r.text
+    [out] = r.json()["results"]
+    prompt = engine.ask(client.app.state.service.current, question)
+    [ex] = tiny_student.extract([(prompt, steps)], layer_idx=-2, pooling="mean")
+    body = {"latents": ex.H.astype("float32").tolist(), "question_latent": ex.q.astype("float32").tolist()}
+    [ref] = client.post("/score", json={**body, "domain": "math"}).json()["results"]
+    assert np.isclose(out["jepa_loss"], ref["jepa_loss"], rtol=1e-3, atol=1e-5), (out["jepa_loss"], ref["jepa_loss"])
+    np.testing.assert_allclose(out["step_surprise"], ref["step_surprise"], rtol=1e-3, atol=1e-5)
+    assert out["steps"] == steps and out["final_answer"] is None
+    assert out["most_surprising_text"] == steps[out["most_surprising_step"]]
+    assert 0.0 <= out["score01"] <= 1.0
+    # the same chain as raw text is segmented into the same steps and scored the same
+    text = "Step 1: 3 + 4 = 7\nStep 2: 7 * 2 = 14\nAnswer: 14"
+    raw = client.post("/score", json={"question": question, "text": text, "domain": "math"})
+    [seg] = raw.json()["results"]
+    assert seg["steps"] == steps and seg["final_answer"] == "14"
+    np.testing.assert_allclose(seg["step_surprise"], out["step_surprise"], rtol=1e-5, atol=1e-7)
+    # a batch keeps its order and each chain's domain (the domain changes the score)
+    chains = [{"question": question, "steps": steps, "domain": "math"}, {"question": question, "text": "7 * 3 = 20"}]
+    batch = client.post("/score", json={"chains": chains})
+    assert batch.status_code == 200, batch.text
+    a, b = batch.json()["results"]
+    assert a["steps"] == steps and b["steps"] == ["7 * 3 = 20"] and len(b["step_surprise"]) == 1
+    np.testing.assert_allclose(a["step_surprise"], out["step_surprise"], rtol=1e-5, atol=1e-7)
+
+
+def test_score_text_mistakes_are_422_with_what_to_send(client, serve_settings):
+    q = "What is 2 + 2?"
+    cases = {
+        "steps": ({"steps": ["2 + 2 = 4"]}, "question"),
+        "both forms": ({"question": q, "steps": ["2 + 2 = 4"], "text": "2 + 2 = 4"}, "not both"),
+        "neither": ({"question": q}, "steps"),
+        "blank step": ({"question": q, "steps": ["2 + 2 = 4", "  "]}, "blank"),
+        "only an answer": ({"question": q, "text": "Answer: 4"}, "no step found"),
+        "latents and text": ({"question": q, "text": "2 + 2 = 4", "latents": latents(2)}, "exactly one"),
+        "question latent": ({"question": q, "text": "2 + 2 = 4", "question_latent": latents(1)[0]}, "goes with"),
+        "too many steps": ({"question": q, "steps": ["1 + 1 = 2"] * (serve_settings.max_steps + 1)}, "fewer steps"),
+        "long question": ({"question": "x" * (serve_settings.max_prompt_chars + 1), "text": "1"}, "shorten"),
+        "batch too big": (
+            {"chains": [{"question": q, "text": "2 + 2 = 4"}] * (serve_settings.max_sequences + 1)},
+            "split the batch",
+        ),
+        "bad batch item": ({"chains": [{"question": q, "text": "2 + 2 = 4"}, {"question": q}]}, "steps"),
+    }
+    for name, (body, words) in cases.items():
+        r = client.post("/score", json=body)
+        assert r.status_code == 422, (name, r.status_code, r.text)
+        assert words in json.dumps(r.json()["detail"]), (name, r.json()["detail"])
+
+
 def test_score_is_deterministic(client):
     body = {"latents": latents(5, seed=3)}
     assert client.post("/score", json=body).json() == client.post("/score", json=body).json()

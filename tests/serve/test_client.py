@@ -34,6 +34,25 @@ def test_score_accepts_numpy_torch_and_lists(api):
     assert len(api.score(np.stack([H, H]))) == 2
 
 
+def test_score_sends_text_chains(api):
+    question = "What is (3 + 4) * 2?"
+    [as_text] = api.score(question=question, chain="Step 1: 3 + 4 = 7\nStep 2: 7 * 2 = 14\nAnswer: 14")
+    [as_steps] = api.score(question=question, chain=["3 + 4 = 7", "7 * 2 = 14"])
+    assert as_text["steps"] == as_steps["steps"] == ["3 + 4 = 7", "7 * 2 = 14"]
+    assert as_text["jepa_loss"] == pytest.approx(as_steps["jepa_loss"], rel=1e-5)
+    batch = api.score(chains=[(question, ["3 + 4 = 7"]), (question, "7 * 2 = 14")], domains=["math", None])
+    assert [r["steps"] for r in batch] == [["3 + 4 = 7"], ["7 * 2 = 14"]]
+    [alone] = api.score(question=question, chain=["3 + 4 = 7"], domains="math")
+    assert batch[0]["jepa_loss"] == pytest.approx(alone["jepa_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="both"):
+        api.score(question=question)
+    with pytest.raises(ValueError, match="not both"):
+        api.score(np.zeros((2, HIDDEN)), question=question, chain="1 + 1 = 2")
+    with pytest.raises(RJEPAError) as err:
+        api.score(question=question, chain="Answer: 14")
+    assert err.value.status == 422 and "no step found" in str(err.value.detail)
+
+
 def test_score_and_predict_send_question_latents(api):
     rng = np.random.default_rng(1)
     H, q = rng.standard_normal((3, HIDDEN)).astype(np.float32), rng.standard_normal(HIDDEN).astype(np.float32)

@@ -32,17 +32,28 @@ def test_malformed_bodies_get_422_before_the_missing_model_503(tmp_path):
     """A client's mistake is reported as such even when no checkpoint exists yet (fresh clone)."""
     bad = {
         "/score": {"latents": "not a matrix"},
+        "/score?text": {"question": "2+2?", "text": "   "},
         "/predict_masked": {"latents": [[0.0] * HIDDEN], "indices": "x"},
         "/rerank": {"prompt": "2+2?", "candidates": 7},
         "/chat": {"prompt": "2+2?", "mode": "SIDEWAYS"},
     }
     with TestClient(create_app(make_settings(tmp_path, None))) as c:
         for path, body in bad.items():
-            r = c.post(path, json=body)
+            r = c.post(path.split("?")[0], json=body)
             assert r.status_code == 422, (path, r.status_code, r.text)
             assert r.json()["detail"], path
         assert c.post("/score", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
         assert c.post("/score", json=_score_body()).status_code == 503  # a valid body still learns what is missing
+        text = c.post("/score", json={"question": "2+2?", "steps": ["2 + 2 = 4"]})
+        assert text.status_code == 503 and "jepa_checkpoint" in text.json()["detail"]
+
+
+def test_text_scoring_without_the_student_says_send_latents(tmp_path):
+    publish_tiny_checkpoint(tmp_path, "run-t")
+    with TestClient(create_app(make_settings(tmp_path, None))) as c:
+        r = c.post("/score", json={"question": "2+2?", "steps": ["2 + 2 = 4"]})
+        assert r.status_code == 503 and "send `latents` instead" in r.json()["detail"], r.text
+        assert c.post("/score", json=_score_body()).status_code == 200  # latents need no student
 
 
 def test_reload_swaps_checkpoint_without_failing_requests_in_flight(tmp_path):

@@ -135,9 +135,30 @@ def _print_summary(llm_tag: str, version: str) -> None:
             accs = "  ".join(f"{n} {a:.3f}" for n, a in row["accuracy"].items())
             print(f"    {src:<32} {row['n_problems']:>3} problems  oracle {row['oracle_pass_at_k']:.3f}  {accs}")
     print(f"  report: {path.parent}/report.md")
+    _print_decoder(layout, llm_tag, version)
 
 
-PIPELINE = ("student_chains", "latents", "jepa_checkpoint", "eval_report")  # llm_pipeline_job, in order
+def _print_decoder(layout, llm_tag: str, version: str) -> None:
+    path = layout.decoder_dir(llm_tag, version) / "decoder.json"
+    if not path.exists():
+        return
+    metrics = json.loads(path.read_text()).get("metrics") or {}
+    held, pred = metrics.get("held_out") or {}, metrics.get("predictions") or {}
+    if held.get("n"):
+        shuffled = (held.get("baselines") or {}).get("shuffled_latent") or {}
+        print(
+            f"  latent decoder, {held['n']} held-out steps: token acc {held['token_accuracy']:.3f} "
+            f"(shuffled latents {shuffled.get('token_accuracy', float('nan')):.3f}), exact match "
+            f"{held['exact_match']:.3f}, numbers right {held['numeric_accuracy']:.3f}"
+        )
+    if pred.get("n"):
+        print(
+            f"  decoded R-JEPA predictions, {pred['n']} masked steps: numbers right {pred['numeric_accuracy']:.3f}, "
+            f"arithmetically right {pred['arithmetically_right']:.3f} of {pred['n_checkable']} checkable"
+        )
+
+
+PIPELINE = ("student_chains", "latents", "jepa_checkpoint", "latent_decoder", "eval_report")  # llm_pipeline_job
 
 
 def cmd_demo(args) -> None:

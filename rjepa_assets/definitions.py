@@ -8,6 +8,7 @@ from rjepa_assets.defs.automation.jobs import dataset_job, llm_pipeline_job
 from rjepa_assets.defs.automation.schedules import nightly_retraining
 from rjepa_assets.defs.automation.sensors import dataset_version_sensor, llm_registry_sensor
 from rjepa_assets.defs.data.assets import gold_cots, problems
+from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.evaluation.assets import eval_report
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource, duckdb_resource
@@ -18,7 +19,16 @@ from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
 def build_defs(resources: dict | None = None) -> dg.Definitions:
     """Definitions with default resources; tests pass their own (tmp storage, tiny LLM registry)."""
     return dg.Definitions(
-        assets=[teacher_data, problems, gold_cots, student_chains, latents, jepa_checkpoint, eval_report],
+        assets=[
+            teacher_data,
+            problems,
+            gold_cots,
+            student_chains,
+            latents,
+            jepa_checkpoint,
+            latent_decoder,
+            eval_report,
+        ],
         jobs=[dataset_job, llm_pipeline_job, create_dataset_job],
         schedules=[nightly_retraining],
         sensors=[llm_registry_sensor, dataset_version_sensor],

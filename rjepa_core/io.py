@@ -3,6 +3,8 @@
     >>> with atomic_path("/tmp/x.json") as tmp:
     ...     Path(tmp).write_text("{}")
     >>> atomic_write_text("/tmp/y.txt", "hello")
+    >>> replace_dir("/tmp/z", lambda tmp: (tmp / "a.json").write_text("{}"))
+    PosixPath('/tmp/z')
 
 The temporary file lives in the destination folder (same filesystem) so `os.replace` is atomic.
 """
@@ -12,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,35 @@ def is_temp_file(path: str | Path) -> bool:
     """
     name = Path(path).name
     return name.startswith(".") and (name.endswith(".tmp") or name.startswith(".tmp"))
+
+
+def old_dir(path: str | Path) -> Path:
+    """Where `replace_dir` keeps the previous folder while it swaps in the new one."""
+    path = Path(path)
+    return path.parent / f".{path.name}.old"
+
+
+def replace_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Build a folder with `write(tmp)` in a temporary sibling, fsync its files, then swap it into `path`.
+
+    Readers never see half a folder; if a crash hits between the two renames, the previous folder is
+    still whole at `old_dir(path)` (readers may fall back to it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = old_dir(path)
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

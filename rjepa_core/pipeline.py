@@ -341,3 +341,58 @@ def run_evaluation(
     report["checkpoint"] = str(ck.path)
     paths = write_report(report, layout.reports_dir(llm_tag, version))
     return report, paths
+
+
+def fit_latent_decoder(
+    layout,
+    llm_tag: str,
+    version: str,
+    tokenizer,
+    *,
+    cfg=None,
+    checkpoint_dir=None,
+    pooling: str = "mean",
+    device: str = "cpu",
+    log: Log = None,
+) -> dict:
+    """Train the partition's latent decoder on its valid train-split steps, evaluate it on the valid val-split
+    steps (with baselines) and, given a checkpoint, on R-JEPA's decoded predictions; save it atomically.
+
+    Returns the decoder's meta (metrics included), as written to `layout.decoder_dir(llm_tag, version)`.
+    """
+    from rjepa_core.eval.decoding import decoding_report, prediction_report
+    from rjepa_core.jepa.decoder import DecoderConfig, step_pairs, train_decoder
+    from rjepa_core.store.latents import LatentStore
+
+    store = LatentStore(layout)
+    train_seqs = store.read(llm_tag, version, split="train", is_valid=True)
+    val_seqs = store.read(llm_tag, version, split="val", is_valid=True)
+    if not train_seqs:
+        raise ValueError(f"no valid train-split latents for {llm_tag}/{version}: materialize `latents` first")
+    train, val = step_pairs(train_seqs), step_pairs(val_seqs)
+    if log:
+        log(f"latent decoder: {len(train)} train steps ({len(train_seqs)} chains), {len(val)} val steps")
+    trained = train_decoder(train, val, cfg or DecoderConfig(), log=log, device=device)
+    metrics = {"held_out": decoding_report(trained, val, train, tokenizer)}
+    checkpoint = None
+    if checkpoint_dir is not None:
+        from rjepa_core.jepa.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(checkpoint_dir, device=device)
+        if ck.model.hidden_size == trained.latent_dim:
+            metrics["predictions"] = prediction_report(trained, ck.model, val_seqs, tokenizer)
+            checkpoint = str(ck.path)
+        elif log:
+            log(f"checkpoint width {ck.model.hidden_size} != latent width {trained.latent_dim}: predictions skipped")
+    first = train_seqs[0]
+    trained.save(
+        layout.decoder_dir(llm_tag, version),
+        llm_tag=llm_tag,
+        dataset_version=version,
+        layer_idx=first.layer_idx,
+        hidden_size=first.hidden_size,
+        pooling=pooling,
+        metrics=metrics,
+        checkpoint=checkpoint,
+    )
+    return trained.meta

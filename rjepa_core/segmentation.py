@@ -188,6 +188,17 @@ def extract_final_answer(text: str) -> str | None:
     return numbers[-1] if numbers else None
 
 
+def numbers_in(text: str) -> list[str]:
+    """The numbers a text states, in order, in one canonical form ("1,200" and "1200.0" are both "1200").
+
+    >>> numbers_in("3 + 4 = 7, then 1,200 / 2.50 = 480.0")
+    ['3', '4', '7', '1200', '5/2', '480']
+    """
+    from fractions import Fraction
+
+    return [str(Fraction(n.replace(",", ""))) for n in _NUMBER.findall(text)]
+
+
 def render_chain_spans(steps: list[str], final_answer: str | None = None) -> tuple[str, list[tuple[int, int]]]:
     """`render_chain` plus the character span of each step's text inside it."""
     if not steps:

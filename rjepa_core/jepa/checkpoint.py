@@ -19,9 +19,6 @@ if a crash hits between the two renames, the previous version is still found und
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rjepa_core.config import RJEPAConfig
-from rjepa_core.io import atomic_write_json
+from rjepa_core.io import atomic_write_json, old_dir, replace_dir
 from rjepa_core.jepa.model import RJEPA
 
 WEIGHTS = "model.safetensors"
@@ -49,14 +46,10 @@ class LoadedCheckpoint:
     path: Path  # folder actually read (may be the .old fallback after a crash)
 
 
-def _old(path: Path) -> Path:
-    return path.parent / f".{path.name}.old"
-
-
 def resolve_checkpoint_dir(path: str | Path) -> Path | None:
     """The folder holding a complete checkpoint at `path`, or None when there is none."""
     path = Path(path)
-    for p in (path, _old(path)):
+    for p in (path, old_dir(path)):
         if (p / WEIGHTS).exists() and (p / CONFIG).exists() and (p / META).exists():
             return p
     return None
@@ -70,35 +63,22 @@ def save_checkpoint(
     train_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (replacing any previous one at `path`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    full_meta = {
+        "format_version": FORMAT_VERSION,
+        "hidden_size": config.model.hidden_size,
+        "saved_at": time.time(),
+        **(meta or {}),
+    }
+
+    def write(tmp: Path) -> None:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-        full_meta = {
-            "format_version": FORMAT_VERSION,
-            "hidden_size": config.model.hidden_size,
-            "saved_at": time.time(),
-            **(meta or {}),
-        }
         (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True, default=float))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = _old(path)
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return replace_dir(path, write)
 
 
 def load_checkpoint(

@@ -116,6 +116,10 @@ class StorageLayout:
     def checkpoint_dir(self, llm_tag: str, version: str, run_id: str) -> Path:
         return self.checkpoints_dir(llm_tag, version) / check_name("run_id", run_id)
 
+    def decoder_dir(self, llm_tag: str, version: str) -> Path:
+        """The latent decoder of a partition (one folder, replaced atomically on each materialization)."""
+        return self.root / "decoders" / check_name("llm_tag", llm_tag) / check_name("dataset version", version)
+
     def adapters_dir(self, src: str, dst: str) -> Path:
         return self.root / "adapters" / f"{check_name('llm_tag', src)}__to__{check_name('llm_tag', dst)}"
 

@@ -38,6 +38,7 @@ FAST_RUN_CONFIG = {
     "ops": {
         "student_chains": {"config": {"k": 2, "k_test": 3, "max_new_tokens": 12}},
         "eval_report": {"config": {"ks": [2, 3], "bootstrap": 100}},
+        "latent_decoder": {"config": {"steps": 60, "d_model": 32}},
     }
 }
 

@@ -6,7 +6,16 @@ import dagster as dg
 
 from rjepa_assets.definitions import defs as default_defs
 
-ASSETS = {"teacher_data", "problems", "gold_cots", "student_chains", "latents", "jepa_checkpoint", "eval_report"}
+ASSETS = {
+    "teacher_data",
+    "problems",
+    "gold_cots",
+    "student_chains",
+    "latents",
+    "jepa_checkpoint",
+    "latent_decoder",
+    "eval_report",
+}
 
 
 def test_asset_keys_and_partitions():
@@ -29,6 +38,7 @@ def test_checks_jobs_schedules_sensors():
     assert checks == {
         ("latents", "latents_finite_and_registered_width"),
         ("jepa_checkpoint", "checkpoint_not_collapsed"),
+        ("latent_decoder", "decoder_reads_the_latent"),
         ("eval_report", "rerank_not_worse_than_off"),
     }
     assert {"dataset_job", "llm_pipeline_job", "create_dataset_job"} <= {j.name for j in repo.get_all_jobs()}
@@ -39,6 +49,7 @@ def test_checks_jobs_schedules_sensors():
 def test_gpu_heavy_assets_share_one_pool():
     graph = default_defs.get_repository_def().asset_graph
     pools = {
-        k: graph.get(dg.AssetKey(k)).pools for k in ("student_chains", "latents", "jepa_checkpoint", "eval_report")
+        k: graph.get(dg.AssetKey(k)).pools
+        for k in ("student_chains", "latents", "jepa_checkpoint", "latent_decoder", "eval_report")
     }
     assert all(p == {"gpu"} for p in pools.values()), pools

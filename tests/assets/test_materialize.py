@@ -58,7 +58,17 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     mat = instance.get_latest_materialization_event(dg.AssetKey("jepa_checkpoint")).asset_materialization
     assert mat.partition == "v1|tiny"
     assert {"run_id", "best_val_loss", "std_preds", "loss_curves"} <= set(mat.metadata)
+    dec = instance.get_latest_materialization_event(dg.AssetKey("latent_decoder")).asset_materialization
+    assert dec.partition == "v1|tiny"
+    assert {"token_accuracy", "exact_match", "numeric_accuracy", "baselines", "predicted_steps_decoded"} <= set(
+        dec.metadata
+    )
+    assert 0.0 <= dec.metadata["token_accuracy"].value <= 1.0
+    assert dec.metadata["predicted_steps_decoded"].value > 0  # the checkpoint's predictions were decoded
+    saved = json.loads((layout.decoder_dir("tiny", "v1") / "decoder.json").read_text())
+    assert saved["checkpoint"] and saved["latent_dim"] == 64 and saved["pooling"] == "mean"
     checks = {e.check_name: e.passed for e in r2.get_asset_check_evaluations()}
+    assert "decoder_reads_the_latent" in checks  # 60 steps on a random student: its verdict is not asserted
     assert checks["latents_finite_and_registered_width"] is True
     assert checks["checkpoint_not_collapsed"] is True
     assert "rerank_not_worse_than_off" in checks

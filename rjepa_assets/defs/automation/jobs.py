@@ -10,6 +10,6 @@ dataset_job = dg.define_asset_job(
 
 llm_pipeline_job = dg.define_asset_job(
     "llm_pipeline_job",
-    selection=dg.AssetSelection.assets("student_chains", "latents", "jepa_checkpoint", "eval_report"),
-    description="For one LLM and dataset version: chains → latents → checkpoint → eval report.",
+    selection=dg.AssetSelection.assets("student_chains", "latents", "jepa_checkpoint", "latent_decoder", "eval_report"),
+    description="For one LLM and dataset version: chains → latents → checkpoint (+ latent decoder) → eval report.",
 )

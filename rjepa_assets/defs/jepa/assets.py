@@ -70,7 +70,7 @@ def jepa_checkpoint(
     )
 
 
-def _pooling_of(configs: ConfigsResource, tag: str) -> str:
+def pooling_of(configs: ConfigsResource, tag: str) -> str:
     """The step pooling the registry gives `tag` (how its latents were pooled; the service pools the same way)."""
     spec = configs.registry().get(tag)
     return spec.pooling if spec is not None else "mean"
@@ -94,7 +94,7 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         dataset_version=version,
         run_id=run_id,
         layer_idx=seqs[0].layer_idx,
-        pooling=_pooling_of(configs, tag),
+        pooling=pooling_of(configs, tag),
         # the prompt the latents were extracted under: the service asks the student the same way
         prompt={"few_shot": [e.to_dict() for e in examples_of(read_records(Problem, layout.problems_path(version)))]},
     )

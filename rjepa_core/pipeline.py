@@ -243,8 +243,9 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
 def tune_selection(layout, llm_tag: str, version: str, checkpoint_dir, seqs=None, *, device: str = "cpu") -> dict:
     """Fit the checkpoint's inference settings on the validation candidates and write them into its meta.
 
-    The JEPA vote's tau_rel and the position-normalised surprise (see `eval.evaluation.fit_selection`):
-    the service and the eval report then use the same values. Returns the meta entries written.
+    The JEPA vote's tau_rel and the position-normalised surprise (see `eval.evaluation.fit_selection`), and
+    NUDGE's surprise threshold per step position (`inference.nudge.fit_threshold` on valid validation
+    chains): the service and the eval report then use the same values. Returns the meta entries written.
     """
     from rjepa_core.eval.evaluation import fit_selection
     from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
@@ -263,9 +264,21 @@ def tune_selection(layout, llm_tag: str, version: str, checkpoint_dir, seqs=None
         {s.cot_id: s.H for s in seqs},
         questions={s.cot_id: s.Q for s in seqs if s.Q is not None},
     )
+    lawful = [s for s in seqs if s.is_valid and s.split == "val" and s.H is not None] or [
+        s for s in seqs if s.is_valid and s.split == "train" and s.H is not None
+    ]
+    if lawful:
+        from rjepa_core.inference.nudge import fit_threshold
+
+        where = f"{len(lawful)} valid {lawful[0].split}-split chains"
+        chains = [(s.H, s.Q, s.domain) for s in lawful]
+        entries["nudge"] = fit_threshold(scorer, chains, NUDGE_QUANTILE, source=where).to_dict()
     if entries:
         update_meta(checkpoint_dir, **entries)
     return entries
+
+
+NUDGE_QUANTILE = 0.9  # a step is "surprising" above the 90th percentile of lawful steps at its position
 
 
 def newest_checkpoint(layout, llm_tag: str, version: str):

@@ -43,6 +43,18 @@ def require_generator(svc: ServiceState) -> ModelState:
     return ms
 
 
+def require_decoder(ms: ModelState) -> Any:
+    """The served checkpoint's latent decoder (loaded on first use), or a 503 that says how to get one."""
+    if ms.decoder is None:
+        raise HTTPException(
+            503, detail="the served checkpoint names no dataset version, so no latent decoder can be found for it"
+        )
+    try:
+        return ms.decoder.get()
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+        raise HTTPException(503, detail=str(exc)) from exc
+
+
 def client_error(msg: str) -> HTTPException:
     return HTTPException(422, detail=msg)
 

@@ -260,3 +260,111 @@ def surprising_steps(surprise: list[float], step_z: list[float] | None = None) -
         return []
     top = max(1, math.ceil(len(surprise) / 3))
     return [int(i) for i in np.argsort(-np.asarray(surprise), kind="stable")[:top]]
+
+
+def _checked_steps(ms: ModelState, n: int, what: str) -> None:
+    if n > ms.max_steps:
+        raise ValueError(f"{what} has {n} steps, above the checkpoint's max_steps={ms.max_steps}: give fewer")
+
+
+def nudge_chain(ms: ModelState, statement: str, params: Any, max_new_tokens: int, temperature: float, seed, domain):
+    """NUDGE: (result, threshold source) with the request's settings, else the checkpoint's fitted threshold."""
+    from rjepa_core.inference.nudge import NudgeConfig, NudgeThreshold, nudge
+
+    student = _require_student(ms)
+    if params.threshold is not None:
+        threshold, source = NudgeThreshold.constant(params.threshold, "the request"), "the request"
+    elif ms.meta.get("nudge"):
+        threshold = NudgeThreshold.from_dict(ms.meta["nudge"])
+        source = f"the checkpoint: {threshold.quantile:.0%} quantile per position over {threshold.source}"
+    else:
+        raise ValueError(
+            "this checkpoint has no fitted NUDGE threshold (it was trained before NUDGE): pass `nudge.threshold`, "
+            "or re-materialize `jepa_checkpoint`"
+        )
+    budget = params.budget_tokens or 4 * max_new_tokens
+    cfg = NudgeConfig(
+        m=params.m,
+        alpha=params.alpha,
+        budget_tokens=budget,
+        max_new_tokens=max_new_tokens,
+        step_tokens=min(64, max_new_tokens),
+        max_steps=ms.max_steps,
+        temperature=temperature,
+        alt_temperature=params.alt_temperature,
+        seed=seed if seed is not None else 0,
+    )
+    decoder = ms.decoder.get() if params.alpha > 0 else _optional_decoder(ms)
+    result = nudge(
+        student,
+        ms.scorer,
+        ask(ms, statement),
+        cfg,
+        threshold=threshold,
+        domain=domain,
+        layer_idx=ms.layer_idx,
+        pooling=ms.pooling,
+        decoder=decoder,
+    )
+    return result, budget, source
+
+
+def _optional_decoder(ms: ModelState) -> Any:
+    """The decoder when there is one (NUDGE then shows the decoded prediction), else None."""
+    if ms.decoder is None:
+        return None
+    try:
+        return ms.decoder.get()
+    except (RuntimeError, FileNotFoundError):
+        return None
+
+
+def plan_chain(
+    ms: ModelState, decoder: Any, statement: str, params: Any, max_new_tokens: int, temperature, seed, domain
+):
+    from rjepa_core.inference.plan import PlanConfig, plan
+
+    student = _require_student(ms)
+    _checked_steps(ms, len(params.steps) + params.k, "the plan (given steps + k)")
+    cfg = PlanConfig(
+        k=params.k,
+        verbalise=params.verbalise,
+        continue_generation=params.continue_generation,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed if seed is not None else 0,
+    )
+    examples = prompt_examples(ms)
+    return plan(
+        student,
+        ms.model,
+        decoder,
+        ask(ms, statement),
+        params.steps,
+        cfg,
+        domain=domain,
+        layer_idx=ms.layer_idx,
+        pooling=ms.pooling,
+        hinted_prompt=lambda hint: student.prompt_for(statement + hint, examples),
+    )
+
+
+def score_written(ms: ModelState, statement: str, text: str, steps: list[str], final_answer: str | None, domain):
+    """The chat details of one written chain: its JEPA scores, as a single RERANK candidate."""
+    from rjepa_core.inference.rerank import Candidate
+
+    cand = Candidate(text, list(steps)[: ms.max_steps], None, None, final_answer, None)
+    return rank(ms, ask(ms, statement), [cand], ms.weights, domain)
+
+
+def decode_latents(ms: ModelState, decoder: Any, latents: list[list[float]], max_tokens: int | None) -> list[str]:
+    Z = np.asarray(latents, dtype=np.float32)
+    if Z.shape[1] != decoder.latent_dim:
+        raise ValueError(
+            f"latents are {Z.shape[1]} wide but the decoder reads {decoder.latent_dim} (llm {ms.llm_tag!r}, "
+            f"{ms.pooling} pooling): send the student's pooled step states or /predict_masked's pred_hidden"
+        )
+    tokenizer = ms.student.tokenizer if ms.student is not None else None
+    if tokenizer is None:
+        raise RuntimeError(f"decoding needs the student's tokenizer: {ms.student_error or 'no student is loaded'}")
+    return decoder.decode(Z, tokenizer, max_tokens=max_tokens)

@@ -24,8 +24,7 @@ HARD_MAX_STEPS = 1024
 HARD_MAX_WIDTH = 16384
 HARD_MAX_TEXT = 100_000
 HARD_MAX_CANDIDATES = 256
-MODES = ("OFF", "RERANK")
-UNAVAILABLE_MODES = ("NUDGE", "PLAN")
+MODES = ("OFF", "RERANK", "NUDGE", "PLAN")
 MIN_TEMPERATURE = 0.01
 
 Step = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_WIDTH)]
@@ -155,7 +154,6 @@ class ScoreRequest(_Body):
                 "`question_latent` goes with `latents`; with `sequences`, give each chain's `question_latent` "
                 "inside its sequence; with text the served student computes it"
             )
-            raise ValueError("with `sequences`, give each chain's `question_latent` inside its sequence")
         if self.latents is not None:
             check_finite(self.latents, "latents")
         if self.question_latent is not None:
@@ -286,21 +284,66 @@ class RerankResponse(BaseModel):
     checkpoint_id: str
 
 
+class NudgeParams(_Body):
+    """NUDGE: write step by step; a step more surprising than the threshold is regenerated (M lines) and the one
+    closest to R-JEPA's prediction of it is kept."""
+
+    threshold: float | None = Field(
+        None, ge=-1e6, le=1e6, description="surprise above which a step is regenerated; default: the checkpoint's "
+        "per-position threshold fitted on validation (90th percentile of lawful steps)"
+    )  # fmt: skip
+    m: int = Field(4, ge=1, le=16, description="alternative lines sampled for a surprising step")
+    alpha: float = Field(
+        0.0, ge=0, le=20, description="logit bias toward the tokens of the decoded predicted step (needs the "
+        "latent decoder), scaled by how far the surprise is above the threshold; 0 = off"
+    )  # fmt: skip
+    budget_tokens: int | None = Field(
+        None, ge=1, le=65536, description="tokens generated in all, alternatives included (default 4 x max_new_tokens)"
+    )
+    alt_temperature: float = Field(0.8, ge=0, le=2, description="sampling temperature of the alternatives")
+
+
+class PlanParams(_Body):
+    """PLAN: R-JEPA predicts the latents of the next k steps, the latent decoder verbalises them, the student
+    goes on."""
+
+    steps: list[Annotated[str, Field(min_length=1, max_length=HARD_MAX_TEXT)]] = Field(
+        default_factory=list, max_length=HARD_MAX_STEPS, description="steps already written (may be empty)"
+    )
+    k: int = Field(3, ge=1, le=16, description="steps to plan")
+    verbalise: Literal["decoder", "student"] = Field(
+        "decoder", description="decoder: the decoded text is the step; student: the student writes each step "
+        "with the decoded plan as a hint in its prompt"
+    )  # fmt: skip
+    continue_generation: bool = Field(True, description="the student finishes the chain after the plan")
+
+
 class ChatRequest(_GenerationParams):
     prompt: str = Field(min_length=1, max_length=HARD_MAX_TEXT)
-    mode: str = Field("OFF", description="OFF (student alone) or RERANK (best of K by JEPA)")
+    mode: str = Field(
+        "OFF", description="OFF (student alone), RERANK (best of K by JEPA), NUDGE (surprising steps regenerated "
+        "toward R-JEPA's prediction), PLAN (R-JEPA proposes the next steps, decoded to text)"
+    )  # fmt: skip
     k: int = Field(4, ge=1, le=HARD_MAX_CANDIDATES, description="candidates sampled in RERANK mode")
     selection: Selection = Field("composite", description="RERANK mode: " + SELECTION_HELP)
+    nudge: NudgeParams | None = Field(None, description="NUDGE mode settings (defaults when omitted)")
+    plan: PlanParams | None = Field(None, description="PLAN mode settings (defaults when omitted)")
 
     @field_validator("mode")
     @classmethod
     def _mode(cls, v: str) -> str:
         m = v.strip().upper()
-        if m in UNAVAILABLE_MODES:
-            raise ValueError(f"mode {m} is not served yet: use OFF or RERANK")
         if m not in MODES:
-            raise ValueError(f"unknown mode {v!r}: use OFF or RERANK")
+            raise ValueError(f"unknown mode {v!r}: use one of {', '.join(MODES)}")
         return m
+
+    @model_validator(mode="after")
+    def _settings_match_mode(self) -> ChatRequest:
+        if self.nudge is not None and self.mode != "NUDGE":
+            raise ValueError(f"`nudge` settings go with mode NUDGE, not {self.mode}")
+        if self.plan is not None and self.mode != "PLAN":
+            raise ValueError(f"`plan` settings go with mode PLAN, not {self.mode}")
+        return self
 
 
 class JepaDetails(BaseModel):
@@ -314,6 +357,51 @@ class JepaDetails(BaseModel):
     candidates: list[CandidateOut] = Field(description="every candidate in RERANK mode (chosen first is flagged)")
 
 
+class AlternativeOut(BaseModel):
+    text: str
+    cosine: float | None = Field(description="cosine to R-JEPA's prediction of the step (student hidden space)")
+    surprise: float | None
+    num_tokens: int
+
+
+class StepTraceOut(BaseModel):
+    index: int = Field(description="step position, 0-based")
+    text: str = Field(description="the step kept")
+    surprise: float = Field(description="surprise of the step first written (predicted from the steps before it)")
+    threshold: float
+    nudged: bool = Field(description="the step was replaced by an alternative")
+    reason: str
+    original: str | None = Field(None, description="the step first written, when it was replaced")
+    chosen: int | None = Field(None, description="index in `alternatives` of the kept line (0 = the original)")
+    alternatives: list[AlternativeOut] = Field(default_factory=list, description="the original first")
+    predicted_text: str | None = Field(None, description="R-JEPA's prediction of the step, decoded")
+    alpha_eff: float = 0.0
+
+
+class NudgeOut(BaseModel):
+    trace: list[StepTraceOut]
+    nudged_steps: list[int]
+    tokens_used: int = Field(description="tokens generated in all, alternatives included")
+    chain_tokens: int = Field(description="tokens of the chain kept")
+    budget_tokens: int
+    threshold_source: str
+
+
+class PlanStepOut(BaseModel):
+    index: int = Field(description="step position, 0-based")
+    decoded: str = Field(description="the latent decoder's text of R-JEPA's predicted latent")
+    text: str = Field(description="the step as it entered the chain")
+    cosine: float | None = Field(description="the step's latent in the chain vs the predicted one")
+
+
+class PlanOut(BaseModel):
+    given_steps: list[str]
+    plan: list[PlanStepOut]
+    verbalise: str
+    tokens_used: int
+    notes: list[str]
+
+
 class ChatResponse(BaseModel):
     interaction_id: str
     mode: str
@@ -325,6 +413,27 @@ class ChatResponse(BaseModel):
     llm_tag: str
     checkpoint_id: str
     latency_ms: float
+    nudge: NudgeOut | None = Field(None, description="NUDGE mode: every step's decision and its reason")
+    plan: PlanOut | None = Field(None, description="PLAN mode: the planned steps with their decoded text")
+
+
+class DecodeRequest(_Body):
+    latents: Latents = Field(description="step latents to verbalise, shape (n, hidden_size): the student's "
+                             "pooled step states, or /predict_masked's pred_hidden")  # fmt: skip
+    max_tokens: int | None = Field(None, ge=1, le=512, description="cap on tokens per text (default the decoder's)")
+
+    @model_validator(mode="after")
+    def _finite(self) -> DecodeRequest:
+        check_finite(self.latents, "latents")
+        return self
+
+
+class DecodeResponse(BaseModel):
+    texts: list[str] = Field(description="one decoded step text per latent")
+    llm_tag: str
+    dataset_version: str | None
+    checkpoint_id: str
+    decoder: dict[str, Any] = Field(description="the decoder's held-out metrics (token accuracy, exact match, ...)")
 
 
 class FeedbackRequest(_Body):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,6 +61,44 @@ class ModelState:
     student_error: str | None  # why there is no student
     loaded_at: str  # ISO time of the load
     meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta.json
+    decoder: DecoderSlot | None = None  # the latent decoder of the checkpoint's llm and dataset version
+
+
+class DecoderSlot:
+    """The latent decoder of one (llm, dataset version), loaded on first use and again when its folder changes.
+
+    The decoder is materialized after the checkpoint (`latent_decoder` depends on `jepa_checkpoint`), so
+    the service looks for it at request time rather than only when the checkpoint pointer moves.
+    """
+
+    def __init__(self, folder: Path, hidden_size: int, device: str) -> None:
+        self.folder, self.hidden_size, self.device = folder, hidden_size, device
+        self._lock = threading.Lock()
+        self._stamp: float | None = None
+        self._decoder: Any = None
+
+    def get(self) -> Any:
+        """The loaded TrainedDecoder; RuntimeError (a 503 for the routes) saying what to do when there is none."""
+        from rjepa_core.jepa.decoder import META, load_decoder
+
+        meta = self.folder / META
+        try:
+            stamp = meta.stat().st_mtime
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"no latent decoder at {self.folder}: materialize the `latent_decoder` asset for this llm and "
+                "dataset version (Dagster UI, or `rjepa demo --from latent_decoder`)"
+            ) from None
+        with self._lock:
+            if self._decoder is None or stamp != self._stamp:
+                dec = load_decoder(self.folder, device=self.device)
+                if dec.latent_dim != self.hidden_size:
+                    raise RuntimeError(
+                        f"the latent decoder at {self.folder} reads width {dec.latent_dim} but the checkpoint's "
+                        f"latents are {self.hidden_size} wide: re-materialize `latent_decoder`"
+                    )
+                self._decoder, self._stamp = dec, stamp
+            return self._decoder
 
 
 class ModelRunner:
@@ -175,10 +214,17 @@ def load_model_state(
         )
         student = None
     layer = meta.get("layer_idx")
+    version = pointer.get("dataset_version") or meta.get("dataset_version")
+    llm_tag = str(pointer.get("llm_tag") or settings.llm_tag)
+    decoder = None
+    if version:
+        from rjepa_core.store.layout import StorageLayout
+
+        decoder = DecoderSlot(Path(StorageLayout(settings.storage).decoder_dir(llm_tag, version)), hidden, device)
     return ModelState(
         checkpoint_id=str(pointer.get("run_id") or Path(str(path)).parent.name),
-        llm_tag=str(pointer.get("llm_tag") or settings.llm_tag),
-        dataset_version=pointer.get("dataset_version"),
+        llm_tag=llm_tag,
+        dataset_version=version,
         path=str(ck.path),
         pointer_path=str(path),
         hidden_size=hidden,
@@ -192,6 +238,7 @@ def load_model_state(
         student_error=student_error,
         loaded_at=datetime.now(UTC).isoformat(),
         meta=meta,
+        decoder=decoder,
     )
 
 

@@ -48,8 +48,8 @@ N_SPECIAL = 4
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    d_model: int = 256
-    n_layers: int = 3
+    d_model: int = 128
+    n_layers: int = 2
     n_heads: int = 4
     prefix_len: int = 4  # prefix vectors the latent is projected to
     max_tokens: int = 48  # step tokens kept for training; decoding stops there
@@ -57,11 +57,11 @@ class DecoderConfig:
     latent_noise: float = 0.1  # std of the Gaussian noise added to the normalised latent in training
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     batch_size: int = 64
-    steps: int = 2000
-    val_every: int = 200
-    patience: int = 3  # validations without improvement before stopping
+    steps: int = 1500
+    val_every: int = 100
+    patience: int = 2  # validations without improvement before stopping
     min_token_count: int = 1  # tokens seen fewer times in training become UNK
     seed: int = 0
 
@@ -208,19 +208,20 @@ class TrainedDecoder:
             raise ValueError("latents must be finite numbers (no NaN or Inf)")
         return Z
 
-    def generate_ids(self, Z: np.ndarray, batch_size: int = 256) -> list[list[int]]:
-        """The student's token ids of the decoded step, per latent (rows of Z)."""
+    def generate_ids(self, Z: np.ndarray, batch_size: int = 256, max_tokens: int | None = None) -> list[list[int]]:
+        """The student's token ids of the decoded step, per latent (rows of Z); at most max_tokens each."""
         Z = self._check(Z)
         device = next(self.decoder.parameters()).device
         out: list[list[int]] = []
         for start in range(0, len(Z), batch_size):
             z = torch.from_numpy(Z[start : start + batch_size]).to(device)
-            out += [self.vocab.decode(row) for row in self.decoder.generate_local(z)]
+            out += [self.vocab.decode(row) for row in self.decoder.generate_local(z, max_tokens)]
         return out
 
-    def decode(self, Z: np.ndarray, tokenizer: Any) -> list[str]:
+    def decode(self, Z: np.ndarray, tokenizer: Any, max_tokens: int | None = None) -> list[str]:
         """Decoded step texts (stripped), per latent."""
-        return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in self.generate_ids(Z)]
+        ids = self.generate_ids(Z, max_tokens=max_tokens)
+        return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
 
     def save(self, path: str | Path, **meta: Any) -> Path:
         """Write the decoder folder atomically (weights + decoder.json); replaces any previous one."""

@@ -165,6 +165,22 @@ class JEPAScorer:
         variants = [(c, t) for c, h in enumerate(seqs) for t in masked_sets(h.shape[0], self.cfg)]
         sums = [np.zeros(h.shape[0]) for h in seqs]
         counts = [np.zeros(h.shape[0]) for h in seqs]
+        for (c, t), surprise in zip(variants, self._variant_surprise(seqs, dom, qs, targets, variants), strict=True):
+            sums[c][t] += surprise
+            counts[c][t] += 1
+        out = []
+        for sm, ct in zip(sums, counts, strict=True):
+            steps = sm / np.maximum(ct, 1)
+            agg = aggregate(steps, self.cfg.aggregate)
+            s01 = self.calibration.score01(agg) if self.calibration is not None else None
+            raw = [float(x) for x in steps]
+            z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
+            out.append(ChainScore(agg, raw, s01, z))
+        return out
+
+    def _variant_surprise(self, seqs, dom, qs, targets, variants) -> list[np.ndarray]:
+        """Surprise of each (chain, masked steps) variant's masked steps, predicted from the chain's other steps."""
+        out: list[np.ndarray] = []
         size = self.cfg.chunk_size
         for s in range(0, len(variants), size):
             chunk = variants[s : s + size]
@@ -181,18 +197,27 @@ class JEPAScorer:
             for v, (c, t) in enumerate(chunk):
                 tg[v, : len(t)] = targets[c][t].to(self.device)
             surprise = token_loss(pred.float(), tg, self.loss_kind).cpu().numpy()  # (V, T)
-            for v, (c, t) in enumerate(chunk):
-                sums[c][t] += surprise[v, : len(t)]
-                counts[c][t] += 1
-        out = []
-        for sm, ct in zip(sums, counts, strict=True):
-            steps = sm / np.maximum(ct, 1)
-            agg = aggregate(steps, self.cfg.aggregate)
-            s01 = self.calibration.score01(agg) if self.calibration is not None else None
-            raw = [float(x) for x in steps]
-            z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
-            out.append(ChainScore(agg, raw, s01, z))
+            out += [surprise[v, : len(t)] for v, (_, t) in enumerate(chunk)]
         return out
+
+    @torch.no_grad()
+    def last_step_surprise(
+        self,
+        seqs: Sequence[np.ndarray],
+        domains: Sequence[str | None] | None = None,
+        questions: Sequence[np.ndarray | None] | None = None,
+    ) -> list[float]:
+        """Surprise of each chain's last step predicted from the steps before it (and the question latent):
+        how unexpected the newest step of a chain being written is (NUDGE)."""
+        if not seqs:
+            return []
+        self._check(seqs)
+        names = list(domains) if domains is not None else [None] * len(seqs)
+        qs = self._questions(len(seqs), questions)
+        dom = [domain_index(self.model.cfg.domains, d) for d in names]
+        targets = self._targets(seqs, dom, qs)
+        variants = [(c, [h.shape[0] - 1]) for c, h in enumerate(seqs)]
+        return [float(x[0]) for x in self._variant_surprise(seqs, dom, qs, targets, variants)]
 
 
 @torch.no_grad()

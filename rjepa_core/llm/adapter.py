@@ -81,6 +81,20 @@ class StudentLLM:
             batch_size=batch_size,
         )
 
+    def next_steps(
+        self,
+        context: str,
+        k: int = 1,
+        temperature: float = 0.0,
+        max_new_tokens: int = 64,
+        seed: int | None = None,
+        token_bias: dict[int, float] | None = None,
+    ) -> list[generation.NextStep]:
+        """k samples of the next line after `context` (prompt + chain so far): step-wise generation (NUDGE, PLAN)."""
+        return generation.next_steps(
+            self, context, k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, token_bias=token_bias
+        )
+
     def extract(
         self,
         items: Sequence[tuple[str, list[str]] | ChainInput],

@@ -102,44 +102,39 @@ def _finish(llm, prompt: str, new_ids: list[int], token_logps: list[float], eos:
     )
 
 
-def generate(
-    llm,
-    prompts: Sequence[str] | str,
-    k: int = 1,
-    temperature: float = 0.7,
-    max_new_tokens: int = 160,
-    top_p: float = 0.95,
-    seed: int | None = None,
-    batch_size: int | None = None,
-) -> list[list[GeneratedChain]]:
-    """k chains per prompt (temperature 0 = greedy); result[i][j] is chain j of prompt i."""
-    import torch
+def _config(llm, temperature: float, max_new_tokens: int, top_p: float, token_bias: dict[int, float] | None):
     from transformers import GenerationConfig
 
-    if llm.spec.kind != "causal":
-        raise ValueError(f"llm {llm.llm_tag!r} is an encoder: it gives latents but cannot generate")
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if k < 1 or max_new_tokens < 1:
-        raise ValueError(f"k and max_new_tokens must be >= 1 (got k={k}, max_new_tokens={max_new_tokens})")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    batch_size = batch_size or llm.spec.batch_size
-    rows = [p for p in range(len(prompts)) for _ in range(k)]
-    eos = _eos_ids(llm)
     greedy = temperature < 1e-2  # tiny temperatures overflow the softmax: treat them as greedy
-    config = GenerationConfig(
+    return GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=not greedy,
         temperature=None if greedy else temperature,
         top_p=None if greedy else top_p,
         top_k=None,
-        eos_token_id=eos,
+        eos_token_id=_eos_ids(llm),
         pad_token_id=llm.pad_token_id,
         return_dict_in_generate=True,
         output_logits=True,
+        sequence_bias={(int(t),): float(b) for t, b in token_bias.items()} if token_bias else None,
     )
-    out: list[list[GeneratedChain]] = [[] for _ in prompts]
+
+
+def _check_args(llm, k: int, temperature: float, max_new_tokens: int) -> None:
+    if llm.spec.kind != "causal":
+        raise ValueError(f"llm {llm.llm_tag!r} is an encoder: it gives latents but cannot generate")
+    if k < 1 or max_new_tokens < 1:
+        raise ValueError(f"k and max_new_tokens must be >= 1 (got k={k}, max_new_tokens={max_new_tokens})")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+
+
+def _sample(llm, prompts: Sequence[str], k: int, config, stopping, seed: int | None, batch_size: int | None):
+    """Yield (prompt index, new token ids, their log-probs at temperature 1) for k samples per prompt."""
+    import torch
+
+    rows = [p for p in range(len(prompts)) for _ in range(k)]
+    batch_size = batch_size or llm.spec.batch_size
     devices = [torch.cuda.current_device()] if str(llm.device).startswith("cuda") else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         if seed is not None:
@@ -162,13 +157,98 @@ def generate(
                 input_ids=input_ids.to(llm.device),
                 attention_mask=attention_mask.to(llm.device),
                 generation_config=config,
-                stopping_criteria=_stopping_criteria(llm.tokenizer, width),
+                stopping_criteria=stopping(width),
             )
             new = result.sequences[:, width:].cpu()  # (B, T)
             logits = torch.stack(result.logits, dim=1).float()  # (B, T, V) raw model logits
             logps = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device)[..., None])[..., 0]  # (B, T)
             for row, p in enumerate(chunk):
-                out[p].append(_finish(llm, prompts[p], new[row].tolist(), logps[row].cpu().tolist(), set(eos)))
+                yield p, new[row].tolist(), logps[row].cpu().tolist()
+
+
+def generate(
+    llm,
+    prompts: Sequence[str] | str,
+    k: int = 1,
+    temperature: float = 0.7,
+    max_new_tokens: int = 160,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    batch_size: int | None = None,
+) -> list[list[GeneratedChain]]:
+    """k chains per prompt (temperature 0 = greedy); result[i][j] is chain j of prompt i."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    _check_args(llm, k, temperature, max_new_tokens)
+    config = _config(llm, temperature, max_new_tokens, top_p, None)
+    eos = set(config.eos_token_id)
+    out: list[list[GeneratedChain]] = [[] for _ in prompts]
+    stopping = lambda width: _stopping_criteria(llm.tokenizer, width)  # noqa: E731
+    for p, new_ids, logps in _sample(llm, prompts, k, config, stopping, seed, batch_size):
+        out[p].append(_finish(llm, prompts[p], new_ids, logps, eos))
+    return out
+
+
+@dataclass
+class NextStep:
+    """One sampled next line of a chain (a step, or the final-answer line)."""
+
+    text: str  # the line, without its newline (may be blank when the model stopped at once)
+    logprob: float  # sum of the kept tokens' log-probs (temperature 1)
+    num_tokens: int  # generated tokens kept
+    is_answer: bool  # the line states the final answer ("Answer: ..."): the chain ends with it
+    ended: bool  # the model ended the chain (EOS) or states the answer: nothing follows
+
+
+def _line_stopping(tokenizer, prompt_len: int):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class LineDone(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            for b in range(input_ids.shape[0]):
+                if "\n" not in tokenizer.decode(input_ids[b, -1:]):
+                    continue
+                text = tokenizer.decode(input_ids[b, prompt_len:], skip_special_tokens=True)
+                done[b] = bool(text.strip()) and "\n" in text.lstrip()
+            return done
+
+    return StoppingCriteriaList([LineDone()])
+
+
+def next_steps(
+    llm,
+    context: str,
+    k: int = 1,
+    temperature: float = 0.0,
+    max_new_tokens: int = 64,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    token_bias: dict[int, float] | None = None,
+    batch_size: int | None = None,
+) -> list[NextStep]:
+    """k samples of the line that follows `context` (prompt + the chain so far, ending at a line break).
+
+    token_bias: added to those token ids' logits at every position (NUDGE's optional bias toward the
+    tokens of the world model's predicted step).
+    """
+    _check_args(llm, k, temperature, max_new_tokens)
+    config = _config(llm, temperature, max_new_tokens, top_p, token_bias)
+    eos = set(config.eos_token_id)
+    stopping = lambda width: _line_stopping(llm.tokenizer, width)  # noqa: E731
+    out = []
+    for _, new_ids, logps in _sample(llm, [context], k, config, stopping, seed, batch_size):
+        end = next((i + 1 for i, t in enumerate(new_ids) if t in eos), len(new_ids))
+        hit_eos = end <= len(new_ids) and bool(new_ids) and new_ids[end - 1] in eos
+        new_ids, logps = new_ids[:end], logps[:end]
+        raw = llm.tokenizer.decode(new_ids, skip_special_tokens=True)
+        body = raw.lstrip("\n")
+        line = body.split("\n", 1)[0].rstrip()
+        kept = raw[: len(raw) - len(body)] + line
+        n = _kept_tokens(llm.tokenizer, new_ids, kept) if kept.strip() else len(new_ids)
+        is_answer = bool(_ANSWER_LINE.search(line))
+        out.append(NextStep(line.strip(), float(sum(logps[:n])), n, is_answer, hit_eos or is_answer or not line))
     return out
 
 

@@ -1,4 +1,4 @@
-"""`POST /rerank` and `POST /chat` (modes OFF and RERANK, SPEC F11)."""
+"""`POST /rerank`, `POST /chat` (modes OFF, RERANK, NUDGE, PLAN; SPEC F11) and `POST /decode` (F12)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ import uuid
 from fastapi import APIRouter
 
 from rjepa_serve import engine
-from rjepa_serve.deps import Service, client_error, require_generator, run_model
+from rjepa_serve.deps import Service, client_error, require_decoder, require_generator, run_model
 from rjepa_serve.schemas import (
     CandidateOut,
     ChatRequest,
     ChatResponse,
+    DecodeRequest,
+    DecodeResponse,
     JepaDetails,
+    NudgeOut,
+    NudgeParams,
+    PlanOut,
+    PlanParams,
+    PlanStepOut,
     RerankRequest,
     RerankResponse,
+    StepTraceOut,
 )
 from rjepa_serve.settings import ServeSettings
 
@@ -86,9 +94,31 @@ async def rerank(req: RerankRequest, svc: Service) -> RerankResponse:
     )
 
 
+def _nudge_out(result, budget: int, source: str) -> NudgeOut:
+    return NudgeOut(
+        trace=[StepTraceOut(**t.to_dict()) for t in result.trace],
+        nudged_steps=result.nudged_steps,
+        tokens_used=result.tokens_used,
+        chain_tokens=result.chain_tokens,
+        budget_tokens=budget,
+        threshold_source=source,
+    )
+
+
+def _plan_out(result, verbalise: str) -> PlanOut:
+    return PlanOut(
+        given_steps=result.given_steps,
+        plan=[PlanStepOut(**vars(p)) for p in result.plan],
+        verbalise=verbalise,
+        tokens_used=result.tokens_used,
+        notes=result.notes,
+    )
+
+
 @router.post("/chat", response_model=ChatResponse)
 async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
-    """Answer a problem: OFF = one chain from the student; RERANK = the best of K chains by JEPA."""
+    """Answer a problem: OFF = one chain from the student; RERANK = the best of K chains by JEPA; NUDGE = step by
+    step, surprising steps regenerated toward R-JEPA's prediction; PLAN = R-JEPA proposes the next steps."""
     ms = require_generator(svc)  # after the body's validation: a malformed request is a 422 even with no model
     s = svc.settings
     start = time.perf_counter()
@@ -96,9 +126,39 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
     k = req.k if req.mode == "RERANK" else 1
     _check_k(k, s, "k")
     n = _new_tokens(req.max_new_tokens, s)
+    temperature = req.sampling_temperature()
+    nudge_params = req.nudge or NudgeParams()
+    plan_params = req.plan or PlanParams()
+    if req.mode == "NUDGE":
+        _check_k(nudge_params.m, s, "nudge.m")
+        if nudge_params.budget_tokens is not None and nudge_params.budget_tokens > s.max_candidates * s.max_new_tokens:
+            raise client_error(
+                f"nudge.budget_tokens={nudge_params.budget_tokens} is above the limit of "
+                f"{s.max_candidates * s.max_new_tokens} (max_candidates x max_new_tokens): ask for fewer"
+            )
+    decoder = require_decoder(ms) if req.mode == "PLAN" or (req.mode == "NUDGE" and nudge_params.alpha > 0) else None
+    if req.mode == "PLAN":
+        total = len(plan_params.steps) + plan_params.k
+        if total > s.max_steps:
+            raise client_error(
+                f"plan.steps ({len(plan_params.steps)}) + plan.k ({plan_params.k}) = {total} steps, above the limit "
+                f"of {s.max_steps} (max_steps): plan fewer"
+            )
+        for i, step in enumerate(plan_params.steps):
+            if len(step) > s.max_candidate_chars:
+                raise client_error(f"plan.steps[{i}] has {len(step)} characters, above {s.max_candidate_chars}")
+    extra: dict = {}
 
     def work():
-        full, cands = engine.candidates_from_samples(ms, prompt, k, req.sampling_temperature(), n, req.seed)
+        if req.mode == "NUDGE":
+            result, budget, source = engine.nudge_chain(ms, prompt, nudge_params, n, temperature, req.seed, req.domain)
+            extra["nudge"] = _nudge_out(result, budget, source)
+            return engine.score_written(ms, prompt, result.text, result.steps, result.final_answer, req.domain)
+        if req.mode == "PLAN":
+            result = engine.plan_chain(ms, decoder, prompt, plan_params, n, temperature, req.seed, req.domain)
+            extra["plan"] = _plan_out(result, plan_params.verbalise)
+            return engine.score_written(ms, prompt, result.text, result.steps, result.final_answer, req.domain)
+        full, cands = engine.candidates_from_samples(ms, prompt, k, temperature, n, req.seed)
         return engine.rank(ms, full, cands, ms.weights, req.domain, req.selection)
 
     ranked = await run_model(svc, work)
@@ -123,6 +183,7 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
         llm_tag=ms.llm_tag,
         checkpoint_id=ms.checkpoint_id,
         latency_ms=round((time.perf_counter() - start) * 1000, 1),
+        **extra,
     )
     svc.recent.put(
         resp.interaction_id,
@@ -144,3 +205,21 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
         },
     )
     return resp
+
+
+@router.post("/decode", response_model=DecodeResponse)
+async def decode(req: DecodeRequest, svc: Service) -> DecodeResponse:
+    """Verbalise step latents with the latent decoder of the served checkpoint's student and dataset version."""
+    ms = require_generator(svc)  # the decoder writes the student's tokens: it needs the student's tokenizer
+    if len(req.latents) > svc.settings.max_steps:
+        raise client_error(f"{len(req.latents)} latents, above the limit of {svc.settings.max_steps}: send fewer")
+    decoder = require_decoder(ms)
+    texts = await run_model(svc, engine.decode_latents, ms, decoder, req.latents, req.max_tokens)
+    metrics = (decoder.meta.get("metrics") or {}).get("held_out") or {}
+    return DecodeResponse(
+        texts=texts,
+        llm_tag=ms.llm_tag,
+        dataset_version=ms.dataset_version,
+        checkpoint_id=ms.checkpoint_id,
+        decoder={k: metrics[k] for k in ("n", "token_accuracy", "exact_match", "numeric_accuracy") if k in metrics},
+    )

@@ -283,11 +283,11 @@ def test_chat_tiny_temperature_means_greedy(client):
     assert tiny.json()["text"] == client.post("/chat", json={**body, "temperature": 0, "seed": 2}).json()["text"]
 
 
-def test_chat_rejects_unknown_or_unserved_modes(client):
-    r = client.post("/chat", json={"prompt": "2+2?", "mode": "NUDGE"})
-    assert r.status_code == 422 and "not served yet" in r.json()["detail"]
+def test_chat_rejects_unknown_modes_and_mismatched_settings(client):
     r = client.post("/chat", json={"prompt": "2+2?", "mode": "FAST"})
-    assert r.status_code == 422 and "use OFF or RERANK" in r.json()["detail"]
+    assert r.status_code == 422 and "use one of OFF, RERANK, NUDGE, PLAN" in r.text
+    r = client.post("/chat", json={"prompt": "2+2?", "mode": "RERANK", "plan": {"k": 2}})
+    assert r.status_code == 422 and "go with mode PLAN" in r.text
     r = client.post("/chat", json={"prompt": "2+2?", "mode": "RERANK", "k": 9})
     assert r.status_code == 422 and "limit of 4" in r.json()["detail"]
     assert client.post("/chat", json={"prompt": "2+2?", "temperature": -1}).status_code == 422

@@ -123,5 +123,6 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         "published_latest": config.publish,
         "jepa_vote_tau_rel": (selection.get("jepa_vote") or {}).get("tau_rel", float("nan")),
         "surprise_norm_chains": (selection.get("surprise_norm") or {}).get("n_chains", 0),
+        "nudge_threshold": (selection.get("nudge") or {}).get("overall", float("nan")),
     }
     return {"metadata": metadata, "ratio": result.std_preds / max(result.std_targets, 1e-8)}

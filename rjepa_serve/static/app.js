@@ -48,15 +48,39 @@ async function checkHealth() {
   }
 }
 
+function stepBadges(resp) {
+  // step index -> [badge class, badge text, tooltip] for the NUDGE and PLAN traces
+  const out = new Map();
+  if (resp.nudge) {
+    for (const t of resp.nudge.trace) {
+      if (t.nudged) out.set(t.index, ["nudged", "nudged", `was: ${t.original} — ${t.reason}`]);
+    }
+  }
+  if (resp.plan) {
+    for (const p of resp.plan.plan) out.set(p.index, ["planned", "planned", `decoded prediction: ${p.decoded}`]);
+  }
+  return out;
+}
+
 function renderSteps(resp) {
   const ol = $("steps");
   ol.replaceChildren();
   const ranked = resp.jepa.surprising_steps; // most surprising first (position-normalised when available)
   const hot = new Set(ranked);
   const z = resp.jepa.step_z;
+  const badges = stepBadges(resp);
   resp.steps.forEach((text, i) => {
     const li = document.createElement("li");
     li.textContent = text;
+    if (badges.has(i)) {
+      const [cls, label, tip] = badges.get(i);
+      const b = document.createElement("span");
+      b.className = "badge " + cls;
+      b.textContent = label;
+      b.title = tip;
+      li.classList.add(cls);
+      li.appendChild(b);
+    }
     if (hot.has(i)) li.classList.add("surprising");
     if (ranked.length && ranked[0] === i) {
       li.classList.add("most-surprising");
@@ -96,6 +120,38 @@ function renderCandidates(resp) {
   }
 }
 
+function fillRows(tbody, rows) {
+  tbody.replaceChildren();
+  for (const cells of rows) {
+    const tr = document.createElement("tr");
+    for (const v of cells) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+}
+
+function renderTraces(resp) {
+  const nudge = resp.nudge;
+  $("nudge-table").hidden = !nudge;
+  fillRows($("nudge-rows"), nudge ? nudge.trace.map((t) => [
+    String(t.index + 1), t.nudged ? "nudged" : "kept", fmt(t.surprise), fmt(t.threshold),
+    t.predicted_text || "—", t.reason]) : []);
+  const plan = resp.plan;
+  $("plan-table").hidden = !plan;
+  fillRows($("plan-rows"), plan ? plan.plan.map((p) => [String(p.index + 1), p.decoded, p.text, fmt(p.cosine)]) : []);
+  const notes = [];
+  if (nudge) {
+    notes.push(`NUDGE: ${nudge.nudged_steps.length} of ${nudge.trace.length} steps nudged; ` +
+               `${nudge.tokens_used} of ${nudge.budget_tokens} budget tokens used; threshold from ${nudge.threshold_source}.`);
+  }
+  if (plan) notes.push(...plan.notes);
+  $("mode-notes").textContent = notes.join(" ");
+  $("mode-notes").hidden = notes.length === 0;
+}
+
 function render(resp) {
   last = resp;
   $("answer").textContent = resp.answer;
@@ -105,6 +161,7 @@ function render(resp) {
   $("mode-used").textContent = resp.mode;
   $("checkpoint").textContent = resp.checkpoint_id;
   renderCandidates(resp);
+  renderTraces(resp);
   $("feedback-status").textContent = "";
   $("thumb-up").disabled = false;
   $("thumb-down").disabled = false;
@@ -120,13 +177,22 @@ async function ask(ev) {
   $("busy").hidden = false;
   $("ask").disabled = true;
   try {
-    const resp = await postJSON("/chat", {
+    const body = {
       prompt,
       mode,
       selection: $("selection").value,
       k: Number($("k").value) || 4,
       temperature: Number($("temperature").value),
-    });
+    };
+    if (mode === "NUDGE") {
+      const t = $("nudge-threshold").value.trim();
+      body.nudge = { m: Number($("nudge-m").value) || 4, alpha: Number($("nudge-alpha").value) || 0 };
+      if (t !== "") body.nudge.threshold = Number(t);
+    } else if (mode === "PLAN") {
+      const steps = $("plan-steps").value.split("\n").map((x) => x.trim()).filter((x) => x);
+      body.plan = { steps, k: Number($("plan-k").value) || 2, verbalise: $("plan-verbalise").value };
+    }
+    const resp = await postJSON("/chat", body);
     render(resp);
   } catch (e) {
     $("error").textContent = e.message;
@@ -160,7 +226,14 @@ async function sendFeedback(rating) {
   }
 }
 
+function showModeControls() {
+  const mode = document.querySelector('input[name="mode"]:checked').value;
+  $("nudge-controls").hidden = mode !== "NUDGE";
+  $("plan-controls").hidden = mode !== "PLAN";
+}
+
 $("ask-form").addEventListener("submit", ask);
+for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener("change", showModeControls);
 $("thumb-up").addEventListener("click", () => sendFeedback("up"));
 $("thumb-down").addEventListener("click", () => sendFeedback("down"));
 checkHealth();

@@ -178,6 +178,57 @@ def cmd_eval(args) -> None:
     _print_summary(args.llm, args.version)
 
 
+def cmd_eval_modes(args) -> None:
+    """OFF, RERANK, NUDGE and PLAN on a partition's test problems; writes bench/results/modes_<version>.json."""
+    from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+    from rjepa_core.eval.modes import evaluate_modes
+    from rjepa_core.io import atomic_write_json
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.decoder import load_decoder
+    from rjepa_core.llm.prompting import examples_of
+    from rjepa_core.pipeline import newest_checkpoint, tune_selection
+    from rjepa_core.schemas import ChainOfThought, Problem, read_records
+    from rjepa_core.store.latents import LatentStore
+
+    layout = StorageResource().layout()
+    try:
+        best = newest_checkpoint(layout, args.llm, args.version)
+        decoder = load_decoder(layout.decoder_dir(args.llm, args.version))
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc} (run `rjepa demo --llm {args.llm} --version {args.version}` first)") from None
+    seqs = LatentStore(layout).read(args.llm, args.version)
+    ck = load_checkpoint(best)
+    if not ck.meta.get("nudge"):
+        print(f"[rjepa] {best} has no NUDGE threshold yet: fitting it on the validation split")
+        tune_selection(layout, args.llm, args.version, best, seqs)
+        ck = load_checkpoint(best)
+    problems = read_records(Problem, layout.problems_path(args.version))
+    chains = read_records(ChainOfThought, layout.student_chains_path(args.llm, args.version))
+    student = StudentLLMResource().load(args.llm)
+    t = time.monotonic()
+    report = evaluate_modes(
+        student, ck, decoder, problems, chains, seqs, k=args.k, examples=examples_of(problems),
+        layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"), limit=args.limit,
+        log=lambda m: print("  " + m, flush=True),
+    )  # fmt: skip
+    report.update(
+        llm_tag=args.llm,
+        dataset_version=args.version,
+        checkpoint=str(ck.path),
+        wall_s=round(time.monotonic() - t, 1),
+        command=" ".join(["rjepa", *sys.argv[1:]]),
+    )
+    out = Path(args.out) / f"modes_{args.version}.json"
+    atomic_write_json(out, report)
+    print(f"=== modes on {args.llm}/{args.version}: {report['n_problems']} test problems, K={args.k} ===")
+    for m, a in report["accuracy"].items():
+        lo, hi = report["ci95"][m]
+        d = report["vs_off"].get(m)
+        vs = f"  vs OFF {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else ""
+        print(f"  {m:<28} acc {a:.3f} [{lo:.3f}, {hi:.3f}]{vs}  tokens {report['mean_tokens'][m]:.0f}")
+    print(f"[rjepa] wrote {out}")
+
+
 def cmd_ui(args) -> None:
     _instance()
     cmd = [
@@ -338,6 +389,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("eval", help="(re)materialize eval_report for one partition and print it")
     pipeline_args(p)
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("eval-modes", help="OFF vs RERANK vs NUDGE vs PLAN on a partition's test problems")
+    p.add_argument("--llm", default="smollm2-135m")
+    p.add_argument("--version", default="v1")
+    p.add_argument("--k", type=int, default=4, help="RERANK candidates (the first K sampled test chains)")
+    p.add_argument("--limit", type=int, default=0, help="first N test problems only (0 = all)")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    p.set_defaults(fn=cmd_eval_modes)
     p = sub.add_parser("ui", help="start the Dagster UI on the project's instance")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

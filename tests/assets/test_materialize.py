@@ -50,6 +50,7 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     example = next(p for p in problems if "few_shot_rank" in p.meta)
     assert example.split == "train" and meta["prompt"]["few_shot"][0]["statement"] == example.statement.strip()
     assert meta["jepa_vote"]["tau_rel"] > 0 and meta["surprise_norm"]["n_chains"] > 0
+    assert meta["nudge"]["n_steps"] > 0 and meta["nudge"]["overall"] > 0 and meta["nudge"]["quantile"] == 0.9
     report = json.loads((layout.reports_dir("tiny", "v1") / "report.json").read_text())
     assert report["llm_tag"] == "tiny" and "jepa" in report["methods"]
     assert report["jepa_vote"]["tau_rel"] == meta["jepa_vote"]["tau_rel"]
@@ -72,6 +73,26 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert checks["latents_finite_and_registered_width"] is True
     assert checks["checkpoint_not_collapsed"] is True
     assert "rerank_not_worse_than_off" in checks
+
+    # the four modes side by side on the materialized partition (two test problems)
+    from rjepa_core.eval.modes import evaluate_modes
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.decoder import load_decoder
+
+    student = project[0]["student_llm"].load("tiny")
+    ck = load_checkpoint(pointer["path"])
+    modes = evaluate_modes(
+        student, ck, load_decoder(layout.decoder_dir("tiny", "v1")), problems, chains, seqs, k=3, limit=2,
+        max_new_tokens=12, n_resamples=50, pooling="mean",
+    )  # fmt: skip
+    assert modes["n_problems"] == 2
+    assert set(modes["accuracy"]) == {"OFF", "RERANK:jepa_vote", "RERANK:jepa_filter_majority", "RERANK:jepa",
+                                      "RERANK:majority", "NUDGE", "NUDGE_off", "PLAN"}  # fmt: skip
+    greedy = {c.problem_id: c.is_valid for c in chains if c.meta["greedy"]}
+    first_two = [p.problem_id for p in problems if p.split == "test" and p.problem_id in greedy][:2]
+    assert modes["accuracy"]["OFF"] == sum(greedy[i] for i in first_two) / 2  # OFF is the pipeline's greedy chain
+    assert modes["mean_tokens"]["RERANK:jepa_vote"] >= modes["mean_tokens"]["OFF"]
+    assert set(modes["vs_off"]) == set(modes["accuracy"]) - {"OFF"}
 
 
 def test_cumulative_version_and_new_llm_backfill(defs, project, instance):

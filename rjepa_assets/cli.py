@@ -179,45 +179,28 @@ def cmd_eval(args) -> None:
 
 
 def cmd_eval_modes(args) -> None:
-    """OFF, RERANK, NUDGE and PLAN on a partition's test problems; writes bench/results/modes_<version>.json."""
-    from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
-    from rjepa_core.eval.modes import evaluate_modes
+    """Materialize `modes_report` (OFF, RERANK, NUDGE, PLAN on the test split) through Dagster, print it and keep it
+    in bench/results/modes_<version>.json with the command that made it."""
+    instance = _instance()
+    from rjepa_assets.definitions import defs
+    from rjepa_assets.defs.partitions import multi_key
+    from rjepa_assets.defs.resources import StorageResource
     from rjepa_core.io import atomic_write_json
-    from rjepa_core.jepa.checkpoint import load_checkpoint
-    from rjepa_core.jepa.decoder import load_decoder
-    from rjepa_core.llm.prompting import examples_of
-    from rjepa_core.pipeline import newest_checkpoint, tune_selection
-    from rjepa_core.schemas import ChainOfThought, Problem, read_records
-    from rjepa_core.store.latents import LatentStore
+    from rjepa_core.pipeline import MODES_FILE
 
-    layout = StorageResource().layout()
-    try:
-        best = newest_checkpoint(layout, args.llm, args.version)
-        decoder = load_decoder(layout.decoder_dir(args.llm, args.version))
-    except FileNotFoundError as exc:
-        raise SystemExit(f"{exc} (run `rjepa demo --llm {args.llm} --version {args.version}` first)") from None
-    seqs = LatentStore(layout).read(args.llm, args.version)
-    ck = load_checkpoint(best)
-    if not ck.meta.get("nudge"):
-        print(f"[rjepa] {best} has no NUDGE threshold yet: fitting it on the validation split")
-        tune_selection(layout, args.llm, args.version, best, seqs)
-        ck = load_checkpoint(best)
-    problems = read_records(Problem, layout.problems_path(args.version))
-    chains = read_records(ChainOfThought, layout.student_chains_path(args.llm, args.version))
-    student = StudentLLMResource().load(args.llm)
+    _register(instance, args.llm, args.version)
+    cfg = {"k": args.k, "limit": args.limit}
     t = time.monotonic()
-    report = evaluate_modes(
-        student, ck, decoder, problems, chains, seqs, k=args.k, examples=examples_of(problems),
-        layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"), limit=args.limit,
-        log=lambda m: print("  " + m, flush=True),
-    )  # fmt: skip
-    report.update(
-        llm_tag=args.llm,
-        dataset_version=args.version,
-        checkpoint=str(ck.path),
-        wall_s=round(time.monotonic() - t, 1),
-        command=" ".join(["rjepa", *sys.argv[1:]]),
+    res = defs.resolve_job_def("modes_job").execute_in_process(
+        partition_key=multi_key(args.version, args.llm),
+        instance=instance,
+        run_config={**QUIET, "ops": {"modes_report": {"config": cfg}}},
+        raise_on_error=False,
     )
+    _check(res, "modes_job", t)
+    layout = StorageResource().layout()
+    report = json.loads((Path(layout.reports_dir(args.llm, args.version)) / MODES_FILE).read_text())
+    report["command"] = " ".join(["rjepa", *sys.argv[1:]])
     out = Path(args.out) / f"modes_{args.version}.json"
     atomic_write_json(out, report)
     print(f"=== modes on {args.llm}/{args.version}: {report['n_problems']} test problems, K={args.k} ===")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from rjepa_assets.defs.automation.jobs import dataset_job, llm_pipeline_job
+from rjepa_assets.defs.automation.jobs import dataset_job, llm_pipeline_job, modes_job
 from rjepa_assets.defs.automation.schedules import nightly_retraining
 from rjepa_assets.defs.automation.sensors import dataset_version_sensor, llm_registry_sensor
 from rjepa_assets.defs.data.assets import gold_cots, problems
 from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.evaluation.assets import eval_report
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
+from rjepa_assets.defs.modes.assets import modes_report
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource, duckdb_resource
 from rjepa_assets.defs.student.assets import latents, student_chains
 from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
@@ -28,8 +29,9 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             jepa_checkpoint,
             latent_decoder,
             eval_report,
+            modes_report,
         ],
-        jobs=[dataset_job, llm_pipeline_job, create_dataset_job],
+        jobs=[dataset_job, llm_pipeline_job, modes_job, create_dataset_job],
         schedules=[nightly_retraining],
         sensors=[llm_registry_sensor, dataset_version_sensor],
         resources={

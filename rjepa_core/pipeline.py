@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rjepa_core.progress import Progress
 from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem, stable_id
@@ -352,8 +354,74 @@ def run_evaluation(
         tau_source=f"the checkpoint's meta: {vote.get('source', 'given')}",
     )
     report["checkpoint"] = str(ck.path)
+    modes_path = Path(layout.reports_dir(llm_tag, version)) / MODES_FILE
+    if modes_path.exists():  # the modes rows of this same checkpoint (`modes_report`), if they were measured
+        modes = json.loads(modes_path.read_text())
+        if modes.get("checkpoint") == str(ck.path):
+            report["modes"] = modes
     paths = write_report(report, layout.reports_dir(llm_tag, version))
     return report, paths
+
+
+MODES_FILE = "modes.json"
+
+
+def run_modes(
+    layout,
+    llm_tag: str,
+    version: str,
+    student,
+    *,
+    k: int = 4,
+    limit: int = 0,
+    nudge_m: int = 4,
+    plan_k: int = 2,
+    max_new_tokens: int = 160,
+    bootstrap: int = 1000,
+    device: str = "cpu",
+    log: Log = None,
+) -> dict:
+    """OFF, RERANK, NUDGE and PLAN on the partition's test problems (`eval.modes.evaluate_modes`), with the newest
+    checkpoint and the partition's latent decoder; writes reports/<llm>/<version>/modes.json and adds the rows to
+    the eval report of the same checkpoint. Returns the modes result."""
+    import time
+
+    from rjepa_core.eval.modes import evaluate_modes
+    from rjepa_core.eval.report import write_report
+    from rjepa_core.io import atomic_write_json
+    from rjepa_core.jepa.checkpoint import load_checkpoint
+    from rjepa_core.jepa.decoder import load_decoder
+    from rjepa_core.llm.prompting import examples_of
+    from rjepa_core.schemas import read_records
+    from rjepa_core.store.latents import LatentStore
+
+    best = newest_checkpoint(layout, llm_tag, version)
+    decoder = load_decoder(layout.decoder_dir(llm_tag, version), device=device)
+    seqs = LatentStore(layout).read(llm_tag, version)
+    ck = load_checkpoint(best, device=device)
+    if not ck.meta.get("nudge"):  # trained before NUDGE: fit its threshold on validation now
+        if log:
+            log(f"{best} has no NUDGE threshold yet: fitting it on the validation split")
+        tune_selection(layout, llm_tag, version, best, seqs, device=device)
+        ck = load_checkpoint(best, device=device)
+    problems = read_records(Problem, layout.problems_path(version))
+    chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
+    t = time.monotonic()
+    modes = evaluate_modes(
+        student, ck, decoder, problems, chains, seqs, k=k, examples=examples_of(problems),
+        layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"), nudge_m=nudge_m, plan_k=plan_k,
+        max_new_tokens=max_new_tokens, limit=limit, n_resamples=bootstrap, log=log,
+    )  # fmt: skip
+    modes.update(llm_tag=llm_tag, dataset_version=version, checkpoint=str(ck.path),
+                 wall_s=round(time.monotonic() - t, 1))  # fmt: skip
+    out = Path(layout.reports_dir(llm_tag, version))
+    atomic_write_json(out / MODES_FILE, modes)
+    report_path = out / "report.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        if report.get("checkpoint") == str(ck.path):
+            write_report({**report, "modes": modes}, out)
+    return modes
 
 
 def fit_latent_decoder(

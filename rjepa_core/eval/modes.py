@@ -143,8 +143,9 @@ def evaluate_modes(
                          "predicted": t0.predicted_text, "reason": t0.reason, "right": right[name][-1]}
                     )  # fmt: skip
         t = time.monotonic()
-        r = plan(student, model, decoder, prompt, g.steps[:from_steps], PlanConfig(k=plan_k, max_new_tokens=max_new_tokens, seed=n),
-                 domain=p.domain, layer_idx=layer_idx, pooling=pooling)  # fmt: skip
+        cfg = PlanConfig(k=plan_k, max_new_tokens=max_new_tokens, seed=n)
+        r = plan(student, model, decoder, prompt, g.steps[:from_steps], cfg, domain=p.domain, layer_idx=layer_idx,
+                 pooling=pooling)  # fmt: skip
         seconds["PLAN"] += time.monotonic() - t
         right["PLAN"].append(_label(p, r.steps, r.final_answer))
         tokens["PLAN"].append(r.tokens_used)

@@ -124,6 +124,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{label}: **{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains "
                 f"(chance {_f(row.get('chance_rate'))}; within ±1: {_f(row.get('within_one_rate'))})."
             )
+    if report.get("modes"):
+        lines += ["", "## Inference modes (OFF, RERANK, NUDGE, PLAN)", "", *modes_markdown(report["modes"])]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({fname})" for name, fname in PNG_FILES.items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes") or []]
@@ -157,6 +159,7 @@ def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
         "paired_vs_majority": paired,
         "localisation": {name: loc.get(name) for name in loc_keys},
         "localisation_position_normalised": {name: loc_z.get(name) for name in loc_keys},
+        **({"modes": {k: v for k, v in report["modes"].items() if k != "nudge"}} if report.get("modes") else {}),
     }
 
 
@@ -174,3 +177,32 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     name = f"eval_{report.get('dataset_version') or 'unknown'}.json"
     paths["summary"] = atomic_write_json(out_dir / name, summary(report))
     return paths
+
+
+def modes_markdown(modes: dict[str, Any]) -> list[str]:
+    """The modes table (`eval.modes.evaluate_modes`): accuracy, CI, paired difference vs OFF, tokens, seconds."""
+    lines = [
+        f"{modes['n_problems']} test problems, RERANK over the first {modes['k']} sampled candidates; NUDGE M="
+        f"{modes['nudge']['m']}, threshold = the {modes['nudge']['threshold_quantile']:.0%} quantile per position of "
+        f"lawful steps ({modes['nudge']['threshold_source']}); PLAN k={modes['plan']['k']} from "
+        f"{modes['plan']['from_steps']} given steps, verbalised by the latent decoder.",
+        "",
+        "| mode | accuracy | 95 % CI | − OFF (paired) | tokens / problem | s / problem |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m, acc in modes["accuracy"].items():
+        d = modes["vs_off"].get(m)
+        diff = f"{_f(d['mean'])} {_ci(d['ci95'])}" if d else "—"
+        secs = modes.get("seconds_per_problem", {}).get(m)
+        lines.append(
+            f"| {m} | {_f(acc)} | {_ci(modes['ci95'][m])} | {diff} | {modes['mean_tokens'][m]:.0f} | "
+            f"{_f(secs, 1) if secs is not None else '—'} |"
+        )
+    d = modes.get("nudge_vs_nudge_off")
+    if d:
+        lines += [
+            "",
+            f"NUDGE − NUDGE_off (the same step-wise generation, never nudged): {_f(d['mean'])} {_ci(d['ci95'])}; "
+            f"{modes['nudge']['problems_nudged']} problems had at least one step nudged.",
+        ]
+    return lines

@@ -15,6 +15,7 @@ ASSETS = {
     "jepa_checkpoint",
     "latent_decoder",
     "eval_report",
+    "modes_report",
 }
 
 
@@ -41,7 +42,9 @@ def test_checks_jobs_schedules_sensors():
         ("latent_decoder", "decoder_reads_the_latent"),
         ("eval_report", "rerank_not_worse_than_off"),
     }
-    assert {"dataset_job", "llm_pipeline_job", "create_dataset_job"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"dataset_job", "llm_pipeline_job", "modes_job", "create_dataset_job"} <= {
+        j.name for j in repo.get_all_jobs()
+    }
     assert default_defs.get_schedule_def("nightly_retraining").cron_schedule
     assert {s.name for s in repo.sensor_defs} == {"llm_registry_sensor", "dataset_version_sensor"}
 

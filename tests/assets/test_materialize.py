@@ -74,18 +74,14 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert checks["checkpoint_not_collapsed"] is True
     assert "rerank_not_worse_than_off" in checks
 
-    # the four modes side by side on the materialized partition (two test problems)
-    from rjepa_core.eval.modes import evaluate_modes
-    from rjepa_core.jepa.checkpoint import load_checkpoint
-    from rjepa_core.jepa.decoder import load_decoder
-
-    student = project[0]["student_llm"].load("tiny")
-    ck = load_checkpoint(pointer["path"])
-    modes = evaluate_modes(
-        student, ck, load_decoder(layout.decoder_dir("tiny", "v1")), problems, chains, seqs, k=3, limit=2,
-        max_new_tokens=12, n_resamples=50, pooling="mean",
-    )  # fmt: skip
-    assert modes["n_problems"] == 2
+    # the four modes side by side on the materialized partition (two test problems), through modes_job
+    modes_cfg = {"ops": {"modes_report": {"config": {"k": 3, "limit": 2, "max_new_tokens": 12, "bootstrap": 50}}}}
+    r3 = defs.resolve_job_def("modes_job").execute_in_process(
+        partition_key=multi_key("v1", "tiny"), instance=instance, run_config=modes_cfg
+    )
+    assert r3.success
+    modes = json.loads((layout.reports_dir("tiny", "v1") / "modes.json").read_text())
+    assert modes["n_problems"] == 2 and modes["checkpoint"] == str(Path(pointer["path"]))
     assert set(modes["accuracy"]) == {"OFF", "RERANK:jepa_vote", "RERANK:jepa_filter_majority", "RERANK:jepa",
                                       "RERANK:majority", "NUDGE", "NUDGE_off", "PLAN"}  # fmt: skip
     greedy = {c.problem_id: c.is_valid for c in chains if c.meta["greedy"]}
@@ -93,6 +89,13 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert modes["accuracy"]["OFF"] == sum(greedy[i] for i in first_two) / 2  # OFF is the pipeline's greedy chain
     assert modes["mean_tokens"]["RERANK:jepa_vote"] >= modes["mean_tokens"]["OFF"]
     assert set(modes["vs_off"]) == set(modes["accuracy"]) - {"OFF"}
+    # the eval report of the same checkpoint now has the NUDGE and PLAN rows
+    md = (layout.reports_dir("tiny", "v1") / "report.md").read_text()
+    assert "## Inference modes" in md and "| NUDGE |" in md and "| PLAN |" in md
+    summary = json.loads((layout.reports_dir("tiny", "v1") / "eval_v1.json").read_text())
+    assert set(summary["modes"]["accuracy"]) == set(modes["accuracy"])
+    mat = instance.get_latest_materialization_event(dg.AssetKey("modes_report")).asset_materialization
+    assert {"modes", "nudge_accuracy", "plan_accuracy", "off_accuracy"} <= set(mat.metadata)
 
 
 def test_cumulative_version_and_new_llm_backfill(defs, project, instance):

@@ -13,3 +13,10 @@ llm_pipeline_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("student_chains", "latents", "jepa_checkpoint", "latent_decoder", "eval_report"),
     description="For one LLM and dataset version: chains → latents → checkpoint (+ latent decoder) → eval report.",
 )
+
+modes_job = dg.define_asset_job(
+    "modes_job",
+    selection=dg.AssetSelection.assets("modes_report"),
+    description="For one LLM and dataset version: OFF vs RERANK vs NUDGE vs PLAN on the test split (slow: the "
+    "student writes every NUDGE and PLAN chain; `limit` in the config caps the problems).",
+)

@@ -222,9 +222,18 @@ class RJEPAClient:
         return self._call("POST", "/rerank", json=body)
 
     def chat(self, prompt: str, mode: str = "OFF", k: int = 4, temperature: float = 0.7, **kw: Any) -> dict[str, Any]:
+        """Answer a problem. mode NUDGE takes `nudge={"threshold": .., "m": .., "alpha": .., "budget_tokens": ..}`,
+        PLAN takes `plan={"steps": [...], "k": .., "verbalise": "decoder" | "student"}` (all optional)."""
         return self._call(
             "POST", "/chat", json={"prompt": prompt, "mode": mode, "k": k, "temperature": temperature, **kw}
         )
+
+    def decode(self, latents: Any, max_tokens: int | None = None) -> list[str]:
+        """The latent decoder's text for each step latent (rows of a (n, hidden) array, e.g. pred_hidden)."""
+        body: dict[str, Any] = {"latents": _matrix(latents)}
+        if max_tokens is not None:
+            body["max_tokens"] = int(max_tokens)
+        return self._call("POST", "/decode", json=body)["texts"]
 
     def feedback(
         self,

@@ -118,3 +118,15 @@ def test_malformed_mode_bodies_are_422_before_any_model(tmp_path):
         assert r.status_code == 422
         assert c.post("/decode", json={"latents": []}).status_code == 422
         assert c.post("/chat", json={"prompt": "x", "mode": "PLAN", "plan": {"verbalise": "poem"}}).status_code == 422
+
+
+def test_client_decodes_predictions_and_chats_in_plan_mode(modes_client):
+    """RJEPAClient.decode on /predict_masked's pred_hidden, and chat(mode="PLAN"), against the app."""
+    from rjepa_serve.client import RJEPAClient
+
+    client = RJEPAClient(client=modes_client)
+    H = np.random.default_rng(3).standard_normal((3, HIDDEN)).astype(np.float32)
+    pred = client.predict_masked(H, [1, 3])["pred_hidden"]
+    assert client.decode(pred) == [STEP, STEP]
+    out = client.chat("What is 3 + 4?", mode="PLAN", plan={"steps": [STEP], "k": 1}, max_new_tokens=8)
+    assert out["plan"]["plan"][0]["decoded"] == STEP

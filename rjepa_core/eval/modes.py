@@ -31,7 +31,7 @@ from rjepa_core.schemas import ChainOfThought, Problem
 
 
 def _label(problem: Problem, steps: list[str], final_answer: str | None) -> bool:
-    from rjepa_core.pipeline import label_chain
+    from rjepa_core.validators.gold import label_chain
 
     chain = ChainOfThought(
         cot_id="eval-modes",

@@ -113,3 +113,19 @@ def decide_gold(problem: Problem, chains: list[ChainOfThought], min_agree: int =
             reason = f"no check applies and fewer than {min_agree} chains agree ({c.validation_reason})"
             out[i] = c.model_copy(update={"is_valid": False, "validation_reason": reason})
     return out
+
+
+def label_chain(problem: Problem, chain: ChainOfThought) -> ChainOfThought:
+    """Set is_valid/validation_reason by checking the final answer (and locate the first wrong step)."""
+    from rjepa_core.validators.steps import first_wrong_step
+
+    if chain.final_answer in (None, ""):
+        chain.is_valid, chain.validation_reason = False, "no final answer"
+    elif answers_equal(chain.final_answer, problem.answer_gold):
+        chain.is_valid, chain.validation_reason = True, "final answer matches gold"
+    else:
+        chain.is_valid = False
+        chain.validation_reason = f"wrong final answer {chain.final_answer!r} (gold {problem.answer_gold!r})"
+    if problem.domain == "math":
+        chain.meta["first_wrong_step"] = first_wrong_step(chain.steps)
+    return chain

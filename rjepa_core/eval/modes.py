@@ -10,8 +10,9 @@ on the same problems by a paired bootstrap (accuracy difference and its 95 % int
 counts are generated tokens per problem: RERANK pays K chains, NUDGE its alternatives, PLAN its
 continuation (plan steps written by the decoder cost the student nothing).
 
-PLAN plans from the question alone (no step given) when the checkpoint has a question token, else
-after the greedy chain's first step.
+PLAN writes the plan steps as decoded; PLAN:student lets the student write them with the decoded plan
+as a hint in its prompt. Both plan from the question alone (no step given) when the checkpoint has a
+question token, else after the greedy chain's first step.
 
 NUDGE's own control is `NUDGE_off`: the same step-wise generation with an infinite threshold, so
 that a difference between NUDGE and OFF cannot come from writing line by line rather than from the
@@ -107,10 +108,10 @@ def evaluate_modes(
     if not test:
         raise ValueError(f"no test problem has a greedy chain and {k} sampled candidates with latents")
     methods = ("OFF", "RERANK:jepa_vote", "RERANK:jepa_filter_majority", "RERANK:jepa", "RERANK:majority",
-               "NUDGE", "NUDGE_off", "PLAN")  # fmt: skip
+               "NUDGE", "NUDGE_off", "PLAN", "PLAN:student")  # fmt: skip
     right: dict[str, list[bool]] = {m: [] for m in methods}
     tokens: dict[str, list[int]] = {m: [] for m in methods}
-    seconds: dict[str, float] = {m: 0.0 for m in ("NUDGE", "NUDGE_off", "PLAN")}
+    seconds: dict[str, float] = {m: 0.0 for m in ("NUDGE", "NUDGE_off", "PLAN", "PLAN:student")}
     nudged_steps, nudged_problems, examples_out = [], 0, []
     model = ck.model
     from_steps = 0 if model.cfg.question_token else 1  # without a question token, plan after the greedy first step
@@ -142,13 +143,15 @@ def evaluate_modes(
                         {"problem": p.statement[:200], "step": t0.index, "original": t0.original, "kept": t0.text,
                          "predicted": t0.predicted_text, "reason": t0.reason, "right": right[name][-1]}
                     )  # fmt: skip
-        t = time.monotonic()
-        cfg = PlanConfig(k=plan_k, max_new_tokens=max_new_tokens, seed=n)
-        r = plan(student, model, decoder, prompt, g.steps[:from_steps], cfg, domain=p.domain, layer_idx=layer_idx,
-                 pooling=pooling)  # fmt: skip
-        seconds["PLAN"] += time.monotonic() - t
-        right["PLAN"].append(_label(p, r.steps, r.final_answer))
-        tokens["PLAN"].append(r.tokens_used)
+        for name, verbalise in (("PLAN", "decoder"), ("PLAN:student", "student")):
+            t = time.monotonic()
+            cfg = PlanConfig(k=plan_k, verbalise=verbalise, max_new_tokens=max_new_tokens, seed=n)
+            hinted = lambda hint, p=p: student.prompt_for(p.statement + hint, examples)  # noqa: E731
+            r = plan(student, model, decoder, prompt, g.steps[:from_steps], cfg, domain=p.domain, layer_idx=layer_idx,
+                     pooling=pooling, hinted_prompt=hinted)  # fmt: skip
+            seconds[name] += time.monotonic() - t
+            right[name].append(_label(p, r.steps, r.final_answer))
+            tokens[name].append(r.tokens_used)
         if log and (n + 1) % 5 == 0:
             log(
                 f"modes: {n + 1}/{len(test)} problems; " + ", ".join(f"{m} {accuracy(v):.3f}" for m, v in right.items())
@@ -165,7 +168,11 @@ def evaluate_modes(
             "mean_steps_nudged": float(np.mean(nudged_steps)),
             "examples": examples_out,
         },  # fmt: skip
-        "plan": {"k": plan_k, "verbalise": "decoder", "from_steps": from_steps},
+        "plan": {
+            "k": plan_k,
+            "verbalise": "PLAN: decoder; PLAN:student: the student, hinted with the decoded plan",
+            "from_steps": from_steps,
+        },  # fmt: skip
         "accuracy": {m: accuracy(v) for m, v in right.items()},
         "ci95": {m: bootstrap_ci([float(x) for x in v], n_resamples) for m, v in right.items()},
         "vs_off": {

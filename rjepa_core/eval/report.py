@@ -185,7 +185,7 @@ def modes_markdown(modes: dict[str, Any]) -> list[str]:
         f"{modes['n_problems']} test problems, RERANK over the first {modes['k']} sampled candidates; NUDGE M="
         f"{modes['nudge']['m']}, threshold = the {modes['nudge']['threshold_quantile']:.0%} quantile per position of "
         f"lawful steps ({modes['nudge']['threshold_source']}); PLAN k={modes['plan']['k']} from "
-        f"{modes['plan']['from_steps']} given steps, verbalised by the latent decoder.",
+        f"{modes['plan']['from_steps']} given steps ({modes['plan']['verbalise']}).",
         "",
         "| mode | accuracy | 95 % CI | − OFF (paired) | tokens / problem | s / problem |",
         "|---|---|---|---|---|---|",

@@ -83,7 +83,7 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     modes = json.loads((layout.reports_dir("tiny", "v1") / "modes.json").read_text())
     assert modes["n_problems"] == 2 and modes["checkpoint"] == str(Path(pointer["path"]))
     assert set(modes["accuracy"]) == {"OFF", "RERANK:jepa_vote", "RERANK:jepa_filter_majority", "RERANK:jepa",
-                                      "RERANK:majority", "NUDGE", "NUDGE_off", "PLAN"}  # fmt: skip
+                                      "RERANK:majority", "NUDGE", "NUDGE_off", "PLAN", "PLAN:student"}  # fmt: skip
     greedy = {c.problem_id: c.is_valid for c in chains if c.meta["greedy"]}
     first_two = [p.problem_id for p in problems if p.split == "test" and p.problem_id in greedy][:2]
     assert modes["accuracy"]["OFF"] == sum(greedy[i] for i in first_two) / 2  # OFF is the pipeline's greedy chain

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rjepa_core.llm.generation import states_answer
 from rjepa_core.segmentation import extract_final_answer, segment
 
 VERBALISE = ("decoder", "student")
@@ -152,7 +153,7 @@ def plan(
         )
         cosines = [_cos(Hp[m + i], pred[i]) for i in range(len(planned))]
     steps = [*given, *planned]
-    answered = extract_final_answer(text) is not None
+    answered = states_answer(text)  # an explicit answer line (extract_final_answer falls back to the last number)
     if cfg.continue_generation and not answered:
         chain = student.generate(
             [prompt + text], k=1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed

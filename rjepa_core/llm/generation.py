@@ -34,6 +34,11 @@ class GeneratedChain:
     num_new_tokens: int  # generated tokens kept (EOS included when it ended the chain)
 
 
+def states_answer(text: str) -> bool:
+    """The text has a finished final-answer line ("Answer: ...", "#### ...")."""
+    return bool(_ANSWER_LINE.search(text))
+
+
 def cut_after_answer(text: str) -> str:
     """Text up to the end of its first final-answer line."""
     m = _ANSWER_LINE.search(text)

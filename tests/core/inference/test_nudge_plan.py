@@ -139,3 +139,9 @@ def test_plan_from_the_question_alone_and_by_the_student(tiny_student, scorer, p
     no_q = RJEPA(rjepa_tiny(hidden_size=HIDDEN, question_token=False))
     with pytest.raises(ValueError, match="question token"):
         plan(tiny_student, no_q, decoder, prompt, [], PlanConfig(k=1))
+
+
+def test_plan_continues_after_decoded_steps_that_state_no_answer(tiny_student, scorer, prompt, decoder):
+    """Decoded steps end in a number ("3 + 4 = 7") but state no answer line: the student must still continue."""
+    result = plan(tiny_student, scorer.model, decoder, prompt, [], PlanConfig(k=1, max_new_tokens=6, temperature=0.9))
+    assert result.tokens_used > 0 and result.text.startswith("Step 1: 3 + 4 = 7")

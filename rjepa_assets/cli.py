@@ -189,7 +189,7 @@ def cmd_eval_modes(args) -> None:
     from rjepa_core.pipeline import MODES_FILE
 
     _register(instance, args.llm, args.version)
-    cfg = {"k": args.k, "limit": args.limit}
+    cfg = {"k": args.k, "limit": args.limit, "plan_from_steps": args.plan_from_steps}
     t = time.monotonic()
     res = defs.resolve_job_def("modes_job").execute_in_process(
         partition_key=multi_key(args.version, args.llm),
@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", default="v1")
     p.add_argument("--k", type=int, default=4, help="RERANK candidates (the first K sampled test chains)")
     p.add_argument("--limit", type=int, default=0, help="first N test problems only (0 = all)")
+    p.add_argument("--plan-from-steps", type=int, default=1, help="PLAN after the greedy chain's first N steps")
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.set_defaults(fn=cmd_eval_modes)
     p = sub.add_parser("ui", help="start the Dagster UI on the project's instance")

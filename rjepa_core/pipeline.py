@@ -360,6 +360,7 @@ def run_modes(
     limit: int = 0,
     nudge_m: int = 4,
     plan_k: int = 2,
+    plan_from_steps: int = 1,
     max_new_tokens: int = 160,
     bootstrap: int = 1000,
     device: str = "cpu",
@@ -394,7 +395,7 @@ def run_modes(
     modes = evaluate_modes(
         student, ck, decoder, problems, chains, seqs, k=k, examples=examples_of(problems),
         layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"), nudge_m=nudge_m, plan_k=plan_k,
-        max_new_tokens=max_new_tokens, limit=limit, n_resamples=bootstrap, log=log,
+        plan_from_steps=plan_from_steps, max_new_tokens=max_new_tokens, limit=limit, n_resamples=bootstrap, log=log,
     )  # fmt: skip
     modes.update(llm_tag=llm_tag, dataset_version=version, checkpoint=str(ck.path),
                  wall_s=round(time.monotonic() - t, 1))  # fmt: skip

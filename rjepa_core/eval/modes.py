@@ -11,8 +11,9 @@ counts are generated tokens per problem: RERANK pays K chains, NUDGE its alterna
 continuation (plan steps written by the decoder cost the student nothing).
 
 PLAN writes the plan steps as decoded; PLAN:student lets the student write them with the decoded plan
-as a hint in its prompt. Both plan from the question alone (no step given) when the checkpoint has a
-question token, else after the greedy chain's first step.
+as a hint in its prompt. Both plan after the greedy chain's first `plan_from_steps` steps (default 1;
+0 = from the question alone, which needs a question token). On v1 the predictions from the question
+alone were nearly the same for every problem, so a plan from m = 0 restated an "average first step".
 
 NUDGE's own control is `NUDGE_off`: the same step-wise generation with an infinite threshold, so
 that a difference between NUDGE and OFF cannot come from writing line by line rather than from the
@@ -75,6 +76,7 @@ def evaluate_modes(
     pooling: str | None = None,
     nudge_m: int = 4,
     plan_k: int = 2,
+    plan_from_steps: int = 1,
     max_new_tokens: int = 160,
     limit: int = 0,
     n_resamples: int = 1000,
@@ -114,7 +116,8 @@ def evaluate_modes(
     seconds: dict[str, float] = {m: 0.0 for m in ("NUDGE", "NUDGE_off", "PLAN", "PLAN:student")}
     nudged_steps, nudged_problems, examples_out = [], 0, []
     model = ck.model
-    from_steps = 0 if model.cfg.question_token else 1  # without a question token, plan after the greedy first step
+    # plan after the greedy chain's first `plan_from_steps` steps (at least one without a question token)
+    from_steps = max(plan_from_steps, 0 if model.cfg.question_token else 1)
     for n, p in enumerate(test):
         prompt = student.prompt_for(p.statement, examples)
         g = greedy[p.problem_id]

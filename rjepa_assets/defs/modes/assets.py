@@ -18,6 +18,7 @@ class ModesConfig(dg.Config):
     limit: int = 0  # first N test problems only (0 = all)
     nudge_m: int = 4  # alternatives per nudged step
     plan_k: int = 2  # steps planned
+    plan_from_steps: int = 1  # plan after the greedy chain's first N steps (0 = from the question alone)
     max_new_tokens: int = 160
     bootstrap: int = 1000
     device: str = "cpu"
@@ -47,7 +48,8 @@ def modes_report(
         try:
             modes = run_modes(
                 storage.layout(), tag, version, student_llm.load(tag), k=config.k, limit=config.limit,
-                nudge_m=config.nudge_m, plan_k=config.plan_k, max_new_tokens=config.max_new_tokens,
+                nudge_m=config.nudge_m, plan_k=config.plan_k, plan_from_steps=config.plan_from_steps,
+                max_new_tokens=config.max_new_tokens,
                 bootstrap=config.bootstrap, device=config.device, log=context.log.info,
             )  # fmt: skip
         except (FileNotFoundError, ValueError) as exc:

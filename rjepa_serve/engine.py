@@ -267,8 +267,11 @@ def _checked_steps(ms: ModelState, n: int, what: str) -> None:
         raise ValueError(f"{what} has {n} steps, above the checkpoint's max_steps={ms.max_steps}: give fewer")
 
 
-def nudge_chain(ms: ModelState, statement: str, params: Any, max_new_tokens: int, temperature: float, seed, domain):
-    """NUDGE: (result, threshold source) with the request's settings, else the checkpoint's fitted threshold."""
+def nudge_chain(
+    ms: ModelState, decoder: Any, statement: str, params: Any, max_new_tokens: int, temperature: float, seed, domain
+):
+    """NUDGE: (result, budget, threshold source) with the request's settings, else the checkpoint's fitted
+    threshold. decoder: the route's (required for alpha > 0); without one, the partition's when it has one."""
     from rjepa_core.inference.nudge import NudgeConfig, NudgeThreshold, nudge
 
     student = _require_student(ms)
@@ -294,7 +297,7 @@ def nudge_chain(ms: ModelState, statement: str, params: Any, max_new_tokens: int
         alt_temperature=params.alt_temperature,
         seed=seed if seed is not None else 0,
     )
-    decoder = ms.decoder.get() if params.alpha > 0 else _optional_decoder(ms)
+    decoder = decoder if decoder is not None else _optional_decoder(ms)
     result = nudge(
         student,
         ms.scorer,

@@ -21,6 +21,11 @@ def md_table(
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def fmt(x: Any) -> str:
+    """A metric for a metadata table: 3 decimals, "–" when missing or NaN."""
+    return "–" if x is None or (isinstance(x, float) and x != x) else f"{x:.3f}"
+
+
 def png(path: str | Path, title: str = "") -> dg.MetadataValue:
     """Embed a PNG so the asset page shows the plot itself."""
     data = base64.b64encode(Path(path).read_bytes()).decode()

@@ -141,6 +141,16 @@ class JEPAScorer:
             out.append(q if self.model.cfg.question_token else None)
         return out
 
+    def _prepare(self, seqs, domains, questions) -> tuple[list[int], list[np.ndarray | None], list[torch.Tensor]]:
+        """Checked inputs: domain ids, question latents (None where unused) and every step's target embedding."""
+        self._check(seqs)
+        names = list(domains) if domains is not None else [None] * len(seqs)
+        if len(names) != len(seqs):
+            raise ValueError(f"{len(seqs)} chains but {len(names)} domains")
+        qs = self._questions(len(seqs), questions)
+        dom = [domain_index(self.model.cfg.domains, d) for d in names]
+        return dom, qs, self._targets(seqs, dom, qs)
+
     @torch.no_grad()
     def score(
         self,
@@ -155,13 +165,7 @@ class JEPAScorer:
         """
         if not seqs:
             return []
-        self._check(seqs)
-        names = list(domains) if domains is not None else [None] * len(seqs)
-        if len(names) != len(seqs):
-            raise ValueError(f"{len(seqs)} chains but {len(names)} domains")
-        qs = self._questions(len(seqs), questions)
-        dom = [domain_index(self.model.cfg.domains, d) for d in names]
-        targets = self._targets(seqs, dom, qs)
+        dom, qs, targets = self._prepare(seqs, domains, questions)
         variants = [(c, t) for c, h in enumerate(seqs) for t in masked_sets(h.shape[0], self.cfg)]
         sums = [np.zeros(h.shape[0]) for h in seqs]
         counts = [np.zeros(h.shape[0]) for h in seqs]
@@ -211,11 +215,7 @@ class JEPAScorer:
         how unexpected the newest step of a chain being written is (NUDGE)."""
         if not seqs:
             return []
-        self._check(seqs)
-        names = list(domains) if domains is not None else [None] * len(seqs)
-        qs = self._questions(len(seqs), questions)
-        dom = [domain_index(self.model.cfg.domains, d) for d in names]
-        targets = self._targets(seqs, dom, qs)
+        dom, qs, targets = self._prepare(seqs, domains, questions)
         variants = [(c, [h.shape[0] - 1]) for c, h in enumerate(seqs)]
         return [float(x[0]) for x in self._variant_surprise(seqs, dom, qs, targets, variants)]
 

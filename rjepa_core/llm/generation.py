@@ -45,23 +45,31 @@ def cut_after_answer(text: str) -> str:
     return (text[: m.end()] if m else text).rstrip()
 
 
-def _stopping_criteria(tokenizer, prompt_len: int):
+def _stop_when(tokenizer, prompt_len: int, done_text):
+    """Stop a row once `done_text(generated text)` holds; checked only when the newest token has a newline."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class AnswerLineDone(StoppingCriteria):
+    class Done(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
             for b in range(input_ids.shape[0]):
-                # Only a newline can complete an answer line: decode the whole row only then.
+                # Only a newline can complete a line: decode the whole row only then.
                 if "\n" not in tokenizer.decode(input_ids[b, -1:]):
                     continue
-                text = tokenizer.decode(input_ids[b, prompt_len:], skip_special_tokens=True)
-                m = _ANSWER_LINE.search(text)
-                done[b] = bool(m) and "\n" in text[m.end() :]
+                done[b] = done_text(tokenizer.decode(input_ids[b, prompt_len:], skip_special_tokens=True))
             return done
 
-    return StoppingCriteriaList([AnswerLineDone()])
+    return StoppingCriteriaList([Done()])
+
+
+def _answer_line_done(text: str) -> bool:
+    m = _ANSWER_LINE.search(text)
+    return bool(m) and "\n" in text[m.end() :]
+
+
+def _line_done(text: str) -> bool:
+    return bool(text.strip()) and "\n" in text.lstrip()
 
 
 def _eos_ids(llm) -> list[int]:
@@ -188,7 +196,7 @@ def generate(
     config = _config(llm, temperature, max_new_tokens, top_p, None)
     eos = set(config.eos_token_id)
     out: list[list[GeneratedChain]] = [[] for _ in prompts]
-    stopping = lambda width: _stopping_criteria(llm.tokenizer, width)  # noqa: E731
+    stopping = lambda width: _stop_when(llm.tokenizer, width, _answer_line_done)  # noqa: E731
     for p, new_ids, logps in _sample(llm, prompts, k, config, stopping, seed, batch_size):
         out[p].append(_finish(llm, prompts[p], new_ids, logps, eos))
     return out
@@ -203,23 +211,6 @@ class NextStep:
     num_tokens: int  # generated tokens kept
     is_answer: bool  # the line states the final answer ("Answer: ..."): the chain ends with it
     ended: bool  # the model ended the chain (EOS) or states the answer: nothing follows
-
-
-def _line_stopping(tokenizer, prompt_len: int):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class LineDone(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            for b in range(input_ids.shape[0]):
-                if "\n" not in tokenizer.decode(input_ids[b, -1:]):
-                    continue
-                text = tokenizer.decode(input_ids[b, prompt_len:], skip_special_tokens=True)
-                done[b] = bool(text.strip()) and "\n" in text.lstrip()
-            return done
-
-    return StoppingCriteriaList([LineDone()])
 
 
 def next_steps(
@@ -241,7 +232,7 @@ def next_steps(
     _check_args(llm, k, temperature, max_new_tokens)
     config = _config(llm, temperature, max_new_tokens, top_p, token_bias)
     eos = set(config.eos_token_id)
-    stopping = lambda width: _line_stopping(llm.tokenizer, width)  # noqa: E731
+    stopping = lambda width: _stop_when(llm.tokenizer, width, _line_done)  # noqa: E731
     out = []
     for _, new_ids, logps in _sample(llm, [context], k, config, stopping, seed, batch_size):
         end = next((i + 1 for i, t in enumerate(new_ids) if t in eos), len(new_ids))

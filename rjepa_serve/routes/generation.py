@@ -151,7 +151,9 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
 
     def work():
         if req.mode == "NUDGE":
-            result, budget, source = engine.nudge_chain(ms, prompt, nudge_params, n, temperature, req.seed, req.domain)
+            result, budget, source = engine.nudge_chain(
+                ms, decoder, prompt, nudge_params, n, temperature, req.seed, req.domain
+            )
             extra["nudge"] = _nudge_out(result, budget, source)
             return engine.score_written(ms, prompt, result.text, result.steps, result.final_answer, req.domain)
         if req.mode == "PLAN":

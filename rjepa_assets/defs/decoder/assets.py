@@ -1,11 +1,9 @@
 """The latent decoder asset [llm × dataset_version]: step latent → step text (SPEC F12)."""
 
-import math
-
 import dagster as dg
 
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint, pooling_of
-from rjepa_assets.defs.metadata import md_table
+from rjepa_assets.defs.metadata import fmt, md_table
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_POOL, latents
@@ -18,10 +16,6 @@ class DecoderAssetConfig(dg.Config):
     d_model: int = 0  # >0 overrides the width
     device: str = "cpu"
     decode_predictions: bool = True  # decode the newest checkpoint's predictions of held-out steps
-
-
-def _fmt(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
 @dg.asset(
@@ -100,8 +94,8 @@ def latent_decoder(
             "numeric_accuracy": r["numeric_accuracy"] if r["numeric_accuracy"] is not None else float("nan"),
             "baselines": md_table(
                 {
-                    "shuffled latents: token accuracy": _fmt(r["shuffled_token_accuracy"]),
-                    "nearest training step: exact match": _fmt(r["nearest_train_exact_match"]),
+                    "shuffled latents: token accuracy": fmt(r["shuffled_token_accuracy"]),
+                    "nearest training step: exact match": fmt(r["nearest_train_exact_match"]),
                 }
             ),
             "predicted_steps_decoded": r["pred_steps"],
@@ -116,7 +110,7 @@ def latent_decoder(
     else:
         metadata = {
             "partitions": md_table(
-                [{k: (_fmt(v) if isinstance(v, float) else v) for k, v in r.items() if k in TABLE} for r in rows]
+                [{k: (fmt(v) if isinstance(v, float) else v) for k, v in r.items() if k in TABLE} for r in rows]
             )
         }
     return dg.MaterializeResult(

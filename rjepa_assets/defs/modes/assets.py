@@ -1,12 +1,10 @@
 """The modes report asset [llm × dataset_version]: OFF, RERANK, NUDGE and PLAN on the same test problems."""
 
-import math
-
 import dagster as dg
 
 from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
-from rjepa_assets.defs.metadata import md_table
+from rjepa_assets.defs.metadata import fmt, md_table
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_POOL
@@ -22,10 +20,6 @@ class ModesConfig(dg.Config):
     max_new_tokens: int = 160
     bootstrap: int = 1000
     device: str = "cpu"
-
-
-def _f(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
 @dg.asset(
@@ -59,9 +53,9 @@ def modes_report(
         {
             "partition": key,
             "mode": m,
-            "accuracy": _f(acc),
-            "ci95": "[" + ", ".join(_f(x) for x in modes["ci95"][m]) + "]",
-            "minus_off": _f(modes["vs_off"][m]["mean"]) if m in modes["vs_off"] else "–",
+            "accuracy": fmt(acc),
+            "ci95": "[" + ", ".join(fmt(x) for x in modes["ci95"][m]) + "]",
+            "minus_off": fmt(modes["vs_off"][m]["mean"]) if m in modes["vs_off"] else "–",
             "tokens": f"{modes['mean_tokens'][m]:.0f}",
         }
         for key, modes in tables.items()

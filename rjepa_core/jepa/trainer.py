@@ -16,6 +16,10 @@ Everything that decides what happens at step k is a pure function of (seed, k): 
 momentum. The only carried state is model, optimizer, torch/numpy/python RNGs and the
 early-stopping counters, all saved in `last/`, so a run killed at any point and resumed from its
 last checkpoint ends with the same weights as an uninterrupted run.
+
+Under `torchrun --nproc-per-node N` the same `train(...)` runs data-parallel (DDP, gloo on CPU, nccl on
+GPU): the process group comes from RANK / WORLD_SIZE / LOCAL_RANK, each global batch is split by rows
+across the ranks, and only rank 0 writes checkpoints and calls `log` (see `rjepa_core.jepa.distributed`).
 """
 
 from __future__ import annotations
@@ -26,17 +30,29 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from rjepa_core.config import RJEPAConfig
 from rjepa_core.jepa.checkpoint import load_checkpoint, load_train_state, resolve_checkpoint_dir, save_checkpoint
 from rjepa_core.jepa.collate import Batch, Chain, Collator, as_chain
+from rjepa_core.jepa.distributed import (
+    DistContext,
+    OnlineStep,
+    barrier,
+    broadcast_object,
+    gather_rows,
+    init_process_group,
+    rank_device,
+    shard_rows,
+    wrap_ddp,
+)
 from rjepa_core.jepa.ema import ema_update
 from rjepa_core.jepa.losses import jepa_losses
 from rjepa_core.jepa.masks import make_masker
@@ -124,10 +140,17 @@ def _std_per_dim(z: torch.Tensor) -> float:
 
 
 class Trainer:
-    """One model, optimizer and collator; `train_step` is one numbered optimisation step."""
+    """One model, optimizer and collator; `train_step` is one numbered optimisation step.
 
-    def __init__(self, cfg: RJEPAConfig, model: RJEPA, device: torch.device):
+    With a multi-process `dist_ctx` (torchrun), the online part runs under DDP on this rank's rows of each
+    global batch while the loss is computed on the whole batch (see `rjepa_core.jepa.distributed`).
+    """
+
+    def __init__(self, cfg: RJEPAConfig, model: RJEPA, device: torch.device, dist_ctx: DistContext | None = None):
         self.cfg, self.model, self.device = cfg, model.to(device), device
+        self.dist = dist_ctx or DistContext()
+        self.step_fn = OnlineStep(self.model)  # context encoder + predictor + hidden head as one forward
+        self.online = wrap_ddp(self.model, self.dist, device) if self.dist.enabled else self.step_fn
         o = cfg.optim
         self.opt = torch.optim.AdamW(
             param_groups(model, o.weight_decay), lr=lr_at(0, o), betas=tuple(o.betas), weight_decay=o.weight_decay
@@ -141,17 +164,23 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward_losses(self, b: Batch) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    def forward_losses(
+        self, b: Batch, ctx: DistContext | None = None
+    ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        """Loss terms of the batch b; with a multi-process ctx this rank runs only its rows (DDP)."""
+        ctx, n = ctx or DistContext(), b.size
+        part = Batch(**{f.name: shard_rows(getattr(b, f.name), ctx) for f in fields(b)}) if ctx.enabled else b
+        online = self.online if ctx.enabled else self.step_fn
         # 1. target forward: no grad, layer-normed, gathered at the masked steps
-        z = self.model.encode_targets(b.H, b.valid, b.domain_ids, None, b.Q, b.q_valid)  # (B, S, D)
-        tgt = gather_steps(z, b.tgt_idx)  # (B, T, D)
+        z = self.model.encode_targets(part.H, part.valid, part.domain_ids, None, part.Q, part.q_valid)  # (b, S, D)
+        tgt = gather_rows(gather_steps(z, part.tgt_idx), n, ctx)  # (B, T, D)
         # 2. context encoder + predictor on the visible steps (and the question) only
         with self.autocast():
-            pred = self.model.predict(
-                b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid, None, b.Q, b.q_valid
-            )  # (B, T, D)
-            hidden_pred = self.model.to_hidden(pred.detach())  # (B, T, Dh)
-        # 3. loss terms
+            pred, hidden_pred = online(
+                part.H, part.valid, part.domain_ids, part.ctx_valid, part.tgt_idx, part.tgt_valid, part.Q, part.q_valid
+            )  # (b, T, D), (b, T, Dh)
+        pred, hidden_pred = gather_rows(pred, n, ctx), gather_rows(hidden_pred, n, ctx)  # (B, T, D), (B, T, Dh)
+        # 3. loss terms (of the global batch: they use batch statistics, so they are not a sum over ranks)
         hidden_tgt = gather_steps(b.H, b.tgt_idx)  # (B, T, Dh) raw student latents of the masked steps
         losses = jepa_losses(self.cfg.loss, pred, tgt, b.tgt_valid, b.is_valid, hidden_pred, hidden_tgt)
         return losses, pred, tgt
@@ -161,13 +190,15 @@ class Trainer:
         self.model.train()
         self.model.target_encoder.eval()
         b = b.to(self.device)
-        losses, pred, tgt = self.forward_losses(b)  # steps 1-3
+        losses, pred, tgt = self.forward_losses(b, self.dist)  # steps 1-3
         # 4. backward, clip, step at the scheduled learning rate
         lr = lr_at(step, o)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        # Each rank's graph holds only its own rows, and DDP averages gradients over ranks: scaling by the
+        # world size makes that average the gradient of the global-batch loss (one process: unchanged).
+        (losses["total"] * self.dist.world_size if self.dist.enabled else losses["total"]).backward()
         params = self.model.trainable_parameters()
         if o.grad_clip > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
@@ -253,11 +284,35 @@ def train(
     negatives: Sequence[Any] | None = None,
     device: str | torch.device = "auto",
 ) -> TrainResult:
-    """Train on the validated chains of train_seqs; early-stop on val_seqs; checkpoints under out_dir."""
+    """Train on the validated chains of train_seqs; early-stop on val_seqs; checkpoints under out_dir.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this with the same arguments; the result is the
+    same on every rank, and only rank 0 writes under out_dir and calls `log`.
+    """
+    ctx = DistContext.from_env()
+    dev = rank_device(ctx, resolve_device(device))
+    created = init_process_group(ctx, dev)
+    try:
+        return _train(ctx, dev, cfg, train_seqs, val_seqs, out_dir, resume, log, negatives)
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _train(
+    ctx: DistContext,
+    dev: torch.device,
+    cfg: RJEPAConfig,
+    train_seqs: Sequence[Any],
+    val_seqs: Sequence[Any],
+    out_dir: str | Path,
+    resume: bool,
+    log: Callable[[dict[str, Any]], None] | None,
+    negatives: Sequence[Any] | None,
+) -> TrainResult:
     start = time.perf_counter()
     out_dir = Path(out_dir)
     last_dir, best_dir = out_dir / "last", out_dir / "best"
-    dev = resolve_device(device)
     t, o = cfg.train, cfg.optim
     min_len = make_masker(cfg.mask).min_length
     train_chains, skipped = _prepare(train_seqs, cfg, want_valid=True)
@@ -271,12 +326,12 @@ def train(
     if cfg.loss.hard_negatives:
         neg_chains = _prepare(neg_source, cfg, want_valid=False)[0]
     _check_width(train_chains + val_chains + neg_chains, cfg.model.hidden_size)
-    if skipped:
+    if skipped and ctx.is_main:
         msg = "skipped %d of %d training chains (invalid, or shorter than %d steps)"
         logger.info(msg, skipped, len(train_seqs), min_len)
 
     _seed_all(t.seed)
-    trainer = Trainer(cfg, RJEPA(cfg.model), dev)
+    trainer = Trainer(cfg, RJEPA(cfg.model), dev, ctx)
     state = _State()
     saved = load_train_state(last_dir) if resume else None
     if saved is not None:
@@ -301,8 +356,8 @@ def train(
     val_batches = [val_collator(val_chains[i : i + t.batch_size], step=k) for k, i in enumerate(starts)]
 
     def emit(row: dict[str, Any]) -> None:
-        state.history.append(row)
-        if log is not None:
+        state.history.append(row)  # on every rank: the loop state stays the same everywhere
+        if log is not None and ctx.is_main:
             log(row)
 
     def meta(extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -310,6 +365,8 @@ def train(
         return {"step": state.step, "best_val_loss": best, "num_train": len(train_chains), **(extra or {})}
 
     def save_last() -> None:
+        if not ctx.is_main:
+            return
         train_state = {
             "config": cfg.to_dict(),
             "optimizer": trainer.opt.state_dict(),
@@ -322,13 +379,16 @@ def train(
     def validate() -> None:
         if not val_batches:
             return
-        ev = trainer.evaluate(val_batches)
+        # rank 0 evaluates (the weights are the same on every rank) and every rank takes its numbers,
+        # so early stopping ends all ranks at the same step
+        ev = broadcast_object(trainer.evaluate(val_batches) if ctx.is_main else None, ctx)
         if state.initial_val is None:
             state.initial_val = ev["val_loss"]
         improved = ev["val_loss"] < state.best_val - t.min_delta
         if improved:
             state.best_val, state.bad_evals = ev["val_loss"], 0
-            save_checkpoint(best_dir, trainer.model, cfg, meta({"val_loss": ev["val_loss"]}))
+            if ctx.is_main:
+                save_checkpoint(best_dir, trainer.model, cfg, meta({"val_loss": ev["val_loss"]}))
         else:
             state.bad_evals += 1
             state.stopped = t.patience > 0 and state.bad_evals >= t.patience
@@ -358,9 +418,9 @@ def train(
             save_last()
     save_last()
 
-    has_best = resolve_checkpoint_dir(best_dir) is not None
-    if not has_best:
+    if ctx.is_main and resolve_checkpoint_dir(best_dir) is None:
         save_checkpoint(best_dir, trainer.model, cfg, meta())
+    barrier(ctx)  # every rank returns once rank 0's files are in place
     val_rows = [r for r in state.history if r["kind"] == "val"]
     monitor = val_rows[-1] if val_rows else last_row
     return TrainResult(

@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(fn=cmd_ui)
     p = sub.add_parser("bench", help="run a benchmark, write bench/results/<name>.json")
-    p.add_argument("name", choices=["extraction", "training", "scoring", "generation"])
+    p.add_argument("name", choices=["extraction", "training", "scoring", "generation", "ddp"])
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--quick", action="store_true", help="tiny model, seconds")
     p.set_defaults(fn=cmd_bench)

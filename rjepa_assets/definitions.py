@@ -12,7 +12,13 @@ from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.evaluation.assets import eval_report
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.modes.assets import modes_report
-from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource, duckdb_resource
+from rjepa_assets.defs.resources import (
+    ConfigsResource,
+    StorageResource,
+    StudentLLMResource,
+    TrainingResource,
+    duckdb_resource,
+)
 from rjepa_assets.defs.student.assets import latents, student_chains
 from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
 
@@ -39,6 +45,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             "configs": ConfigsResource(),
             "student_llm": StudentLLMResource(),
             "duckdb": duckdb_resource(),
+            "training": TrainingResource(),
             **(resources or {}),
         },
         # One process per run: the student is loaded once and shared by every asset of the run, and

@@ -193,25 +193,53 @@ def split_for_training(seqs: list[LatentSequence]):
     return train, val, negatives
 
 
-def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, device: str = "auto", **extra_meta):
-    """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta)."""
+def train_jepa(
+    seqs: list[LatentSequence],
+    cfg,
+    out_dir,
+    *,
+    log: Log = None,
+    device: str = "auto",
+    nproc: int = 1,
+    store_root=None,
+    **extra_meta,
+):
+    """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta).
+
+    nproc > 1: train on nproc processes under torchrun (DDP); they read the same latents from
+    `store_root` (llm_tag and dataset_version from extra_meta), and their output goes to `log`.
+    """
+    from rjepa_core.io import atomic_write_json
     from rjepa_core.jepa.calibration import fit_calibration
     from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
+    from rjepa_core.jepa.ddp import launch_training, row_logger
     from rjepa_core.jepa.scoring import JEPAScorer
     from rjepa_core.jepa.trainer import train
 
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1 (processes to train on), got {nproc!r}")
     train_seqs, val_seqs, negatives = split_for_training(seqs)
-    every = max(1, cfg.train.val_every)
-
-    def on_row(row: dict) -> None:
-        if log and (row.get("kind") == "val" or row.get("step", 0) % every == 0):
-            log(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-
-    result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
-    from pathlib import Path
-
-    from rjepa_core.io import atomic_write_json
-
+    if nproc == 1:
+        on_row = row_logger(log, cfg.train.val_every)
+        result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
+    else:
+        tag, version = extra_meta.get("llm_tag"), extra_meta.get("dataset_version")
+        if store_root is None or not tag or not version:
+            raise ValueError(
+                "nproc > 1 trains in torchrun processes that read the latents themselves: "
+                "pass store_root, llm_tag and dataset_version"
+            )
+        config_path = atomic_write_json(Path(out_dir) / "train_config.json", cfg.to_dict())
+        result = launch_training(
+            nproc,
+            store=store_root,
+            llm_tag=tag,
+            version=version,
+            config=config_path,
+            out_dir=out_dir,
+            device=device,
+            log=log,
+        )
     atomic_write_json(Path(out_dir) / "history.json", result.history)
     ck = load_checkpoint(result.checkpoint_dir)
     calibration = fit_calibration(JEPAScorer.from_checkpoint(ck), val_seqs)

@@ -40,6 +40,21 @@ class ConfigsResource(dg.ConfigurableResource):
         return load_registry(self.dir("llms"))
 
 
+class TrainingResource(dg.ConfigurableResource):
+    """How `jepa_checkpoint` trains: in the run's process (nproc=1) or data-parallel on nproc processes.
+
+    nproc > 1 starts `torchrun --standalone --nproc-per-node nproc -m rjepa_core.jepa.ddp` (DDP: gloo on
+    CPU, nccl with one GPU per process) and streams its output into the run's logs.
+    """
+
+    nproc: int = 1  # processes (GPUs) per training run; 1 keeps training in the run's own process
+
+    def checked_nproc(self) -> int:
+        if self.nproc < 1:
+            raise dg.Failure(f"training.nproc must be >= 1 (processes per training run), got {self.nproc}")
+        return self.nproc
+
+
 @functools.lru_cache(maxsize=2)
 def _load_student(spec_key: tuple, device: str):
     from rjepa_core.llm.adapter import StudentLLM

@@ -4,7 +4,8 @@
     >>> result = run_benchmark("extraction", quick=True)      # bench/results/extraction.json
 
 Names: extraction (pipeline vs naive loop), training (sequences/s, data wait share), scoring
-(JEPA rerank overhead vs generation), generation (batched vs one-at-a-time tokens/s).
+(JEPA rerank overhead vs generation), generation (batched vs one-at-a-time tokens/s), ddp (1 vs 2
+torchrun processes: loss trajectory difference and wall times).
 `quick=True` uses a tiny random model and finishes in seconds; the default uses SmolLM2-135M.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("extraction", "training", "scoring", "generation")
+BENCHMARKS = ("extraction", "training", "scoring", "generation", "ddp")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:
@@ -34,6 +35,10 @@ def _runner(name: str) -> Callable[..., dict[str, Any]]:
         from rjepa_core.bench.generation import bench_generation
 
         return bench_generation
+    if name == "ddp":
+        from rjepa_core.bench.ddp import bench_ddp
+
+        return bench_ddp
     raise ValueError(f"unknown benchmark {name!r}; use one of {BENCHMARKS}")
 
 

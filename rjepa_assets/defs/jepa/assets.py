@@ -6,7 +6,7 @@ import dagster as dg
 
 from rjepa_assets.defs.metadata import md_table, png
 from rjepa_assets.defs.partitions import llm_x_version, split_key
-from rjepa_assets.defs.resources import ConfigsResource, StorageResource
+from rjepa_assets.defs.resources import ConfigsResource, StorageResource, TrainingResource
 from rjepa_assets.defs.student.assets import GPU_POOL, latents
 from rjepa_core.eval.plots import plot_training
 from rjepa_core.jepa.checkpoint import load_checkpoint
@@ -37,12 +37,17 @@ class CheckpointConfig(dg.Config):
     description="R-JEPA trained on validated chains' latents (train split), early-stopped on val, calibrated.",
 )
 def jepa_checkpoint(
-    context: dg.AssetExecutionContext, config: CheckpointConfig, storage: StorageResource, configs: ConfigsResource
+    context: dg.AssetExecutionContext,
+    config: CheckpointConfig,
+    storage: StorageResource,
+    configs: ConfigsResource,
+    training: TrainingResource,
 ):
     layout, results = storage.layout(), {}
+    nproc = training.checked_nproc()
     for key in context.partition_keys:
         version, tag = split_key(key)
-        results[str(key)] = _train_partition(context, config, configs, layout, version, tag)
+        results[str(key)] = _train_partition(context, config, configs, layout, version, tag, nproc)
     collapsed = {k: r["ratio"] for k, r in results.items() if r["ratio"] <= COLLAPSE_RATIO}
     if len(results) == 1:
         metadata = next(iter(results.values()))["metadata"]
@@ -76,7 +81,9 @@ def pooling_of(configs: ConfigsResource, tag: str) -> str:
     return spec.pooling if spec is not None else "mean"
 
 
-def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource, layout, version: str, tag: str):
+def _train_partition(
+    context, config: CheckpointConfig, configs: ConfigsResource, layout, version: str, tag: str, nproc: int = 1
+):
     seqs = LatentStore(layout).read(tag, version)
     if not seqs:
         raise dg.Failure(f"no latents for {tag}/{version}: materialize `latents` for this partition first")
@@ -90,6 +97,8 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         out,
         log=context.log.info,
         device=config.device,
+        nproc=nproc,  # > 1: torchrun processes that read these latents from the store themselves
+        store_root=layout.root,
         llm_tag=tag,
         dataset_version=version,
         run_id=run_id,
@@ -117,6 +126,7 @@ def _train_partition(context, config: CheckpointConfig, configs: ConfigsResource
         "params": sum(p.numel() for p in load_checkpoint(result.checkpoint_dir).model.parameters()),
         "duration_s": round(result.duration_s, 1),
         "sequences_per_s": round(result.sequences_per_s, 1),
+        "nproc": nproc,
         "final_losses": md_table(finals),
         **({"loss_curves": png(curves, "training curves")} if curves else {}),
         "config": dg.MetadataValue.json(cfg.to_dict()),

@@ -4,7 +4,8 @@ Without torchrun it is the one-process reference. The data and config exercise w
 right: an odd global batch (7 chains + 2 hard negatives = 9 rows, so 2 ranks hold 5 + 4 and one padding
 row), chains of different lengths, question latents on half of them (the question token is unused by
 batches without any), InfoNCE with hard negatives (a batch statistic), validation and early-stopping
-state. Every `log` call is appended to OUT/log-rank<RANK>.jsonl. With KILL_AT, rank 0 SIGKILLs itself right after step KILL_AT (torchrun then stops the others).
+state. Every `log` call is appended to OUT/log-rank<RANK>.jsonl. With KILL_AT, rank 0 SIGKILLs itself
+right after step KILL_AT (torchrun then stops the others).
 """
 
 from __future__ import annotations

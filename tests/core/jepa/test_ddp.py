@@ -42,7 +42,8 @@ def _start(out: Path, nproc: int, kill_at: int | None = None) -> subprocess.Pope
     if nproc > 1:
         launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
         args = [*launch, *args]
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, **pipe)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:

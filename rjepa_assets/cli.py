@@ -4,6 +4,7 @@
     rjepa ui                         # dagster dev on the same instance (http://127.0.0.1:3000)
     rjepa eval --llm smollm2-135m --version v1
     rjepa bench extraction           # writes bench/results/extraction.json
+    rjepa train --llm smollm2-135m --version v1 --nproc 2   # R-JEPA on 2 torchrun processes (DDP)
     rjepa llms add my-llm --source Qwen/Qwen3-0.6B --hidden-size 1024
     rjepa serve --port 8000
 
@@ -235,6 +236,43 @@ def cmd_bench(args) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def cmd_train(args) -> None:
+    """Train R-JEPA on a partition's stored latents, in this process or on --nproc torchrun processes.
+
+    The raw trainer only (checkpoints under --out); the `jepa_checkpoint` asset also calibrates and
+    publishes (set its `training.nproc` resource to train the same way)."""
+    from datetime import UTC, datetime
+
+    from rjepa_assets.defs.resources import StorageResource
+    from rjepa_core.jepa import ddp
+
+    if args.nproc < 1:
+        raise SystemExit(f"rjepa: --nproc must be >= 1, got {args.nproc}")
+    layout = StorageResource().layout()
+    config = Path(args.config)
+    if not config.suffix:
+        config = PROJECT_ROOT / "configs" / "rjepa" / f"{args.config}.yaml"
+    run_id = datetime.now(UTC).strftime("cli-%Y%m%dT%H%M%S")
+    out = args.out or str(layout.checkpoint_dir(args.llm, args.version, run_id))
+    argv = ["--store", str(layout.root), "--llm", args.llm, "--version", args.version, "--config", str(config)]
+    argv += ["--out", out, "--max-steps", str(args.max_steps), "--device", args.device]
+    if args.nproc == 1:
+        ddp.main(argv)
+    else:
+        res = ddp.launch_training(
+            args.nproc,
+            store=layout.root,
+            llm_tag=args.llm,
+            version=args.version,
+            config=config,
+            out_dir=out,
+            max_steps=args.max_steps,
+            device=args.device,
+            log=print,
+        )
+        print(f"[rjepa] {res.steps} steps on {args.nproc} processes; best checkpoint {res.checkpoint_dir}")
+
+
 def cmd_llms_add(args) -> None:
     from rjepa_core.llm.registry import LLMSpec
 
@@ -389,6 +427,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--quick", action="store_true", help="tiny model, seconds")
     p.set_defaults(fn=cmd_bench)
+    p = sub.add_parser("train", help="train R-JEPA on stored latents, optionally on N torchrun processes (DDP)")
+    p.add_argument("--llm", default="smollm2-135m")
+    p.add_argument("--version", default="v1")
+    p.add_argument("--config", default="default", help="configs/rjepa/<name>.yaml or a path")
+    p.add_argument("--nproc", type=int, default=1, help="processes: >1 runs torchrun --nproc-per-node N")
+    p.add_argument("--max-steps", type=int, default=0, help=">0 overrides optim.total_steps")
+    p.add_argument("--device", default="auto", help="auto = one CUDA device per process, else CPU (gloo)")
+    p.add_argument("--out", default="", help="run folder (default checkpoints/<llm>/<version>/cli-<time>/)")
+    p.set_defaults(fn=cmd_train)
     p = sub.add_parser("ablate", help="cross-validated R-JEPA ablations on a partition's train+val problems")
     p.add_argument("--llm", default="smollm2-135m")
     p.add_argument("--version", default="v1")

@@ -167,7 +167,8 @@ def load_rjepa_config(path, hidden_size: int, **section_overrides):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"R-JEPA config {path} does not exist (see configs/rjepa/*.yaml)")
-    d = yaml.safe_load(path.read_text()) or {}
+    # JSON (what a run writes for its torchrun workers) is read as JSON: YAML 1.1 reads 1e-05 as a string
+    d = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
     d.setdefault("model", {})
     declared = d["model"].get("hidden_size")
     if declared is not None and declared != hidden_size:

@@ -172,6 +172,27 @@ class LatentStore:
             return int(info["hidden_size"])
         return width
 
+    def commit_staged(self, llm_tag: str, version: str, staging: Path, expected: list[int]) -> list[Path]:
+        """Make the shards that parallel workers committed into `staging` the set, in one swap.
+
+        `expected[k]` is the number of sequences shard k must hold; anything missing, extra, incomplete
+        or of mixed width refuses the commit (the old set stays) with what to rerun.
+        """
+        staging, final = Path(staging), self.layout.latents_dir(llm_tag, version)
+        found = {shard_index(p): info for p, info in self._committed(staging)}
+        missing = [k for k in range(len(expected)) if k not in found]
+        extra = sorted(set(found) - set(range(len(expected))))
+        wrong = [k for k, n in enumerate(expected) if k in found and int(found[k]["sequences"]) != n]
+        widths = {int(info["hidden_size"]) for info in found.values()}
+        if missing or extra or wrong or len(widths) > 1:
+            raise RuntimeError(
+                f"{staging} is not a complete set for {llm_tag}/{version}: missing shards {missing}, unexpected "
+                f"{extra}, wrong sizes {wrong}, widths {sorted(widths)}; rerun the workers of those shards"
+            )
+        with self._writing(final, exclusive=True):
+            self._swap(staging, final)
+        return [final / p.name for p, _ in self._committed(final)]
+
     @staticmethod
     def _swap(new: Path, final: Path) -> None:
         old = _aside(final, "old")

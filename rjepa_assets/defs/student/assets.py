@@ -1,5 +1,6 @@
 """Per-LLM assets [llm × dataset_version]: sampled student chains and step latents."""
 
+import shutil
 from collections import Counter
 
 import dagster as dg
@@ -11,6 +12,7 @@ from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_core.llm.extraction import pooled_width
 from rjepa_core.llm.prompting import examples_of
+from rjepa_core.llm.sharded import extraction_chunk, partition_inputs, plan_shards, run_workers, start_staging
 from rjepa_core.pipeline import extract_latents, sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
 from rjepa_core.store.index import build_index
@@ -28,6 +30,14 @@ class StudentChainsConfig(dg.Config):
     greedy_test: bool = True  # also decode one greedy chain per test problem (the OFF baseline)
     max_problems: int = 0  # 0 = all; >0 keeps the first N of each split (quick runs)
     batch_size: int = 32  # sequences per generate() call: CPU decoding is ~3x faster at 32 than at 8
+
+
+class LatentsConfig(dg.Config):
+    shard_size: int = 1024  # sequences per shard file: the unit of parallel extraction (< 64 or a multiple of 64)
+    # >1: that many processes extract disjoint shard ranges side by side into a staging folder, then one
+    # swap commits the set (rjepa_core.llm.sharded); 1 extracts in the run's own process, as always
+    workers: int = 1
+    worker_threads: int = 0  # torch threads per worker process (0 = CPU cores // workers)
 
 
 def _limit(rows: list[Problem], n: int) -> list[Problem]:
@@ -105,20 +115,32 @@ def student_chains(
     description="Step latents (mean-pooled hidden states of one layer) of gold and student chains.",
 )
 def latents(
-    context: dg.AssetExecutionContext, storage: StorageResource, student_llm: StudentLLMResource, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext,
+    config: LatentsConfig,
+    storage: StorageResource,
+    student_llm: StudentLLMResource,
+    duckdb: DuckDBResource,
 ):
     layout, meta, problems_bad = storage.layout(), {}, []
     store = LatentStore(layout)
+    try:
+        chunk = extraction_chunk(config.shard_size)
+    except ValueError as e:
+        raise dg.Failure(f"latents config: {e}") from None
+    if config.workers < 1:
+        raise dg.Failure(f"latents config: workers must be >= 1, got {config.workers}")
     for key in context.partition_keys:
         version, tag = split_key(key)
-        rows = read_records(Problem, layout.problems_path(version))
-        cots = read_records(ChainOfThought, layout.cots_path(version))
-        cots += read_records(ChainOfThought, layout.student_chains_path(tag, version))
-        student = student_llm.load(tag)
-        seqs = extract_latents(student, rows, cots, log=context.log.info)
-        store.write(tag, version, seqs, overwrite=True)
         spec = student_llm.spec(tag)
-        width = pooled_width(spec.hidden_size or student.hidden_size, spec.pooling)
+        if config.workers == 1:
+            rows, cots = partition_inputs(layout, tag, version)
+            student = student_llm.load(tag)
+            seqs = extract_latents(student, rows, cots, chunk=chunk, log=context.log.info)
+            store.write(tag, version, seqs, overwrite=True, shard_size=config.shard_size)
+        else:
+            seqs = _extract_in_parallel(context, config, store, student_llm, spec, version)
+        hidden = spec.hidden_size or student_llm.load(tag).hidden_size
+        width = pooled_width(hidden, spec.pooling)
         finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
         wrong = sorted({s.hidden_size for s in seqs} - {width})
         if not finite or wrong:
@@ -128,6 +150,7 @@ def latents(
             "hidden_size": width,
             "layer_idx": seqs[0].layer_idx,
             "pooling": spec.pooling,
+            "extraction_workers": config.workers,
         }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
     with duckdb.get_connection() as con:
@@ -151,3 +174,22 @@ def latents(
             )
         ],
     )
+
+
+def _extract_in_parallel(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str):
+    """config.workers processes extract disjoint shard ranges into a staging folder; one swap commits the set."""
+    layout, tag = store.layout, spec.llm_tag
+    _, cots = partition_inputs(layout, tag, version)
+    staging = start_staging(layout, tag, version)
+    try:
+        kw = dict(shard_size=config.shard_size, device=student_llm.device, threads=config.worker_threads)
+        kw["log"] = context.log.info
+        ranges = run_workers(config.workers, layout=layout, spec=spec, version=version, folder=staging, **kw)
+        expected = [len(r) for r in plan_shards(len(cots), config.shard_size)]
+        store.commit_staged(tag, version, staging, expected)
+    except RuntimeError as e:
+        raise dg.Failure(f"parallel extraction of {tag}/{version} failed (the previous set is kept): {e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    context.log.info(f"{len(expected)} shard(s) of {tag}/{version} extracted by {len(ranges)} worker(s) and committed")
+    return store.read(tag, version)

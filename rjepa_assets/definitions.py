@@ -20,6 +20,7 @@ from rjepa_assets.defs.resources import (
     duckdb_resource,
 )
 from rjepa_assets.defs.student.assets import latents, student_chains
+from rjepa_assets.defs.student.shards import latents_by_shard_job
 from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
 
 
@@ -37,7 +38,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             eval_report,
             modes_report,
         ],
-        jobs=[dataset_job, llm_pipeline_job, modes_job, create_dataset_job],
+        jobs=[dataset_job, llm_pipeline_job, modes_job, create_dataset_job, latents_by_shard_job],
         schedules=[nightly_retraining],
         sensors=[llm_registry_sensor, dataset_version_sensor],
         resources={

@@ -77,6 +77,47 @@ def test_parallel_shard_workers_give_the_one_process_latents(defs, project, inst
     assert mat.metadata["extraction_workers"].value == 2 and mat.metadata["num_shards"].value == len(shards_one)
 
 
+def _shard_job():
+    """The job as a step subprocess rebuilds it: default resources, pointed at the test project by env."""
+    from rjepa_assets.definitions import build_defs
+
+    return build_defs().resolve_job_def("latents_by_shard_job")
+
+
+def test_latents_by_shard_job_runs_shard_steps_in_separate_processes(defs, project, instance, monkeypatch):
+    _prepare(defs, instance)
+    shard = {"shard_size": 8}
+    _run(defs, instance, {"student_chains", "latents"}, {"student_chains": CHAINS_CONFIG, "latents": {"config": shard}})
+    store = LatentStore(StorageLayout(project[2]))
+    one = store.read("tiny", "v1")
+    n_shards = len(list(store.iter_shards("tiny", "v1")))
+    assert n_shards >= 4
+
+    monkeypatch.setenv("RJEPA_STORAGE", str(project[2]))
+    monkeypatch.setenv("RJEPA_CONFIGS", str(project[1]))
+    run_config = {
+        "ops": {"plan_latent_shards": {"config": {**shard, "shards_per_step": -(-n_shards // 2)}}},
+        # step processes fork from a server that imported the code once (a fresh one pays ~10 s of imports here)
+        "execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["rjepa_assets.definitions"]}}}},
+    }
+    with dg.execute_job(
+        dg.reconstructable(_shard_job), instance=instance, tags={"dagster/partition": str(KEY)}, run_config=run_config
+    ) as res:
+        assert res.success
+        step_pids = {
+            e.pid for e in res.all_events if e.is_step_start and e.step_key.startswith("extract_latent_shards")
+        }
+        run_id = res.run_id
+    assert len(step_pids) == 2  # the multiprocess executor ran the two shard ranges as two processes
+    two = store.read("tiny", "v1")
+    assert [s.cot_id for s in two] == [s.cot_id for s in one]
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(b.H.astype(np.float32), a.H.astype(np.float32), rtol=2**-10, atol=1e-6)
+    mat = instance.get_latest_materialization_event(dg.AssetKey("latents")).asset_materialization
+    assert mat.partition == str(KEY) and mat.metadata["extraction_steps"].value == 2
+    assert instance.get_run_by_id(run_id).job_name == "latents_by_shard_job"
+
+
 def test_a_bad_shard_size_fails_with_what_to_use(defs, instance):
     _prepare(defs, instance)
     job = defs.resolve_job_def("llm_pipeline_job").get_subset(asset_selection={dg.AssetKey("latents")})

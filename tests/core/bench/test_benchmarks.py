@@ -79,7 +79,15 @@ def test_generation_benchmark_compares_batched_and_single(tmp_path):
     assert r["speedup_batched"] > 0
 
 
+def test_ddp_benchmark_compares_one_and_two_torchrun_processes(tmp_path):
+    r = _check_common(run_benchmark("ddp", tmp_path, quick=True, steps=6), tmp_path / "ddp.json", "ddp")
+    assert r["nproc"] == 2 and r["backend"] == "gloo" and r["steps"] == 6
+    assert set(r["wall_s"]) == {"1", "2"} and min(r["wall_s"].values()) > 0
+    assert r["max_loss_diff"] <= 1e-4  # the tolerance of tests/core/jepa/test_ddp.py
+    assert "--nproc-per-node=2 -m rjepa_core.jepa.ddp" in r["launch_command"]
+
+
 def test_unknown_benchmark_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown benchmark"):
         run_benchmark("nope", tmp_path)
-    assert BENCHMARKS == ("extraction", "training", "scoring", "generation")
+    assert BENCHMARKS == ("extraction", "training", "scoring", "generation", "ddp")

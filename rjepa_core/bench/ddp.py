@@ -8,12 +8,14 @@ store and trained by `rjepa_core.jepa.ddp` exactly as the `jepa_checkpoint` asse
 `training.nproc`: once under torchrun with 1 process, once with `nproc` processes. Recorded: the
 largest per-step difference of the training loss, gradient norm and validation loss between the two,
 the wall time of each launch (process start, data loading and training) and the training time the
-trainer itself measured. On a CPU machine the processes share its cores, so N processes are not
-expected to be faster there; the point of the CPU run is the equivalence, the speed-up needs GPUs.
+trainer itself measured. Both runs get the same CPU cores (OMP_NUM_THREADS: nproc threads for the one
+process, 1 for each of the nproc processes). On CPU the point is the equivalence; the speed-up that
+matters needs one GPU per process.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +82,7 @@ def bench_ddp(
     if nproc < 2:
         raise ValueError(f"nproc must be >= 2 to compare against one process, got {nproc}")
     hidden, preset = (64, "tiny") if quick else (576, "small")
-    steps = steps or (20 if quick else 100)
+    steps = steps or (20 if quick else 60)
     bs = batch_size or (16 if quick else 64)
     n = 400 if quick else 2000
     cfg = {
@@ -97,8 +99,10 @@ def bench_ddp(
         config.write_text(yaml.safe_dump(cfg))
         for k in (1, nproc):
             kw = dict(store=root / "store", llm_tag="bench", version="b1", config=config, device=device)
+            # the same CPU cores for both: one process with nproc threads vs nproc processes of one thread
+            env = {**os.environ, "OMP_NUM_THREADS": str(nproc // k)}
             tic = time.perf_counter()
-            res = launch_training(k, out_dir=root / f"run-{k}", **kw)
+            res = launch_training(k, out_dir=root / f"run-{k}", env=env, **kw)
             runs[k] = {
                 "wall_s": time.perf_counter() - tic,
                 "train_s": res.duration_s,
@@ -117,6 +121,8 @@ def bench_ddp(
         "steps": steps,
         "nproc": nproc,
         "backend": "nccl" if device.startswith("cuda") else "gloo",
+        "threads_per_process": {"1": nproc, str(nproc): 1},
+        "load_average_1min": os.getloadavg()[0],  # other jobs on the machine inflate and skew the wall times
         "max_loss_diff": _diff(a, b, "train", "loss"),
         "max_grad_norm_diff": _diff(a, b, "train", "grad_norm"),
         "max_val_loss_diff": _diff(a, b, "val", "val_loss"),

@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -270,6 +272,7 @@ def _layer_latents(args, layout, student_chains, layers: set) -> dict:
     if not layers:
         return {}
     from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.eval.ablation import unpack_key
     from rjepa_core.pipeline import extract_latents
     from rjepa_core.schemas import ChainOfThought, Problem, read_records
 
@@ -280,12 +283,41 @@ def _layer_latents(args, layout, student_chains, layers: set) -> dict:
     student = StudentLLMResource().load(args.llm)
     out = {}
     for key in sorted(layers, key=str):
-        layer, pooling = key if isinstance(key, tuple) else (key, None)
+        layer, pooling, question = unpack_key(key)
         tic = time.monotonic()
-        out[key] = extract_latents(student, problems, cots, layer_idx=layer, pooling=pooling)
-        how = f"layer {student.spec.layer_idx if layer is None else layer}, {pooling or student.spec.pooling} pooling"
+        out[key] = extract_latents(student, problems, cots, layer_idx=layer, pooling=pooling, question_pooling=question)
+        how = (
+            f"layer {student.spec.layer_idx if layer is None else layer}, {pooling or student.spec.pooling} pooling, "
+            f"question {question or student.spec.question_pooling}"
+        )
         print(f"[rjepa] extracted {len(cots)} train/val chains at {how} in {time.monotonic() - tic:.0f}s")
     return out
+
+
+def _extra_train_latents(args, layout) -> list:
+    """Latents of the gold chains of `args.extra_train`'s train_only problems that `args.version` does not
+    have, rendered with `args.version`'s prompt examples (the prompt its chains were sampled with)."""
+    from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.llm.prompting import RANK_KEY
+    from rjepa_core.pipeline import extract_latents
+    from rjepa_core.schemas import ChainOfThought, Problem, read_records
+
+    path = layout.problems_path(args.extra_train)
+    if not path.exists():
+        raise SystemExit(f"no problems for {args.extra_train}: run `rjepa demo --version {args.extra_train}` first")
+    own = read_records(Problem, layout.problems_path(args.version))
+    have = {p.problem_id for p in own}
+    extra = [p for p in read_records(Problem, path) if p.train_only and p.problem_id not in have]
+    if not extra:
+        raise SystemExit(f"{args.extra_train} has no train_only problems that {args.version} lacks")
+    keep = {p.problem_id for p in extra}
+    cots = [c for c in read_records(ChainOfThought, layout.cots_path(args.extra_train)) if c.problem_id in keep]
+    examples = [p for p in own if RANK_KEY in (p.meta or {})]
+    tic = time.monotonic()
+    seqs = extract_latents(StudentLLMResource().load(args.llm), extra + examples, cots)
+    took = time.monotonic() - tic
+    print(f"[rjepa] extracted {len(seqs)} train-only gold chains of {args.extra_train} in {took:.0f}s")
+    return seqs
 
 
 def cmd_ablate(args) -> None:
@@ -309,9 +341,13 @@ def cmd_ablate(args) -> None:
     base = load_rjepa_config(args.config, int(seqs[0].H.shape[1]))
     extra = [{"name": f"layer_idx {layer}", "layer_idx": layer} for layer in args.layers or []]
     extra += [{"name": f"pooling {pooling}", "pooling": pooling} for pooling in args.pooling or []]
+    extra += [{"name": f"question {q}", "question_pooling": q} for q in args.question_pooling or []]
     extra += [
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
+    extra_train = _extra_train_latents(args, layout) if args.extra_train else None
+    if extra_train is not None:
+        extra.append({"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True})
     sweep = [v for v in DEFAULT_SWEEP + extra if not args.only or any(o in v["name"] for o in args.only)]
     t = time.monotonic()
     keys = {extraction_key(v) for v in sweep} - {None}
@@ -331,8 +367,24 @@ def cmd_ablate(args) -> None:
     print(f"[rjepa] {len(sweep)} variants x {args.folds} folds on the train+val problems of {args.llm}/{args.version}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = cross_validated_ablations(
-            seqs, chains, sweep, out_dir=tmp, base_config=base, folds=args.folds, log=show, layers=layers
+            seqs,
+            chains,
+            sweep,
+            out_dir=tmp,
+            base_config=base,
+            folds=args.folds,
+            log=show,
+            layers=layers,
+            extra_train=extra_train,
         )
+    command = "rjepa ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    for row in rows:
+        row.update(command=command, measured_at=datetime.now(UTC).date().isoformat())
+    out = Path(args.out) / ("ablations.json" if args.version == "v1" else f"ablations_{args.version}.json")
+    # rows of earlier runs stay (a re-run variant replaces its row): the file is the version's ablation table
+    earlier = json.loads(out.read_text()).get("rows", []) if out.exists() else []
+    names = {r["name"] for r in rows}
+    rows = [r for r in earlier if r.get("name") not in names] + rows
     result = {
         "llm_tag": args.llm,
         "dataset_version": args.version,
@@ -343,7 +395,6 @@ def cmd_ablate(args) -> None:
         "wall_s": time.monotonic() - t,
         "rows": rows,
     }
-    out = Path(args.out) / ("ablations.json" if args.version == "v1" else f"ablations_{args.version}.json")
     atomic_write_json(out, result)
     print(f"[rjepa] wrote {out}")
 
@@ -408,6 +459,19 @@ def main(argv: list[str] | None = None) -> None:
         choices=["mean", "last", "mean_last"],
         default=None,
         help="also try these step poolings at the registry's layer (extracts the train/val chains again)",
+    )
+    p.add_argument(
+        "--question-pooling",
+        nargs="*",
+        choices=["token", "span"],
+        default=None,
+        help="also try these question latents (token before the first step | mean over the question's tokens)",
+    )
+    p.add_argument(
+        "--extra-train",
+        default=None,
+        metavar="VERSION",
+        help="also try adding the gold chains of VERSION's train_only problems to every fold's training chains",
     )
     p.add_argument(
         "--chains-per-problem",

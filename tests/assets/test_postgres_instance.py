@@ -56,7 +56,8 @@ def test_pipeline_partitions_on_postgres_survive_a_server_restart(defs, project,
         before = materialized(instance)
         assert before == {"problems": {"v1"}, "gold_cots": {"v1"}, **{k: {"v1|tiny"} for k in PIPELINE_ASSETS[2:]}}
         ckpt = checkpoint_records(instance)
-        assert len(ckpt) == 1 and ckpt[0].run_id == r2.run_id and "best_val_loss" in ckpt[0].asset_materialization.metadata
+        assert len(ckpt) == 1 and ckpt[0].run_id == r2.run_id
+        assert "best_val_loss" in ckpt[0].asset_materialization.metadata
         run_ids = {r.run_id for r in instance.get_runs()}
         assert run_ids == {r1.run_id, r2.run_id}
 

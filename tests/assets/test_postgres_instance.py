@@ -6,7 +6,10 @@ restarted mid-test: what was materialized must still be there, and the instance 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -97,3 +100,25 @@ def test_missing_postgres_settings_name_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
     with pytest.raises(Exception, match="DAGSTER_PG_PORT"):
         postgres_instance(tmp_path / "home")
+
+
+def test_entrypoint_names_unset_instance_variables_before_dagster_starts(tmp_path):
+    """The image's entrypoint stops a webserver/daemon/code server with one line naming what to set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DEPLOY_INSTANCE, home / "dagster.yaml")
+    env = {"PATH": os.environ["PATH"], "DAGSTER_HOME": str(home), "DAGSTER_PG_HOST": "db", "DAGSTER_PG_USER": "u"}
+    entry = [sys.executable, "-m", "rjepa_assets.instance_env"]
+    res = subprocess.run([*entry, "dagster-daemon", "run"], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "reads DAGSTER_PG_PORT, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB, not set" in res.stderr
+    assert "Traceback" not in res.stderr
+    # other commands (the service, run and step workers) are not checked: they run as given
+    res = subprocess.run([*entry, "python", "-c", "print('ran')"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ran"
+    full = env | {"DAGSTER_PG_PORT": "5432", "DAGSTER_PG_PASSWORD": "p", "DAGSTER_PG_DB": "d"}
+    from rjepa_assets.instance_env import loads_instance, missing_env
+
+    assert missing_env(home / "dagster.yaml", full) == []
+    assert loads_instance(["/usr/local/bin/dagster", "api", "grpc", "-m", "x"]) and loads_instance(["dagster", "dev"])
+    assert not loads_instance(["dagster", "api", "execute_run"]) and not loads_instance(["rjepa", "serve"])

@@ -4,6 +4,7 @@ No docker daemon is used: the files are parsed and cross-checked."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -102,6 +103,9 @@ def test_dockerfile_copies_what_exists_and_pins_what_the_project_pins():
     assert embedded in runs  # the same embedded model packages as `make install`
     assert '".[deploy]"' in runs and "deploy = [" in pyproject
     # the default command serves the Definitions workspace.yaml loads, on the port the compose code service uses
+    entrypoint = json.loads(next(args for op, args in steps if op == "ENTRYPOINT"))
+    assert entrypoint[-2:] == ["-m", "rjepa_assets.instance_env"]  # checks the instance's variables first
+    assert importlib.util.find_spec(entrypoint[-1]) is not None
     cmd = json.loads(next(args for op, args in steps if op == "CMD"))
     module = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]
     assert cmd[cmd.index("-m") + 1] == module["module_name"] and cmd[cmd.index("-a") + 1] == module["attribute"]

@@ -122,8 +122,10 @@ class PostgresServer:
     def started(cls) -> Iterator[PostgresServer]:
         if reason := pg_missing():
             raise RuntimeError(reason)
-        base = Path(tempfile.mkdtemp(prefix="rjepa-pg-"))
-        server = cls(base, _free_port(), _os_user())
+        os_user = _os_user()
+        # as root, under /tmp: the server's user must be able to reach its directory (TMPDIR may be root's own)
+        base = Path(tempfile.mkdtemp(prefix="rjepa-pg-", dir="/tmp" if os_user else None))
+        server = cls(base, _free_port(), os_user)
         try:
             server.init()
             server.start()

@@ -57,11 +57,11 @@ class PostgresServer:
         self.data = base / "data"
         self.log = base / "server.log"
 
-    def _run(self, *args: str, input: str | None = None, timeout: float = 60) -> None:
+    def _run(self, *args: str | Path, timeout: float = 60) -> None:
         cmd = [str(a) for a in args]
         if self.os_user:
             cmd = ["runuser", "-u", self.os_user, "--", *cmd]
-        res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if res.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}\n{log}")

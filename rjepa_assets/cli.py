@@ -294,10 +294,12 @@ def _layer_latents(args, layout, student_chains, layers: set) -> dict:
     return out
 
 
-def _extra_train_latents(args, layout) -> list:
+def _extra_train_latents(args, layout, keys) -> dict:
     """Latents of the gold chains of `args.extra_train`'s train_only problems that `args.version` does not
-    have, rendered with `args.version`'s prompt examples (the prompt its chains were sampled with)."""
+    have, rendered with `args.version`'s prompt examples (the prompt its chains were sampled with), once per
+    extraction key (None: the registry's layer and poolings)."""
     from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.eval.ablation import unpack_key
     from rjepa_core.llm.prompting import RANK_KEY
     from rjepa_core.pipeline import extract_latents
     from rjepa_core.schemas import ChainOfThought, Problem, read_records
@@ -313,11 +315,16 @@ def _extra_train_latents(args, layout) -> list:
     keep = {p.problem_id for p in extra}
     cots = [c for c in read_records(ChainOfThought, layout.cots_path(args.extra_train)) if c.problem_id in keep]
     examples = [p for p in own if RANK_KEY in (p.meta or {})]
-    tic = time.monotonic()
-    seqs = extract_latents(StudentLLMResource().load(args.llm), extra + examples, cots)
-    took = time.monotonic() - tic
-    print(f"[rjepa] extracted {len(seqs)} train-only gold chains of {args.extra_train} in {took:.0f}s")
-    return seqs
+    student, out = StudentLLMResource().load(args.llm), {}
+    for key in sorted(keys, key=str):
+        layer, pooling, question = unpack_key(key)
+        tic = time.monotonic()
+        out[key] = extract_latents(
+            student, extra + examples, cots, layer_idx=layer, pooling=pooling, question_pooling=question
+        )
+        took = time.monotonic() - tic
+        print(f"[rjepa] extracted {len(cots)} train-only gold chains of {args.extra_train} ({key}) in {took:.0f}s")
+    return out
 
 
 def cmd_ablate(args) -> None:
@@ -345,13 +352,16 @@ def cmd_ablate(args) -> None:
     extra += [
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
-    extra_train = _extra_train_latents(args, layout) if args.extra_train else None
-    if extra_train is not None:
-        extra.append({"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True})
+    if args.extra_train:
+        with_extra = [{**v, "name": f"{v['name']} + train-only gold of {args.extra_train}"} for v in extra]
+        extra += [{"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True}]
+        extra += [{**v, "extra_train": True} for v in with_extra]
     sweep = [v for v in DEFAULT_SWEEP + extra if not args.only or any(o in v["name"] for o in args.only)]
     t = time.monotonic()
     keys = {extraction_key(v) for v in sweep} - {None}
     layers = _layer_latents(args, layout, chains, keys)
+    extra_keys = {extraction_key(v) for v in sweep if v.get("extra_train")}
+    extra_train = _extra_train_latents(args, layout, extra_keys) if extra_keys else None
 
     def show(row):
         if row["error"]:

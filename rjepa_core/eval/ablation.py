@@ -258,7 +258,7 @@ def cross_validated_ablations(
     device: str = "cpu",
     log=None,
     layers: dict[int, Sequence[Any]] | None = None,
-    extra_train: Sequence[Any] | None = None,
+    extra_train: dict[Any, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Ablations by problem-level k-fold cross-validation over the train+val problems (never the test split).
 
@@ -273,7 +273,8 @@ def cross_validated_ablations(
     student chains per problem as targets (how much more sampling buys), and `layer_idx` and/or
     `pooling`: its chains' latents are then taken from `layers[layer_idx]`, or `layers[(layer_idx or
     None, pooling)]` when it sets a pooling (the same chains extracted that way). `extra_train: true` adds the
-    valid chains of `extra_train` (e.g. a train_only source's gold chains, problems outside every fold) to the
+    valid chains of `extra_train[key]` (e.g. a train_only source's gold chains, problems outside every fold,
+    extracted like the variant's own latents: key = its extraction key, None for the partition's) to the
     training chains of every fold.
     """
     from rjepa_core.jepa.checkpoint import load_checkpoint
@@ -323,9 +324,12 @@ def cross_validated_ablations(
                 if cap is not None:
                     tr = _cap_student_targets(tr, cap, seed)
                 if variant.get("extra_train"):
-                    if not extra_train:
-                        raise ValueError(f"variant {name!r} asks for extra_train chains but none were given")
-                    added = [s for s in extra_train if s.is_valid and s.problem_id not in held]
+                    key = extraction_key(variant)
+                    if not extra_train or key not in extra_train:
+                        raise ValueError(
+                            f"variant {name!r} asks for extra_train chains but none extracted as {key!r} were given"
+                        )
+                    added = [s for s in extra_train[key] if s.is_valid and s.problem_id not in held]
                     row["n_extra_train"] = len(added)
                     tr = tr + added
                 negatives = [s for s in train_pool if not s.is_valid]

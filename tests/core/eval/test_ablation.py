@@ -139,15 +139,17 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
             {"name": "zero chains", "chains_per_problem": 0},
             {"name": "question span", "question_pooling": "span"},
             {"name": "extra gold", "extra_train": True},
+            {"name": "extra gold, last token", "extra_train": True, "pooling": "last"},
         ],
         out_dir=tmp_path,
         base_config=base,
         folds=2,
         layers={3: noise, (None, "last"): noise},
-        extra_train=extra,
+        extra_train={None: extra},
     )
     n_train_val = len(dataset.train_chains)
-    default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more = rows
+    default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last = rows
+    assert "none extracted as (None, 'last') were given" in more_last["error"]
     assert "question_pooling=span" in qspan["error"]
     # extra chains are training targets of every fold: the valid ones, none of an invalid one
     assert more["error"] is None and more["n_extra_train"] == len(extra) - 1 and "n_extra_train" not in default

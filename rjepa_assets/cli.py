@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -308,6 +310,7 @@ def _layer_latents(args, layout, student_chains, layers: set) -> dict:
     if not layers:
         return {}
     from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.eval.ablation import unpack_key
     from rjepa_core.pipeline import extract_latents
     from rjepa_core.schemas import ChainOfThought, Problem, read_records
 
@@ -318,11 +321,47 @@ def _layer_latents(args, layout, student_chains, layers: set) -> dict:
     student = StudentLLMResource().load(args.llm)
     out = {}
     for key in sorted(layers, key=str):
-        layer, pooling = key if isinstance(key, tuple) else (key, None)
+        layer, pooling, question = unpack_key(key)
         tic = time.monotonic()
-        out[key] = extract_latents(student, problems, cots, layer_idx=layer, pooling=pooling)
-        how = f"layer {student.spec.layer_idx if layer is None else layer}, {pooling or student.spec.pooling} pooling"
+        out[key] = extract_latents(student, problems, cots, layer_idx=layer, pooling=pooling, question_pooling=question)
+        how = (
+            f"layer {student.spec.layer_idx if layer is None else layer}, {pooling or student.spec.pooling} pooling, "
+            f"question {question or student.spec.question_pooling}"
+        )
         print(f"[rjepa] extracted {len(cots)} train/val chains at {how} in {time.monotonic() - tic:.0f}s")
+    return out
+
+
+def _extra_train_latents(args, layout, keys) -> dict:
+    """Latents of the gold chains of `args.extra_train`'s train_only problems that `args.version` does not
+    have, rendered with `args.version`'s prompt examples (the prompt its chains were sampled with), once per
+    extraction key (None: the registry's layer and poolings)."""
+    from rjepa_assets.defs.resources import StudentLLMResource
+    from rjepa_core.eval.ablation import unpack_key
+    from rjepa_core.llm.prompting import RANK_KEY
+    from rjepa_core.pipeline import extract_latents
+    from rjepa_core.schemas import ChainOfThought, Problem, read_records
+
+    path = layout.problems_path(args.extra_train)
+    if not path.exists():
+        raise SystemExit(f"no problems for {args.extra_train}: run `rjepa demo --version {args.extra_train}` first")
+    own = read_records(Problem, layout.problems_path(args.version))
+    have = {p.problem_id for p in own}
+    extra = [p for p in read_records(Problem, path) if p.train_only and p.problem_id not in have]
+    if not extra:
+        raise SystemExit(f"{args.extra_train} has no train_only problems that {args.version} lacks")
+    keep = {p.problem_id for p in extra}
+    cots = [c for c in read_records(ChainOfThought, layout.cots_path(args.extra_train)) if c.problem_id in keep]
+    examples = [p for p in own if RANK_KEY in (p.meta or {})]
+    student, out = StudentLLMResource().load(args.llm), {}
+    for key in sorted(keys, key=str):
+        layer, pooling, question = unpack_key(key)
+        tic = time.monotonic()
+        out[key] = extract_latents(
+            student, extra + examples, cots, layer_idx=layer, pooling=pooling, question_pooling=question
+        )
+        took = time.monotonic() - tic
+        print(f"[rjepa] extracted {len(cots)} train-only gold chains of {args.extra_train} ({key}) in {took:.0f}s")
     return out
 
 
@@ -347,13 +386,20 @@ def cmd_ablate(args) -> None:
     base = load_rjepa_config(args.config, int(seqs[0].H.shape[1]))
     extra = [{"name": f"layer_idx {layer}", "layer_idx": layer} for layer in args.layers or []]
     extra += [{"name": f"pooling {pooling}", "pooling": pooling} for pooling in args.pooling or []]
+    extra += [{"name": f"question {q}", "question_pooling": q} for q in args.question_pooling or []]
     extra += [
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
+    if args.extra_train:
+        with_extra = [{**v, "name": f"{v['name']} + train-only gold of {args.extra_train}"} for v in extra]
+        extra += [{"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True}]
+        extra += [{**v, "extra_train": True} for v in with_extra]
     sweep = [v for v in DEFAULT_SWEEP + extra if not args.only or any(o in v["name"] for o in args.only)]
     t = time.monotonic()
     keys = {extraction_key(v) for v in sweep} - {None}
     layers = _layer_latents(args, layout, chains, keys)
+    extra_keys = {extraction_key(v) for v in sweep if v.get("extra_train")}
+    extra_train = _extra_train_latents(args, layout, extra_keys) if extra_keys else None
 
     def show(row):
         if row["error"]:
@@ -369,8 +415,24 @@ def cmd_ablate(args) -> None:
     print(f"[rjepa] {len(sweep)} variants x {args.folds} folds on the train+val problems of {args.llm}/{args.version}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = cross_validated_ablations(
-            seqs, chains, sweep, out_dir=tmp, base_config=base, folds=args.folds, log=show, layers=layers
+            seqs,
+            chains,
+            sweep,
+            out_dir=tmp,
+            base_config=base,
+            folds=args.folds,
+            log=show,
+            layers=layers,
+            extra_train=extra_train,
         )
+    command = "rjepa ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    for row in rows:
+        row.update(command=command, measured_at=datetime.now(UTC).date().isoformat())
+    out = Path(args.out) / ("ablations.json" if args.version == "v1" else f"ablations_{args.version}.json")
+    # rows of earlier runs stay (a re-run variant replaces its row): the file is the version's ablation table
+    earlier = json.loads(out.read_text()).get("rows", []) if out.exists() else []
+    names = {r["name"] for r in rows}
+    rows = [r for r in earlier if r.get("name") not in names] + rows
     result = {
         "llm_tag": args.llm,
         "dataset_version": args.version,
@@ -381,7 +443,6 @@ def cmd_ablate(args) -> None:
         "wall_s": time.monotonic() - t,
         "rows": rows,
     }
-    out = Path(args.out) / ("ablations.json" if args.version == "v1" else f"ablations_{args.version}.json")
     atomic_write_json(out, result)
     print(f"[rjepa] wrote {out}")
 
@@ -455,6 +516,19 @@ def main(argv: list[str] | None = None) -> None:
         choices=["mean", "last", "mean_last"],
         default=None,
         help="also try these step poolings at the registry's layer (extracts the train/val chains again)",
+    )
+    p.add_argument(
+        "--question-pooling",
+        nargs="*",
+        choices=["token", "span"],
+        default=None,
+        help="also try these question latents (token before the first step | mean over the question's tokens)",
+    )
+    p.add_argument(
+        "--extra-train",
+        default=None,
+        metavar="VERSION",
+        help="also try adding the gold chains of VERSION's train_only problems to every fold's training chains",
     )
     p.add_argument(
         "--chains-per-problem",

@@ -10,6 +10,7 @@ from rjepa_assets.defs.automation.sensors import dataset_version_sensor, llm_reg
 from rjepa_assets.defs.data.assets import gold_cots, problems
 from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.evaluation.assets import eval_report
+from rjepa_assets.defs.executor import executor_from_env
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.modes.assets import modes_report
 from rjepa_assets.defs.resources import (
@@ -49,9 +50,8 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             "training": TrainingResource(),
             **(resources or {}),
         },
-        # One process per run: the student is loaded once and shared by every asset of the run, and
-        # steps don't each pay torch's import (~1.5 s).
-        executor=dg.in_process_executor,
+        # In-process unless RJEPA_EXECUTOR says otherwise (k8s on a cluster): see defs/executor.py.
+        executor=executor_from_env(),
     )
 
 

@@ -47,6 +47,8 @@ def sample_student_chains(
     out: list[ChainOfThought] = []
     groups: dict[tuple[int, float], list[Problem]] = {}
     for p in problems:
+        if p.train_only:  # gold training data only (a train_only source): never sampled
+            continue
         kk = k_test if (p.split == "test" and k_test) else k
         groups.setdefault((kk, temperature), []).append(p)
         if greedy_test and p.split == "test":
@@ -103,12 +105,14 @@ def extract_latents(
     *,
     layer_idx: int | None = None,
     pooling: str | None = None,
+    question_pooling: str | None = None,
     chunk: int = 64,
     log: Log = None,
 ) -> list[LatentSequence]:
     """Teacher-forced step latents of every chain (gold and student), in one representation.
 
-    layer_idx / pooling: the student layer and the step pooling (default: the registry entry's).
+    layer_idx / pooling / question_pooling: the student layer, the step pooling and how the question latent
+    is taken (default: the registry entry's).
     """
     by_id = {p.problem_id: p for p in problems}
     missing = {c.problem_id for c in cots} - set(by_id)
@@ -116,6 +120,7 @@ def extract_latents(
         raise ValueError(
             f"{len(missing)} chains refer to problems not in this dataset version (e.g. {next(iter(missing))})"
         )
+    from rjepa_core.llm.extraction import ChainInput
     from rjepa_core.llm.prompting import examples_of
 
     examples = examples_of(problems)  # the prompt the chains were sampled with
@@ -130,8 +135,9 @@ def extract_latents(
         for c in part:
             if c.problem_id not in prompts:
                 prompts[c.problem_id] = student.prompt_for(by_id[c.problem_id].statement, examples)
-            items.append((prompts[c.problem_id], c.steps))
-        for c, ex in zip(part, student.extract(items, layer_idx=layer, pooling=pooling), strict=True):
+            items.append(ChainInput(prompts[c.problem_id], c.steps, question=by_id[c.problem_id].statement.strip()))
+        extracted = student.extract(items, layer_idx=layer, pooling=pooling, question_pooling=question_pooling)
+        for c, ex in zip(part, extracted, strict=True):
             p = by_id[c.problem_id]
             out.append(
                 LatentSequence(

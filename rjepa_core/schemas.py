@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rjepa_core.io import atomic_path
 
 SPLITS = ("train", "val", "test")
+TRAIN_ONLY = "train_only"  # Problem.meta key: the problem comes from a train_only source (see data.sources)
 
 
 def stable_id(*parts: str, length: int = 16) -> str:
@@ -97,6 +98,11 @@ class Problem(_Record):
         if v not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {v!r}")
         return v
+
+    @property
+    def train_only(self) -> bool:
+        """From a `train_only` source: gold training data, never sampled, shown as an example nor evaluated."""
+        return bool((self.meta or {}).get(TRAIN_ONLY))
 
     @classmethod
     def create(cls, *, source: str, statement: str, **kw: Any) -> Problem:

@@ -22,7 +22,7 @@ import yaml
 
 from rjepa_core.data.sources import SourceSpec, clean_steps, load_source
 from rjepa_core.llm.prompting import mark_examples
-from rjepa_core.schemas import ChainOfThought, Problem, split_of, stable_id
+from rjepa_core.schemas import TRAIN_ONLY, ChainOfThought, Problem, split_of, stable_id
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -94,6 +94,8 @@ def build_problems(
             p.meta = {**p.meta, "dataset_version": cfg.version}
             seen[p.problem_id] = p
     for spec in cfg.sources:
+        if spec.train_only:
+            continue
         for item in load_source(spec):
             p = item.problem
             if p.problem_id in seen:
@@ -103,9 +105,26 @@ def build_problems(
             if item.gold_steps:
                 p.meta["gold_steps"] = item.gold_steps
             seen[p.problem_id] = p
+    # train-only sources last, so they never displace a problem that is sampled and evaluated; an item whose
+    # gold computation repeats another problem's (the same sum worded otherwise) would leak it into training
+    computations = {_computation(p.meta.get("gold_steps")) for p in seen.values()} - {None}
+    for spec in (s for s in cfg.sources if s.train_only):
+        for item in load_source(spec):
+            p, how = item.problem, _computation(item.gold_steps)
+            if p.problem_id in seen or how is None or how in computations:
+                continue
+            computations.add(how)
+            p.split = "train"
+            p.meta = {**p.meta, "dataset_version": cfg.version, "gold_steps": item.gold_steps, TRAIN_ONLY: True}
+            seen[p.problem_id] = p
     out = list(seen.values())
     mark_examples(out, cfg.few_shot)  # this version's prompt examples (parents' marks are cleared)
     return out
+
+
+def _computation(gold_steps: list[str] | None) -> tuple[str, ...] | None:
+    """A gold chain's steps without whitespace: two problems with the same computation share it."""
+    return tuple("".join(str(x).split()) for x in gold_steps) if gold_steps else None
 
 
 def build_gold_cots(problems: list[Problem], validate=None) -> list[ChainOfThought]:
@@ -141,6 +160,7 @@ def manifest(cfg: DatasetConfig, problems: list[Problem], cots: list[ChainOfThou
         "description": cfg.description,
         "created_at": datetime.now(UTC).isoformat(),
         "num_problems": len(problems),
+        "num_train_only_problems": sum(p.train_only for p in problems),
         "num_cots": len(cots),
         "num_valid_cots": valid,
         "validation_rate": round(valid / len(cots), 4) if cots else None,

@@ -36,6 +36,9 @@ class SourceSpec:
     path: str | None = None  # input file for file-based kinds (HumanEval: None = the packaged set)
     domain: str | None = None  # override the domain the loader infers
     columns: dict[str, str] = field(default_factory=dict)  # json/csv: statement/answer/rationale column names
+    # training data only: problems go to the train split with their gold chains and are never sampled by the
+    # student, shown as prompt examples or evaluated; items repeating another source's problem are dropped
+    train_only: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -46,6 +49,8 @@ class SourceSpec:
             raise ValueError(f"a {self.kind} source needs `path:` to a file")
         if self.size < 0:
             raise ValueError(f"size must be >= 0, got {self.size}")
+        if not isinstance(self.train_only, bool):
+            raise ValueError(f"train_only must be true or false, got {self.train_only!r}")
 
 
 @dataclass

@@ -53,10 +53,18 @@ def _width(seqs: Sequence[Any]) -> int:
     return int(as_chain(seqs[0]).H.shape[1])
 
 
-def extraction_key(variant: dict[str, Any]) -> int | tuple[int | None, str] | None:
+def extraction_key(variant: dict[str, Any]) -> int | tuple | None:
     """Which extra latents a variant needs: its `layer_idx` (int), (layer_idx or None, pooling) when it
-    sets `pooling`, or None when it uses the partition's own latents."""
+    sets `pooling`, (layer_idx or None, pooling or None, question_pooling) when it sets `question_pooling`,
+    or None when it uses the partition's own latents."""
     layer, pooling = variant.get("layer_idx"), variant.get("pooling")
+    question = variant.get("question_pooling")
+    if question is not None:
+        from rjepa_core.llm.registry import QUESTION_POOLINGS
+
+        if question not in QUESTION_POOLINGS:
+            raise ValueError(f"variant question_pooling {question!r} is not one of {QUESTION_POOLINGS}")
+        return (None if layer is None else int(layer), None if pooling is None else str(pooling), str(question))
     if pooling is not None:
         from rjepa_core.llm.registry import POOLINGS
 
@@ -66,17 +74,24 @@ def extraction_key(variant: dict[str, Any]) -> int | tuple[int | None, str] | No
     return None if layer is None else int(layer)
 
 
+def unpack_key(key: int | tuple | None) -> tuple[int | None, str | None, str | None]:
+    """(layer_idx, pooling, question_pooling) of an `extraction_key`, None where the partition's own is used."""
+    if isinstance(key, tuple):
+        return (*key, None) if len(key) == 2 else key
+    return key, None, None
+
+
 def _layer_of(variant: dict[str, Any], name: str, layers: dict[Any, Any] | None, how: str) -> tuple[Any, Any] | None:
     """(extraction key, those latents) for a variant that names a layer or a pooling, None otherwise;
     raises if they were not given. `how` says how to extract them; "{layer}" / "{pooling}" are filled in."""
     key = extraction_key(variant)
     if key is None:
         return None
-    layer, pooling = key if isinstance(key, tuple) else (key, None)
+    layer, pooling, question = unpack_key(key)
     if not layers or key not in layers:
         raise ValueError(
-            f"variant {name!r}: no latents of layer_idx={layer}, pooling={pooling} were given: extract them "
-            f"({how.format(layer=layer, pooling=pooling)}) and pass layers={{{key!r}: ...}}"
+            f"variant {name!r}: no latents of layer_idx={layer}, pooling={pooling}, question_pooling={question} "
+            f"were given: extract them ({how.format(layer=layer, pooling=pooling)}) and pass layers={{{key!r}: ...}}"
         )
     return key, layers[key]
 
@@ -85,12 +100,13 @@ def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
 
-    keys = {"name", "preset", "layer_idx", "pooling", "targets", "chains_per_problem", *SECTIONS}
+    keys = {"name", "preset", "layer_idx", "pooling", "question_pooling", "targets", "chains_per_problem"}
+    keys |= {"extra_train", *SECTIONS}
     unknown = sorted(set(variant) - keys)
     if unknown:
         raise ValueError(
-            f"variant has unknown key(s) {unknown}; use name, preset, layer_idx, pooling, targets, "
-            f"chains_per_problem or {SECTIONS}"
+            f"variant has unknown key(s) {unknown}; use name, preset, layer_idx, pooling, question_pooling, "
+            f"targets, chains_per_problem, extra_train or {SECTIONS}"
         )
     cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
     d = cfg.to_dict()
@@ -184,7 +200,7 @@ def run_ablations(
             picked = _layer_of(variant, name, layers, "StudentLLM.extract(..., layer_idx={layer}, pooling={pooling})")
             if picked is not None:
                 key, data = picked
-                row["layer_idx"], row["pooling"] = key if isinstance(key, tuple) else (key, None)
+                row["layer_idx"], row["pooling"], row["question_pooling"] = unpack_key(key)
                 tr, va, cand, qs = data.train_seqs, data.val_seqs, data.candidate_latents, data.candidate_questions
             cfg = variant_config(base_config, variant, _width(tr))
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
@@ -242,6 +258,7 @@ def cross_validated_ablations(
     device: str = "cpu",
     log=None,
     layers: dict[int, Sequence[Any]] | None = None,
+    extra_train: dict[Any, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Ablations by problem-level k-fold cross-validation over the train+val problems (never the test split).
 
@@ -255,7 +272,10 @@ def cross_validated_ablations(
     or "gold" — which valid chains are JEPA targets —, `chains_per_problem`: at most that many valid
     student chains per problem as targets (how much more sampling buys), and `layer_idx` and/or
     `pooling`: its chains' latents are then taken from `layers[layer_idx]`, or `layers[(layer_idx or
-    None, pooling)]` when it sets a pooling (the same chains extracted that way).
+    None, pooling)]` when it sets a pooling (the same chains extracted that way). `extra_train: true` adds the
+    valid chains of `extra_train[key]` (e.g. a train_only source's gold chains, problems outside every fold,
+    extracted like the variant's own latents: key = its extraction key, None for the partition's) to the
+    training chains of every fold.
     """
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
@@ -279,7 +299,7 @@ def cross_validated_ablations(
             picked = _layer_of(variant, name, layers, "rjepa ablate --layers {layer} / --pooling {pooling}")
             if picked is not None:
                 key, layer_seqs = picked
-                row["layer_idx"], row["pooling"] = key if isinstance(key, tuple) else (key, None)
+                row["layer_idx"], row["pooling"], row["question_pooling"] = unpack_key(key)
                 pool = [s for s in layer_seqs if s.cot_id in base_ids]
                 missing = base_ids - {s.cot_id for s in pool}
                 if missing:
@@ -303,6 +323,15 @@ def cross_validated_ablations(
                 ]
                 if cap is not None:
                     tr = _cap_student_targets(tr, cap, seed)
+                if variant.get("extra_train"):
+                    key = extraction_key(variant)
+                    if not extra_train or key not in extra_train:
+                        raise ValueError(
+                            f"variant {name!r} asks for extra_train chains but none extracted as {key!r} were given"
+                        )
+                    added = [s for s in extra_train[key] if s.is_valid and s.problem_id not in held]
+                    row["n_extra_train"] = len(added)
+                    tr = tr + added
                 negatives = [s for s in train_pool if not s.is_valid]
                 va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
                 safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

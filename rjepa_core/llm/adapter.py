@@ -102,14 +102,22 @@ class StudentLLM:
         batch_size: int | None = None,
         share_prefix: bool = True,
         pooling: str | None = None,
+        question_pooling: str | None = None,
     ) -> list[Extracted]:
         """Step latents of (prompt, steps) chains, text = prompt + render_chain(steps).
 
         share_prefix: chains with the same prompt run it once and reuse its cache (same latents, less compute).
         pooling: mean | last | mean_last; default the registry entry's.
+        question_pooling: token | span (span needs ChainInput.question); default the registry entry's.
         """
         return extraction.extract(
-            self, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix, pooling=pooling
+            self,
+            items,
+            layer_idx=layer_idx,
+            batch_size=batch_size,
+            share_prefix=share_prefix,
+            pooling=pooling,
+            question_pooling=question_pooling,
         )
 
     def extract_texts(

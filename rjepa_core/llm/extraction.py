@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rjepa_core.llm import prefix
-from rjepa_core.llm.registry import POOLINGS
+from rjepa_core.llm.registry import POOLINGS, QUESTION_POOLINGS
 from rjepa_core.segmentation import render_chain_spans, token_spans
 
 
@@ -31,6 +31,8 @@ class ChainInput:
     prompt: str  # text before the chain (already chat-templated, or plain)
     steps: list[str]  # step texts, rendered as "Step k: ..." lines
     final_answer: str | None = None  # rendered as a last "Answer: X" line when given
+    # the problem statement as it appears in `prompt` (its last occurrence): needed by question_pooling="span"
+    question: str | None = None
 
 
 @dataclass
@@ -40,8 +42,15 @@ class Extracted:
     step_spans: list[tuple[int, int]]  # token [start, end) of each step inside token_ids
     # (hidden,) the layer's output at the token just before the first step: a causal model has read the
     # whole prompt (the question) there and nothing of the chain. None for encoders (they see both ways)
-    # and for texts whose first step starts at token 0.
+    # and for texts whose first step starts at token 0. With question_pooling="span": the mean of the layer's
+    # output over the question's own tokens in the prompt instead.
     q: np.ndarray | None = None
+
+
+def check_question_pooling(question_pooling: str) -> str:
+    if question_pooling not in QUESTION_POOLINGS:
+        raise ValueError(f"question_pooling {question_pooling!r} is not one of {QUESTION_POOLINGS}")
+    return question_pooling
 
 
 class _StopForward(Exception):
@@ -153,9 +162,15 @@ class _Encoded:
     ids: list[int]  # full-text token ids
     offsets: list[tuple[int, int]]  # their character offsets
     spans: list[tuple[int, int]]  # token [start, end) of each step
+    qspan: tuple[int, int] | None = None  # token [start, end) of the question, when it is pooled as a span
 
 
-def _encode(llm, texts: Sequence[str], char_spans_per_text: Sequence[Sequence[tuple[int, int]]]) -> list[_Encoded]:
+def _encode(
+    llm,
+    texts: Sequence[str],
+    char_spans_per_text: Sequence[Sequence[tuple[int, int]]],
+    question_spans: Sequence[tuple[int, int] | None] | None = None,
+) -> list[_Encoded]:
     if len(texts) != len(char_spans_per_text):
         raise ValueError(f"got {len(texts)} texts but {len(char_spans_per_text)} span lists")
     encoded = []
@@ -168,8 +183,40 @@ def _encode(llm, texts: Sequence[str], char_spans_per_text: Sequence[Sequence[tu
                 f"text {i} has {len(ids)} tokens > max_length {llm.spec.max_length} of {llm.llm_tag!r}: "
                 "shorten the chain or raise max_length in the registry YAML"
             )
-        encoded.append(_Encoded(ids, offsets, token_spans(offsets, list(char_spans))))
+        qchars = question_spans[i] if question_spans else None
+        qspan = token_spans(offsets, [qchars])[0] if qchars else None
+        encoded.append(_Encoded(ids, offsets, token_spans(offsets, list(char_spans)), qspan))
     return encoded
+
+
+def _question_chars(prompt: str, question: str | None, n: int) -> tuple[int, int]:
+    """Character span of the question's last occurrence in the prompt (worked examples come before it)."""
+    q = (question or "").strip()
+    if not q:
+        raise ValueError(f"chain {n}: question_pooling='span' needs the chain's question (ChainInput.question)")
+    at = prompt.rfind(q)
+    if at < 0:
+        raise ValueError(
+            f"chain {n}: the question {q[:60]!r} does not appear in its prompt; pass the statement the prompt was "
+            "rendered from, or use question_pooling='token'"
+        )
+    return at, at + len(q)
+
+
+def _span_state(h, row: int, span: tuple[int, int], pooling: str, offset: int = 0, h_before=None, g: int = 0):
+    """Mean (and, for mean_last, last-token) state over token span [s, e) of a batch row; tokens before
+    `offset` are read from `h_before[g]` (the shared prompt's states) and the rest from `h[row]`."""
+    import torch
+
+    s, e = span
+    parts = []
+    if s < offset:
+        parts.append(h_before[g, s : min(e, offset)])
+    if e > offset:
+        parts.append(h[row, max(s, offset) - offset : e - offset])
+    x = torch.cat(parts).float()  # (e - s, D)
+    mean = x.mean(dim=0)
+    return torch.cat([mean, x[-1]]) if pooling == "mean_last" else (x[-1] if pooling == "last" else mean)
 
 
 def _pool_full(
@@ -192,7 +239,12 @@ def _pool_full(
         h = layer_output(llm, input_ids.to(llm.device), attention_mask.to(llm.device), layer_pos)  # (B, S, D)
         pooled = _pool(h, [encoded[i].spans for i in idx], pooling)
         for row, i in enumerate(idx):
-            out[i] = (pooled[row], _question_state(llm, h, row, encoded[i].spans[0][0], pooling))
+            e = encoded[i]
+            if e.qspan:
+                q = _span_state(h, row, e.qspan, pooling)
+            else:
+                q = _question_state(llm, h, row, e.spans[0][0], pooling)
+            out[i] = (pooled[row], q)
     return out
 
 
@@ -237,11 +289,12 @@ def _pool_shared(llm, encoded: list[_Encoded], groups, layer_pos: int, batch_siz
                 pooled = _pool(h, spans, pooling)
                 for row, (i, g) in enumerate(chunk):
                     start = encoded[i].spans[0][0]  # the question state sits in the chain part or the prompt
-                    q = (
-                        _question_state(llm, h, row, start - P, pooling)
-                        if start > P
-                        else _question_state(llm, h_prompt, g, start, pooling)
-                    )
+                    if encoded[i].qspan:
+                        q = _span_state(h, row, encoded[i].qspan, pooling, offset=P, h_before=h_prompt, g=g)
+                    elif start > P:
+                        q = _question_state(llm, h, row, start - P, pooling)
+                    else:
+                        q = _question_state(llm, h_prompt, g, start, pooling)
                     out[i] = (pooled[row], q)
     return out
 
@@ -274,9 +327,9 @@ def extract_texts(
 def _as_chain(item) -> ChainInput:
     if isinstance(item, ChainInput):
         return item
-    if isinstance(item, tuple | list) and len(item) in (2, 3):
+    if isinstance(item, tuple | list) and len(item) in (2, 3, 4):
         return ChainInput(*item)
-    raise TypeError(f"expected (prompt, steps) or ChainInput, got {type(item).__name__}")
+    raise TypeError(f"expected (prompt, steps[, final_answer[, question]]) or ChainInput, got {type(item).__name__}")
 
 
 def extract_float32(
@@ -286,9 +339,11 @@ def extract_float32(
     batch_size: int | None = None,
     share_prefix: bool = True,
     pooling: str | None = None,
+    question_pooling: str | None = None,
 ) -> list[Extracted]:
     """`extract` before the float16 cast (H float32): for exactness checks and callers that want full precision."""
-    prompts, texts, spans = [], [], []
+    question_pooling = check_question_pooling(question_pooling or llm.spec.question_pooling)
+    prompts, texts, spans, qspans = [], [], [], []
     for n, item in enumerate(items):
         chain = _as_chain(item)
         if not chain.steps:
@@ -298,12 +353,14 @@ def extract_float32(
         except ValueError as exc:
             raise ValueError(f"chain {n}: {exc}") from exc
         prompts.append(chain.prompt)
+        if question_pooling == "span" and llm.spec.kind == "causal":
+            qspans.append(_question_chars(chain.prompt, chain.question, n))
         texts.append(chain.prompt + body)
         spans.append([(len(chain.prompt) + s, len(chain.prompt) + e) for s, e in char_spans])
     layer_pos = resolve_layer(llm.spec.layer_idx if layer_idx is None else layer_idx, llm.num_layers)
     pooling = check_pooling(llm.spec.pooling if pooling is None else pooling)
     batch_size = batch_size or llm.spec.batch_size
-    encoded = _encode(llm, texts, spans)
+    encoded = _encode(llm, texts, spans, qspans or None)
     groups, rest = [], list(range(len(encoded)))
     if share_prefix and llm.spec.kind == "causal" and prefix.new_cache(llm.model.config, layer_pos) is not None:
         prompt_tokens = {p: encode_with_offsets(llm.tokenizer, p) for p in dict.fromkeys(prompts)}
@@ -322,14 +379,22 @@ def extract(
     batch_size: int | None = None,
     share_prefix: bool = True,
     pooling: str | None = None,
+    question_pooling: str | None = None,
 ) -> list[Extracted]:
     """Latents of chains; each item is (prompt_text, steps) or a ChainInput. Text = prompt + render_chain.
 
     share_prefix: chains with the same prompt run it once (causal models; same latents, less compute).
     pooling: mean | last | mean_last (default: the registry entry's `pooling`).
+    question_pooling: token | span (default: the registry entry's); span needs ChainInput.question.
     """
     out = extract_float32(
-        llm, items, layer_idx=layer_idx, batch_size=batch_size, share_prefix=share_prefix, pooling=pooling
+        llm,
+        items,
+        layer_idx=layer_idx,
+        batch_size=batch_size,
+        share_prefix=share_prefix,
+        pooling=pooling,
+        question_pooling=question_pooling,
     )
     for ex in out:
         ex.H = ex.H.astype(np.float16)  # (J, D)

@@ -60,7 +60,11 @@ def mark_examples(problems: Sequence[Any], n: int) -> list[Any]:
             p.meta = {k: v for k, v in p.meta.items() if k != RANK_KEY}
     if n == 0:
         return []
-    pool = [p for p in problems if p.split == "train" and len(p.meta.get("gold_steps") or []) >= 1]
+    pool = [
+        p
+        for p in problems
+        if p.split == "train" and len(p.meta.get("gold_steps") or []) >= 1 and not getattr(p, "train_only", False)
+    ]
     if len(pool) < n:
         raise ValueError(
             f"few_shot: {n} needs {n} train-split problems with gold steps, found {len(pool)}: "

@@ -22,6 +22,7 @@ DEFAULT_LLM_TAG = "smollm2-135m"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = ("awq", "gptq", "bnb-4bit", "bnb-8bit")
 KINDS = ("causal", "encoder")
+QUESTION_POOLINGS = ("token", "span")  # how a chain's question latent is taken (see llm.extraction)
 POOLINGS = ("mean", "last", "mean_last")  # how a step's token states become its latent (see llm.extraction)
 EMBEDDED_SOURCES = ("embedded:smollm2", "embedded:minilm")
 
@@ -33,6 +34,9 @@ class LLMSpec:
     gguf_file: str | None = None  # GGUF file name inside `source` when source is a folder or hub id
     layer_idx: int = -2  # decoder layer whose output is pooled; negative counts from the end (-1 = last)
     pooling: str = "mean"  # per step: mean of its tokens | last token | mean_last (both, twice the width)
+    # the chain's question latent: "token" = the state just before the first step, "span" = pooled (like a
+    # step) over the question's own tokens in the prompt
+    question_pooling: str = "token"
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16
     batch_size: int = 8  # chains per forward pass for extraction and generation
     hidden_size: int | None = None  # declared latent width, checked against the model on load
@@ -60,6 +64,8 @@ class LLMSpec:
             raise bad("layer_idx", f"must be an integer, got {self.layer_idx!r}")
         if self.pooling not in POOLINGS:
             raise bad("pooling", f"is {self.pooling!r}; use one of {POOLINGS}")
+        if self.question_pooling not in QUESTION_POOLINGS:
+            raise bad("question_pooling", f"is {self.question_pooling!r}; use one of {QUESTION_POOLINGS}")
         if self.dtype not in DTYPES:
             raise bad("dtype", f"is {self.dtype!r}; use one of {DTYPES}")
         for name in ("batch_size", "max_length"):

@@ -6,7 +6,7 @@ from rjepa_assets.defs.jepa.assets import jepa_checkpoint, pooling_of
 from rjepa_assets.defs.metadata import fmt, md_table
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource
-from rjepa_assets.defs.student.assets import GPU_POOL, latents
+from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL, latents
 from rjepa_core.jepa.decoder import DecoderConfig
 from rjepa_core.pipeline import fit_latent_decoder, newest_checkpoint
 
@@ -23,6 +23,7 @@ class DecoderAssetConfig(dg.Config):
     deps=[latents, jepa_checkpoint],
     group_name="jepa",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch", "safetensors"},
     check_specs=[dg.AssetCheckSpec("decoder_reads_the_latent", asset="latent_decoder")],

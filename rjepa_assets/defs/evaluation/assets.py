@@ -6,7 +6,7 @@ from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.metadata import md_table, png
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource
-from rjepa_assets.defs.student.assets import GPU_POOL
+from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL
 from rjepa_core.pipeline import run_evaluation
 
 
@@ -22,6 +22,7 @@ class EvalConfig(dg.Config):
     deps=[jepa_checkpoint],
     group_name="evaluation",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch"},
     check_specs=[

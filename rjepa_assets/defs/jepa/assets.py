@@ -7,7 +7,7 @@ import dagster as dg
 from rjepa_assets.defs.metadata import md_table, png
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, TrainingResource
-from rjepa_assets.defs.student.assets import GPU_POOL, latents
+from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL, latents
 from rjepa_core.eval.plots import plot_training
 from rjepa_core.jepa.checkpoint import load_checkpoint
 from rjepa_core.llm.prompting import examples_of
@@ -31,6 +31,7 @@ class CheckpointConfig(dg.Config):
     deps=[latents],
     group_name="jepa",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch", "safetensors"},
     check_specs=[dg.AssetCheckSpec("checkpoint_not_collapsed", asset="jepa_checkpoint")],

@@ -7,7 +7,7 @@ from rjepa_assets.defs.jepa.assets import jepa_checkpoint
 from rjepa_assets.defs.metadata import fmt, md_table
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
-from rjepa_assets.defs.student.assets import GPU_POOL
+from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL
 from rjepa_core.pipeline import run_modes
 
 
@@ -27,6 +27,7 @@ class ModesConfig(dg.Config):
     deps=[jepa_checkpoint, latent_decoder],
     group_name="evaluation",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch"},
     description="Test split, the four inference modes side by side: OFF (greedy), RERANK (JEPA vote and siblings), "

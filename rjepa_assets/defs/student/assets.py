@@ -19,6 +19,14 @@ from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
 
 GPU_POOL = "gpu"  # one GPU-heavy step at a time per device (dagster.yaml sets the pool limit)
+# The same steps on Kubernetes (RJEPA_EXECUTOR=k8s, one pod per step): each pod asks for one GPU and tolerates
+# the usual GPU-node taint. Inert under the in-process and multiprocess executors.
+GPU_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    }
+}
 
 
 class StudentChainsConfig(dg.Config):
@@ -56,6 +64,7 @@ def _limit(rows: list[Problem], n: int) -> list[Problem]:
     deps=[dg.AssetDep("problems", partition_mapping=by_version)],
     group_name="student",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch", "parquet"},
     description="K chains per problem sampled from the student, labelled correct/incorrect, with log-probs.",
@@ -109,6 +118,7 @@ def student_chains(
     deps=[student_chains, dg.AssetDep("gold_cots", partition_mapping=by_version)],
     group_name="student",
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pytorch", "safetensors"},
     check_specs=[dg.AssetCheckSpec("latents_finite_and_registered_width", asset="latents")],

@@ -4,19 +4,22 @@
 
 The same orchestration as the `latents` asset's `workers` option (`rjepa_core.llm.sharded`), but the fan-out
 is Dagster's: each range is its own step, so the job's executor decides where they run —
-`multiprocess_executor` (the default here: one process per step, side by side on this machine) or
-`k8s_job_executor` on a cluster (one pod per step, each with its own GPU request through the op's
-`dagster-k8s/config` tag). Each step commits its shards into the run's staging folder; the commit step
-checks that every planned shard is there, swaps the set in, refreshes the DuckDB index and records a
-materialization of `latents` for the partition. A failed step leaves the previous set untouched (its
+`multiprocess_executor` (the default here, also when `RJEPA_EXECUTOR` is unset or in_process: one process
+per step, side by side on this machine) or `k8s_job_executor` with `RJEPA_EXECUTOR=k8s` on a cluster (one
+pod per step, each with one GPU through the op's `dagster-k8s/config` tags, `GPU_OP_TAGS`). Each step
+commits its shards into the run's staging folder; the commit step checks that every planned shard is
+there, swaps the set in, refreshes the DuckDB index and records a materialization of `latents` for the
+partition. A failed step leaves the previous set untouched (its
 staging folder is hidden and ignored by readers; rerun the job).
 """
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from rjepa_assets.defs.executor import executor_from_env
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_assets.defs.student.assets import GPU_OP_TAGS
 from rjepa_core.llm.sharded import extract_shards, partition_inputs, plan_shards, split_shards, start_staging
 from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
@@ -50,7 +53,7 @@ def plan_latent_shards(context: dg.OpExecutionContext, config: ShardPlanConfig, 
 
 
 @dg.op(
-    tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}},
+    tags=GPU_OP_TAGS,  # one GPU (and the GPU-node toleration) per extraction pod under k8s_job_executor
     description="Extract and commit one range of shards (loads the student in this step's process).",
 )
 def extract_latent_shards(
@@ -96,9 +99,15 @@ def commit_latent_shards(
     yield dg.Output(None)
 
 
+def shard_executor() -> dg.ExecutorDefinition:
+    """RJEPA_EXECUTOR's executor (k8s on a cluster), but never in-process: that would run the ranges in turn."""
+    executor = executor_from_env()
+    return dg.multiprocess_executor if executor.name == "in_process" else executor
+
+
 @dg.job(
     partitions_def=llm_x_version,
-    executor_def=dg.multiprocess_executor,
+    executor_def=shard_executor(),
     description="latents of one partition with one step per shard range (multiprocess here, k8s_job_executor on "
     "a cluster); the `latents` asset's default path extracts in one process.",
 )

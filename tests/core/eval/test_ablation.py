@@ -121,6 +121,10 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
     rng = np.random.default_rng(0)
     # "layer 3": the same chains with latents that carry no law at all (a layer with nothing to learn)
     noise = [s.model_copy(update={"H": rng.normal(size=s.H.shape).astype(np.float16)}) for s in seqs]
+    # gold chains of problems outside every fold (a train_only source), one of them invalid
+    gold = [s for s in seqs if s.origin == "gold"][:6]
+    extra = [s.model_copy(update={"problem_id": f"extra{i}", "cot_id": f"extra{i}"}) for i, s in enumerate(gold)]
+    extra[0] = extra[0].model_copy(update={"is_valid": False})
     rows = cross_validated_ablations(
         seqs,
         candidates,
@@ -133,14 +137,22 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
             {"name": "mean_last", "pooling": "mean_last"},
             {"name": "one chain each", "chains_per_problem": 1},
             {"name": "zero chains", "chains_per_problem": 0},
+            {"name": "question span", "question_pooling": "span"},
+            {"name": "extra gold", "extra_train": True},
+            {"name": "extra gold, last token", "extra_train": True, "pooling": "last"},
         ],
         out_dir=tmp_path,
         base_config=base,
         folds=2,
         layers={3: noise, (None, "last"): noise},
+        extra_train={None: extra},
     )
     n_train_val = len(dataset.train_chains)
-    default, bad, layer3, layer5, last, mean_last, one_each, zero = rows
+    default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last = rows
+    assert "none extracted as (None, 'last') were given" in more_last["error"]
+    assert "question_pooling=span" in qspan["error"]
+    # extra chains are training targets of every fold: the valid ones, none of an invalid one
+    assert more["error"] is None and more["n_extra_train"] == len(extra) - 1 and "n_extra_train" not in default
     # a pooling variant takes the latents given under (layer or None, pooling): the noise ones here
     assert last["error"] is None and (last["layer_idx"], last["pooling"]) == (None, "last")
     assert last["auroc"] < default["auroc"] - 0.15, (last["auroc"], default["auroc"])

@@ -267,3 +267,43 @@ def test_encoders_give_no_question_state():
     llm = StudentLLM.load("minilm-l6", device="cpu")
     # a bidirectional encoder's state before the steps has seen the steps: it would leak the chain
     assert llm.extract([("Problem: 3 + 4?\n", ["3 + 4 = 7"])])[0].q is None
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_question_span_is_pooled_over_the_questions_own_tokens(tiny_student, share_prefix, pooling):
+    """question_pooling="span": the question latent is the step pooling applied to the question's tokens in
+    the prompt (its last occurrence: worked examples may repeat it), recomputed here from a plain forward."""
+    question = "What is 3 + 4, doubled, minus 5?"
+    prompt = f"Example: {question} Step 1: 7\n" + tiny_student.prompt_for(question)
+    items = [ChainInput(prompt, steps, question=question) for steps in CHAINS[:3]]
+    got = extract_float32(
+        tiny_student,
+        items,
+        layer_idx=1,
+        batch_size=2,
+        share_prefix=share_prefix,
+        pooling=pooling,
+        question_pooling="span",
+    )
+    at = prompt.rfind(question)
+    ids, offsets = encode_with_offsets(tiny_student.tokenizer, prompt)
+    ((s, e),) = token_spans(offsets, [(at, at + len(question))])
+    assert s > 5  # the example's copy of the question comes first and is not the one pooled
+    with torch.no_grad():
+        h = tiny_student.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[2][0]  # layer 1
+    ref = h[s:e].mean(0) if pooling == "mean" else h[e - 1]
+    for ex in got:
+        np.testing.assert_allclose(ex.q, ref.numpy(), atol=1e-4, rtol=1e-3)
+    token = extract_float32(tiny_student, items[:1], layer_idx=1, share_prefix=share_prefix, pooling=pooling)[0].q
+    assert np.abs(token - got[0].q).max() > 1e-3  # not the state before the first step
+
+
+def test_question_span_needs_the_question_and_says_so(tiny_student):
+    prompt = tiny_student.prompt_for("What is 3 + 4?")
+    with pytest.raises(ValueError, match="needs the chain's question"):
+        tiny_student.extract([(prompt, ["3 + 4 = 7"])], question_pooling="span")
+    with pytest.raises(ValueError, match="does not appear in its prompt"):
+        tiny_student.extract([ChainInput(prompt, ["3 + 4 = 7"], question="What is 9 - 2?")], question_pooling="span")
+    with pytest.raises(ValueError, match="question_pooling 'both' is not one of"):
+        tiny_student.extract([(prompt, ["3 + 4 = 7"])], question_pooling="both")

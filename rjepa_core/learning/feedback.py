@@ -94,13 +94,12 @@ def _check(steps: Sequence[str], prompt: str, final: str | None) -> tuple[bool, 
     from rjepa_core.validators.math import answers_equal
     from rjepa_core.validators.steps import check_step
 
-    checked = False
+    checked, expected = False, question_value(prompt)
     for i, s in enumerate(steps):
         c = check_step(s)
         checked = checked or c.checked > 0
         if not c.ok:
-            return True, False, f"step {i + 1} is wrong: {c.first_error}", None
-    expected = question_value(prompt)
+            return True, False, f"step {i + 1} is wrong: {c.first_error}", expected
     if expected is not None:
         if not answers_equal(final, expected):
             return True, False, f"final answer {final!r} is not the question's value {expected}", expected

@@ -77,20 +77,31 @@ def test_feedback_to_promotion_and_deletion(defs, project, instance, tiny_llm_di
     )
     assert isinstance(feedback_sensor(sensor_ctx), dg.SkipReason)  # no feedback yet
 
-    with LiveServer(make_settings(store, tiny_llm_dir, reload_interval_s=0.2)) as server, httpx.Client(
-        base_url=server.url, timeout=60
-    ) as http:
+    with (
+        LiveServer(make_settings(store, tiny_llm_dir, reload_interval_s=0.2)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
         # 1. feedback through the real service: one rated chat of the tiny student, then client-rated answers
         chat = http.post("/chat", json={"prompt": "What is 2 + 2?", "seed": 0}).json()
-        r = http.post("/feedback", json={"interaction_id": chat["interaction_id"], "rating": "up", "consent": True,
-                                         "user_id": "zoe"})  # fmt: skip
+        r = http.post(
+            "/feedback",
+            json={"interaction_id": chat["interaction_id"], "rating": "up", "consent": True, "user_id": "zoe"},
+        )
         assert r.status_code == 200 and r.json()["source"] == "server"
         for user, consent, rating, prompt, steps in FEEDBACK:
-            body = {"rating": rating, "consent": consent, "user_id": user, "prompt": prompt, "steps": steps,
-                    "answer": steps[-1].split("=")[-1].strip()}  # fmt: skip
+            body = {
+                "rating": rating,
+                "consent": consent,
+                "user_id": user,
+                "prompt": prompt,
+                "steps": steps,
+                "answer": steps[-1].split("=")[-1].strip(),
+            }
             r = http.post("/feedback", json=body)
             assert r.status_code == 200 and r.json()["text_kept"] is consent, r.text
-        logged = [json.loads(x) for f in sorted(layout.interactions_dir().glob("*.jsonl")) for x in f.read_text().splitlines()]
+        logged = [
+            json.loads(x) for f in sorted(layout.interactions_dir().glob("*.jsonl")) for x in f.read_text().splitlines()
+        ]
         assert len(logged) == 1 + len(FEEDBACK) and "alice" not in json.dumps(logged)
         # the service scored the consented answers it did not write (validation trusts only its own score)
         assert all(rec["jepa"] and rec["jepa"]["jepa_loss"] is not None for rec in logged if rec["text_kept"])
@@ -124,8 +135,12 @@ def test_feedback_to_promotion_and_deletion(defs, project, instance, tiny_llm_di
         fb1 = read_records(Problem, layout.problems_path("v1.fb1"))
         user = {p.statement: p for p in fb1 if p.source == "user"}
         assert v1 < {p.problem_id for p in fb1}
-        assert set(user) == {"What is 2 + 3? Write to [EMAIL]", "Call me on [PHONE]. What is 6 + 1?",
-                             "What is 7 + 2?", "What is 5 + 5?"}  # fmt: skip
+        assert set(user) == {
+            "What is 2 + 3? Write to [EMAIL]",
+            "Call me on [PHONE]. What is 6 + 1?",
+            "What is 7 + 2?",
+            "What is 5 + 5?",
+        }
         assert user["What is 5 + 5?"].answer_gold == "10"  # the negative's gold is the computed value
         chains = [c for c in read_records(ChainOfThought, layout.cots_path("v1.fb1")) if c.origin == "user"]
         assert sorted(c.is_valid for c in chains) == [False, True, True, True]
@@ -165,8 +180,9 @@ def test_feedback_to_promotion_and_deletion(defs, project, instance, tiny_llm_di
         assert _wait_for(server.url, first["run_id"])["checkpoint_id"] == first["run_id"]
 
         # 6. alice deletes her data: gone from the log, and the version built from it is rebuilt without her
-        alice_problems = {p.problem_id for s, p in user.items() if s in ("What is 2 + 3? Write to [EMAIL]",
-                                                                        "What is 7 + 2?")}  # fmt: skip
+        alice_problems = {
+            p.problem_id for s, p in user.items() if s in ("What is 2 + 3? Write to [EMAIL]", "What is 7 + 2?")
+        }
         assert alice_problems <= {c.problem_id for c in LatentStore(layout).read("tiny", "v1.fb1")}
         assert http.delete("/feedback/user/alice").json() == {"removed": 2}
     assert hash_user("alice", "test-salt") not in json.dumps(
@@ -175,16 +191,22 @@ def test_feedback_to_promotion_and_deletion(defs, project, instance, tiny_llm_di
     assert read_deletions(layout.interactions_dir())[0]["removed"] == 2
     result = deletion_sensor(sensor_ctx)
     assert [r.partition_key for r in result.run_requests] == ["v1.fb1"]
-    assert isinstance(deletion_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
-                                                              resources={"storage": resources["storage"]})),
-                      dg.SkipReason)  # fmt: skip
+    assert isinstance(
+        deletion_sensor(
+            dg.build_sensor_context(
+                instance=instance, cursor=result.cursor, resources={"storage": resources["storage"]}
+            )
+        ),
+        dg.SkipReason,
+    )
     run = defs.resolve_job_def("dataset_job").execute_in_process(partition_key="v1.fb1", instance=instance)
     assert run.success
     left = {p.statement for p in read_records(Problem, layout.problems_path("v1.fb1")) if p.source == "user"}
     assert left == {"Call me on [PHONE]. What is 6 + 1?", "What is 5 + 5?"}
     assert not alice_problems & {c.problem_id for c in read_records(ChainOfThought, layout.cots_path("v1.fb1"))}
-    assert not alice_problems & {c.problem_id for c in read_records(ChainOfThought,
-                                                                   layout.student_chains_path("tiny", "v1.fb1"))}
+    assert not alice_problems & {
+        c.problem_id for c in read_records(ChainOfThought, layout.student_chains_path("tiny", "v1.fb1"))
+    }
     assert not alice_problems & {s.problem_id for s in LatentStore(layout).read("tiny", "v1.fb1")}
     mat = instance.get_latest_materialization_event(dg.AssetKey("problems")).asset_materialization
     assert mat.metadata["removed_by_rebuild"].value == 2 and mat.metadata["purged_downstream"].value["tiny"]

@@ -15,9 +15,19 @@ T0 = "2026-12-07T01:00:00+00:00"
 
 
 def rec(**kw) -> dict:
-    base = {"interaction_id": "i1", "workspace": "default", "text_kept": True, "rating": "up", "user_hash": "h1",
-            "prompt": "What is 3 + 4 * 2?", "steps": ["4 * 2 = 8", "3 + 8 = 11"], "final_answer": "11",
-            "jepa": {"score01": 0.8}, "created_at": T0, "pii_redactions": {}}  # fmt: skip
+    base = {
+        "interaction_id": "i1",
+        "workspace": "default",
+        "text_kept": True,
+        "rating": "up",
+        "user_hash": "h1",
+        "prompt": "What is 3 + 4 * 2?",
+        "steps": ["4 * 2 = 8", "3 + 8 = 11"],
+        "final_answer": "11",
+        "jepa": {"score01": 0.8},
+        "created_at": T0,
+        "pii_redactions": {},
+    }
     return {**base, **kw}
 
 
@@ -31,16 +41,28 @@ def rec(**kw) -> dict:
         ({"steps": []}, "rejected", "no question or no steps"),
         ({"jepa": None}, "rejected", "no JEPA score (the service could not score this answer)"),
         ({"jepa": {"score01": 0.2}}, "rejected", "JEPA score 0.200 below 0.5"),
-        ({"steps": ["4 * 2 = 9", "3 + 9 = 12"], "final_answer": "12"}, "rejected",
-         "check failed: step 1 is wrong: 4 * 2 = 9 (should be 8)"),
-        ({"steps": ["I add them up"], "final_answer": "12"}, "rejected",
-         "check failed: final answer '12' is not the question's value 11"),
-        ({"prompt": "How many legs has a spider?", "steps": ["A spider has eight legs"], "final_answer": "8"},
-         "rejected", "not checkable (require_check is on)"),
-        ({"rating": "down", "steps": ["3 + 4 = 7", "7 * 2 = 14"], "final_answer": "14"}, "negative",
-         "thumbs down (final answer '14' is not the question's value 11)"),
+        (
+            {"steps": ["4 * 2 = 9", "3 + 9 = 12"], "final_answer": "12"},
+            "rejected",
+            "check failed: step 1 is wrong: 4 * 2 = 9 (should be 8)",
+        ),
+        (
+            {"steps": ["I add them up"], "final_answer": "12"},
+            "rejected",
+            "check failed: final answer '12' is not the question's value 11",
+        ),
+        (
+            {"prompt": "How many legs has a spider?", "steps": ["A spider has eight legs"], "final_answer": "8"},
+            "rejected",
+            "not checkable (require_check is on)",
+        ),
+        (
+            {"rating": "down", "steps": ["3 + 4 = 7", "7 * 2 = 14"], "final_answer": "14"},
+            "negative",
+            "thumbs down (final answer '14' is not the question's value 11)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_feedback_rules(change, outcome, reason):
     v = validate_record(rec(**change), FeedbackPolicy(opted_out_workspaces=["acme"]))
     assert (v.outcome, v.reason) == (outcome, reason)
@@ -105,12 +127,15 @@ def test_pending_feedback_counts_after_the_cutoff_and_deletion_keeps_a_ledger(tm
 
     log = InteractionLog(tmp_path / "interactions", salt="s")
     t = datetime(2026, 12, 7, 1, tzinfo=UTC)
-    ok = Interaction(prompt="What is 2 + 2?", steps=["2 + 2 = 4"], final_answer="4", rating="up", consent=True,
-                     jepa={"score01": 0.9})  # fmt: skip
+    ok = Interaction(
+        prompt="What is 2 + 2?", steps=["2 + 2 = 4"], final_answer="4", rating="up", consent=True, jepa={"score01": 0.9}
+    )
     for i, user in enumerate(["ann", "ann", "bob"]):
         log.append(Interaction(**{**vars(ok), "user_id": user}), now=t + timedelta(minutes=i))
-    cfgs = {"v1": DatasetConfig(version="v1", sources=[]),
-            "v1.fb1": DatasetConfig(version="v1.fb1", sources=[], parent="v1", feedback_until=t.isoformat())}  # fmt: skip
+    cfgs = {
+        "v1": DatasetConfig(version="v1", sources=[]),
+        "v1.fb1": DatasetConfig(version="v1.fb1", sources=[], parent="v1", feedback_until=t.isoformat()),
+    }
     assert pending_feedback(log.directory, cfgs, "v1", FeedbackPolicy())["accepted"] == 3
     after = pending_feedback(log.directory, cfgs, "v1.fb1", FeedbackPolicy())
     assert after["accepted"] == 2 and after["until"] == (t + timedelta(minutes=2)).isoformat()
@@ -130,16 +155,25 @@ def test_gate_pairs_the_same_candidates(tmp_path):
     from rjepa_core.schemas import ChainOfThought, Problem
     from tests.serve.conftest import HIDDEN, publish_tiny_checkpoint
 
-    a, b = (JEPAScorer.from_checkpoint(load_checkpoint(publish_tiny_checkpoint(tmp_path, r, seed=s)))
-            for r, s in (("run-a", 0), ("run-b", 1)))  # fmt: skip
+    a, b = (
+        JEPAScorer.from_checkpoint(load_checkpoint(publish_tiny_checkpoint(tmp_path, r, seed=s)))
+        for r, s in (("run-a", 0), ("run-b", 1))
+    )
     rng = np.random.default_rng(0)
     problems, chains, H = [], [], {}
     for i in range(24):
         p = Problem.create(source="t", statement=f"q{i}", domain="math", answer_gold="1", split="test")
         problems.append(p)
         for j in range(4):
-            c = ChainOfThought(cot_id=f"{i}-{j}", problem_id=p.problem_id, steps=["s"] * 3, final_answer="1",
-                               is_valid=bool(rng.integers(0, 2)), origin="student:t", meta={"sample_index": j})  # fmt: skip
+            c = ChainOfThought(
+                cot_id=f"{i}-{j}",
+                problem_id=p.problem_id,
+                steps=["s"] * 3,
+                final_answer="1",
+                is_valid=bool(rng.integers(0, 2)),
+                origin="student:t",
+                meta={"sample_index": j},
+            )
             chains.append(c)
             H[c.cot_id] = rng.standard_normal((3, HIDDEN)).astype("float32")
     same = compare(a, a, problems, chains, H, k=3, n_resamples=100)

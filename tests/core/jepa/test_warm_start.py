@@ -29,5 +29,11 @@ def test_warm_start_needs_the_same_model_config(trained, tmp_path):
     _, src = trained
     other = tiny_config().replace(model=vars(rjepa_tiny(hidden_size=HIDDEN, max_steps=8)))
     with pytest.raises(ValueError, match=r"differs in \['max_steps'\].*train from scratch"):
-        train(other, lawful_chains(16, 6, HIDDEN), lawful_chains(8, 6, HIDDEN, seed=1), tmp_path, device="cpu",
-              init_from=src.checkpoint_dir)  # fmt: skip
+        train(
+            other,
+            lawful_chains(16, 6, HIDDEN),
+            lawful_chains(8, 6, HIDDEN, seed=1),
+            tmp_path,
+            device="cpu",
+            init_from=src.checkpoint_dir,
+        )

@@ -19,7 +19,7 @@ from rjepa_core.interactions import hash_user, read_deletions
 from rjepa_core.schemas import ChainOfThought, Problem, read_records
 from rjepa_core.store.latents import LatentStore
 from rjepa_core.store.layout import StorageLayout
-from rjepa_core.store.pointers import read_latest_checkpoint
+from rjepa_core.store.pointers import pointer_history, read_latest_checkpoint
 from tests.assets.conftest import FAST_RUN_CONFIG, write_yaml
 from tests.assets.test_materialize import run_pipeline
 from tests.serve.conftest import LiveServer, make_settings
@@ -177,7 +177,20 @@ def test_feedback_to_promotion_and_deletion(defs, project, instance, tiny_llm_di
         monkeypatch.setenv("RJEPA_STORAGE", str(store))
         main(["rollback", "--llm", "tiny"])
         assert read_latest_checkpoint(layout, "tiny")["run_id"] == first["run_id"]
+        cli_instance = dg.DagsterInstance.get()  # the CLI's own instance ($DAGSTER_HOME) recorded the move
+        moved = cli_instance.get_latest_materialization_event(dg.AssetKey("deployed_checkpoint"))
+        assert moved.asset_materialization.metadata["action"].value == "rollback"
+        assert moved.asset_materialization.metadata["from_run_id"].value == new["run_id"]
+        cli_instance.dispose()
         assert _wait_for(server.url, first["run_id"])["checkpoint_id"] == first["run_id"]
+        # ... and promotion by hand is one job in the UI: the newest run of v1.fb1 is deployed again
+        cfg = {"llm_tag": "tiny", "dataset_version": "v1.fb1"}
+        run = defs.resolve_job_def("promote_checkpoint").execute_in_process(
+            instance=instance, run_config={"ops": {"promote_op": {"config": cfg}}}
+        )
+        assert run.success and read_latest_checkpoint(layout, "tiny")["run_id"] == new["run_id"]
+        assert len(pointer_history(layout, "tiny")) == 4  # A, promoted, rolled back, promoted by hand
+        assert _wait_for(server.url, new["run_id"])["checkpoint_id"] == new["run_id"]
 
         # 6. alice deletes her data: gone from the log, and the version built from it is rebuilt without her
         alice_problems = {

@@ -61,7 +61,7 @@ def pending_feedback(
         "after": cutoff,
         "num_records": len(records),
         "accepted": sum(r.outcome == ACCEPTED for r in rows),
-        "until": max((str(r["created_at"]) for r in records), default=None),
+        "until": str(records[-1]["created_at"]) if records else None,  # records_between sorts by time
     }
 
 

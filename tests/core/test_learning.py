@@ -192,3 +192,25 @@ def test_gate_pairs_the_same_candidates(tmp_path):
     assert decide(same, 0.0)[0] is False and decide(same, -0.01)[0] is True
     auc = compare(a, b, problems, chains, H, k=3, metric="within_problem_auroc", n_resamples=100)
     assert 0 < auc["n_problems"] < 24  # problems whose 3 candidates are all right or all wrong are left out
+
+
+def test_gate_keeps_what_it_cannot_compare(tmp_path):
+    """The candidate that is already deployed is kept; so is one that reads other latents (another layer)."""
+    from rjepa_core.jepa.checkpoint import update_meta
+    from rjepa_core.learning.config import Gate
+    from rjepa_core.learning.promotion import rollback, run_gate
+    from rjepa_core.store.layout import StorageLayout
+    from rjepa_core.store.pointers import read_latest_checkpoint
+    from tests.serve.conftest import publish_tiny_checkpoint
+
+    layout = StorageLayout(tmp_path)
+    publish_tiny_checkpoint(tmp_path, "run-a", version="v1")
+    same = run_gate(layout, "tiny", "v1", Gate())
+    assert same["decision"] == "kept" and "already the deployed checkpoint" in same["reason"]
+    b = publish_tiny_checkpoint(tmp_path, "run-b", version="v2", seed=1)
+    rollback(layout, "tiny")  # run-a deployed again; run-b is the v2 candidate
+    update_meta(b, layer_idx=5)
+    out = run_gate(layout, "tiny", "v2", Gate())
+    assert out["decision"] == "kept" and "layer_idx=-2" in out["reason"] and "rjepa promote" in out["reason"]
+    assert read_latest_checkpoint(layout, "tiny")["run_id"] == "run-a"
+    assert (layout.reports_dir("tiny", "v2") / "gate-run-b.json").exists()

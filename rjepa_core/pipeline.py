@@ -199,8 +199,13 @@ def split_for_training(seqs: list[LatentSequence]):
     return train, val, negatives
 
 
-def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, device: str = "auto", **extra_meta):
-    """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta)."""
+def train_jepa(
+    seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, device: str = "auto", init_from=None, **extra_meta
+):
+    """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta).
+
+    `init_from`: a checkpoint folder to fine-tune from (warm start) instead of a fresh init.
+    """
     from rjepa_core.jepa.calibration import fit_calibration
     from rjepa_core.jepa.checkpoint import load_checkpoint, update_meta
     from rjepa_core.jepa.scoring import JEPAScorer
@@ -213,7 +218,9 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
         if log and (row.get("kind") == "val" or row.get("step", 0) % every == 0):
             log(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
-    result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
+    result = train(
+        cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device, init_from=init_from
+    )
     from pathlib import Path
 
     from rjepa_core.io import atomic_write_json
@@ -227,6 +234,7 @@ def train_jepa(seqs: list[LatentSequence], cfg, out_dir, *, log: Log = None, dev
         num_train=len(train_seqs),
         num_val=len(val_seqs),
         num_negatives=len(negatives),
+        warm_start_from=str(init_from) if init_from is not None else None,
         **extra_meta,
     )
     return result, meta

@@ -7,6 +7,8 @@
     rjepa train --llm smollm2-135m --version v1 --nproc 2   # R-JEPA on 2 torchrun processes (DDP)
     rjepa llms add my-llm --source Qwen/Qwen3-0.6B --hidden-size 1024
     rjepa serve --port 8000
+    rjepa promote --llm smollm2-135m --version v1.fb1   # deploy a checkpoint (the service reloads it)
+    rjepa rollback --llm smollm2-135m                   # back to the previously deployed checkpoint
 
 Dagster state lives in the project's own instance (DAGSTER_HOME = the project root, storage under
 .dagster_home/), so what `rjepa demo` materializes is what `rjepa ui` shows.
@@ -213,6 +215,34 @@ def cmd_eval_modes(args) -> None:
         vs = f"  vs OFF {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else ""
         print(f"  {m:<28} acc {a:.3f} [{lo:.3f}, {hi:.3f}]{vs}  tokens {report['mean_tokens'][m]:.0f}")
     print(f"[rjepa] wrote {out}")
+
+
+def _deploy(job_name: str, op: str, cfg: dict) -> None:
+    """Run promote_checkpoint / rollback_checkpoint on the project's instance: the move is a materialization
+    of `deployed_checkpoint`, as when the UI launches it."""
+    instance = _instance()
+    from rjepa_assets.definitions import defs
+    from rjepa_assets.defs.resources import StorageResource
+    from rjepa_core.store.pointers import read_latest_checkpoint
+
+    t = time.monotonic()
+    res = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, run_config={**QUIET, "ops": {op: {"config": cfg}}}, raise_on_error=False
+    )
+    _check(res, job_name, t)
+    if not res.success:
+        raise SystemExit(1)
+    pointer = read_latest_checkpoint(StorageResource().layout(), cfg["llm_tag"])
+    print(f"[rjepa] {cfg['llm_tag']} now serves {pointer['run_id']} ({pointer['dataset_version']}): {pointer['path']}")
+
+
+def cmd_promote(args) -> None:
+    cfg = {"llm_tag": args.llm, "dataset_version": args.version, "run_id": args.run_id or ""}
+    _deploy("promote_checkpoint", "promote_op", cfg)
+
+
+def cmd_rollback(args) -> None:
+    _deploy("rollback_checkpoint", "rollback_op", {"llm_tag": args.llm})
 
 
 def cmd_ui(args) -> None:
@@ -547,6 +577,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("promote", help="deploy a checkpoint by hand (moves LATEST; the service reloads it)")
+    p.add_argument("--llm", default="smollm2-135m")
+    p.add_argument("--version", required=True, help="dataset version of the checkpoint's partition")
+    p.add_argument("--run-id", default="", help="one training run of that partition (default: its newest)")
+    p.set_defaults(fn=cmd_promote)
+    p = sub.add_parser("rollback", help="deploy again the checkpoint deployed before the current one")
+    p.add_argument("--llm", default="smollm2-135m")
+    p.set_defaults(fn=cmd_rollback)
     p = sub.add_parser("llms", help="manage the LLM registry")
     lsub = p.add_subparsers(dest="llms_cmd", required=True)
     a = lsub.add_parser("add", help="add configs/llms/<tag>.yaml")

@@ -11,7 +11,11 @@ from rjepa_assets.defs.data.assets import gold_cots, problems
 from rjepa_assets.defs.decoder.assets import latent_decoder
 from rjepa_assets.defs.evaluation.assets import eval_report
 from rjepa_assets.defs.executor import executor_from_env
+from rjepa_assets.defs.feedback.assets import interactions
 from rjepa_assets.defs.jepa.assets import jepa_checkpoint
+from rjepa_assets.defs.learning.assets import ab_gate
+from rjepa_assets.defs.learning.jobs import nightly_job, promote_checkpoint_job, rollback_checkpoint_job
+from rjepa_assets.defs.learning.sensors import deletion_sensor, feedback_sensor
 from rjepa_assets.defs.modes.assets import modes_report
 from rjepa_assets.defs.resources import (
     ConfigsResource,
@@ -30,18 +34,29 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[
             teacher_data,
+            interactions,
             problems,
             gold_cots,
             student_chains,
             latents,
             jepa_checkpoint,
+            ab_gate,
             latent_decoder,
             eval_report,
             modes_report,
         ],
-        jobs=[dataset_job, llm_pipeline_job, modes_job, create_dataset_job, latents_by_shard_job],
+        jobs=[
+            dataset_job,
+            llm_pipeline_job,
+            modes_job,
+            create_dataset_job,
+            nightly_job,
+            promote_checkpoint_job,
+            rollback_checkpoint_job,
+            latents_by_shard_job,
+        ],
         schedules=[nightly_retraining],
-        sensors=[llm_registry_sensor, dataset_version_sensor],
+        sensors=[llm_registry_sensor, dataset_version_sensor, feedback_sensor, deletion_sensor],
         resources={
             "storage": StorageResource(),
             "configs": ConfigsResource(),

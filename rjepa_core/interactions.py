@@ -249,9 +249,15 @@ class InteractionLog:
         return [rec for p in paths if p.exists() for rec in read_jsonl(p)]
 
     def delete_user(self, user_id: str) -> int:
-        """Remove every record of one user from all files (temp file + rename each); returns the count removed."""
+        """Remove every record of one user from all files (temp file + rename each); returns the count removed.
+
+        The ids of the removed records (random, not the user's) go to the deletion ledger
+        (`deletions/ledger.jsonl`), so derived data (dataset versions built from the log) can be rebuilt
+        without them; see `read_deletions`.
+        """
         target = hash_user(user_id, self.salt)
         removed = 0
+        removed_ids: list[str] = []
         with self._locked():
             for path in self.files():
                 lines = path.read_bytes().splitlines(keepends=True)
@@ -264,13 +270,33 @@ class InteractionLog:
                         continue
                     if isinstance(rec, dict) and rec.get("user_hash") == target:
                         removed += 1
+                        removed_ids.append(str(rec.get("interaction_id") or ""))
                     else:
                         kept.append(raw)
                 if len(kept) != len(lines):
                     with atomic_path(path) as tmp:
                         Path(tmp).write_bytes(b"".join(kept))
                         os.chmod(tmp, 0o600)
+            if removed:
+                now = datetime.now(UTC).isoformat()
+                entry = {"deleted_at": now, "removed": removed, "interaction_ids": removed_ids}
+                ledger = self.directory / DELETIONS
+                ledger.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(ledger, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
+                finally:
+                    os.close(fd)
         return removed
+
+
+DELETIONS = "deletions/ledger.jsonl"  # one line per deletion: time, count, the removed records' interaction ids
+
+
+def read_deletions(directory: str | Path) -> list[dict[str, Any]]:
+    """The deletion ledger of an interaction directory, oldest first ([] when nothing was ever deleted)."""
+    path = Path(directory) / DELETIONS
+    return read_jsonl(path) if path.exists() else []
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

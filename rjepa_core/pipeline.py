@@ -207,12 +207,14 @@ def train_jepa(
     *,
     log: Log = None,
     device: str = "auto",
+    init_from=None,
     nproc: int = 1,
     store_root=None,
     **extra_meta,
 ):
     """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta).
 
+    `init_from`: a checkpoint folder to fine-tune from (warm start) instead of a fresh init.
     nproc > 1: train on nproc processes under torchrun (DDP); they read the same latents from
     `store_root` (llm_tag and dataset_version from extra_meta), and their output goes to `log`.
     """
@@ -228,7 +230,9 @@ def train_jepa(
     train_seqs, val_seqs, negatives = split_for_training(seqs)
     if nproc == 1:
         on_row = row_logger(log, cfg.train.val_every)
-        result = train(cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device)
+        result = train(
+            cfg, train_seqs, val_seqs, out_dir, negatives=negatives, log=on_row, device=device, init_from=init_from
+        )
     else:
         tag, version = extra_meta.get("llm_tag"), extra_meta.get("dataset_version")
         if store_root is None or not tag or not version:
@@ -245,6 +249,7 @@ def train_jepa(
             config=config_path,
             out_dir=out_dir,
             device=device,
+            init_from=init_from,
             log=log,
         )
     atomic_write_json(Path(out_dir) / "history.json", result.history)
@@ -256,6 +261,7 @@ def train_jepa(
         num_train=len(train_seqs),
         num_val=len(val_seqs),
         num_negatives=len(negatives),
+        warm_start_from=str(init_from) if init_from is not None else None,
         **extra_meta,
     )
     return result, meta

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from rjepa_core.learning.config import LoopConfig, load_loop_config
 from rjepa_core.llm.registry import LLMSpec, load_registry
 from rjepa_core.store.layout import StorageLayout
 
@@ -38,6 +39,10 @@ class ConfigsResource(dg.ConfigurableResource):
 
     def registry(self) -> dict[str, LLMSpec]:
         return load_registry(self.dir("llms"))
+
+    def loop(self) -> LoopConfig:
+        """The learning-loop settings, `learning_loop.yaml` (defaults when absent)."""
+        return load_loop_config(self.dir("learning_loop.yaml"))
 
 
 class TrainingResource(dg.ConfigurableResource):

@@ -43,6 +43,8 @@ class DatasetConfig:
     teacher_difficulty: str = "medium"  # easy | medium | hard
     teacher_chains: int = 2  # chains asked of each teacher per problem
     few_shot: int = 0  # worked examples (train-split gold chains) shown to the student before each problem
+    feedback_until: str | None = None  # ISO time: accepted user feedback logged up to it is in this version
+    # (written by the feedback sensor; a child without it inherits its parent's, see `feedback_cutoff`)
 
     def __post_init__(self) -> None:
         if not VERSION_RE.match(self.version):
@@ -53,6 +55,16 @@ class DatasetConfig:
             raise ValueError("val_frac and test_frac must be in [0, 1) and sum to less than 1")
         if not isinstance(self.few_shot, int) or not 0 <= self.few_shot <= 8:
             raise ValueError(f"few_shot must be an integer from 0 to 8, got {self.few_shot!r}")
+        if self.feedback_until is not None:
+            try:
+                when = datetime.fromisoformat(str(self.feedback_until))
+            except ValueError:
+                raise ValueError(
+                    f"feedback_until must be an ISO time such as 2026-12-07T02:00:00+00:00, got {self.feedback_until!r}"
+                ) from None
+            if when.tzinfo is None:
+                raise ValueError(f"feedback_until {self.feedback_until!r} needs a time zone (e.g. +00:00)")
+            self.feedback_until = when.isoformat()
 
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
@@ -81,6 +93,21 @@ def load_dataset_configs(directory: str | Path = "configs/datasets") -> dict[str
         cfg = load_dataset_config(p)
         out[cfg.version] = cfg
     return out
+
+
+def feedback_cutoff(configs: dict[str, DatasetConfig], version: str) -> str | None:
+    """The feedback cutoff of `version`: its own `feedback_until`, else its nearest ancestor's (None: no feedback).
+
+    A hand-written child of a feedback version keeps its parent's feedback, rebuilt from the log like the parent's.
+    """
+    seen: set[str] = set()
+    v: str | None = version
+    while v is not None and v in configs and v not in seen:
+        seen.add(v)
+        if configs[v].feedback_until:
+            return configs[v].feedback_until
+        v = configs[v].parent
+    return None
 
 
 def build_problems(
@@ -169,4 +196,5 @@ def manifest(cfg: DatasetConfig, problems: list[Problem], cots: list[ChainOfThou
         "by_domain": dict(Counter(p.domain for p in problems)),
         "invalid_reasons": dict(Counter(c.validation_reason for c in cots if not c.is_valid)),
         "sources": [s.__dict__ for s in cfg.sources],
+        "feedback_until": cfg.feedback_until,
     }

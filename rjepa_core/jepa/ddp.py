@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-steps", type=int, default=0, help=">0 overrides optim.total_steps")
     ap.add_argument("--device", default="auto", help="auto = one CUDA device per rank, else CPU (gloo)")
     ap.add_argument("--fresh", action="store_true", help="ignore a resumable state in --out/last")
+    ap.add_argument("--init-from", default=None, help="checkpoint folder to warm-start from (same model config)")
     return ap
 
 
@@ -90,7 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     train_seqs, val_seqs, negatives = split_for_training(seqs)
     on_row = row_logger(lambda line: print(line, flush=True), cfg.train.val_every)
     result = train(
-        cfg, train_seqs, val_seqs, args.out, resume=not args.fresh, log=on_row, negatives=negatives, device=args.device
+        cfg,
+        train_seqs,
+        val_seqs,
+        args.out,
+        resume=not args.fresh,
+        log=on_row,
+        negatives=negatives,
+        device=args.device,
+        init_from=args.init_from,
     )
     if ctx.is_main:
         atomic_write_json(Path(args.out) / RESULT, result_to_dict(result))
@@ -116,12 +125,15 @@ def launch_training(
     out_dir: str | Path,
     max_steps: int = 0,
     device: str = "auto",
+    init_from: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
 ):
     """Run the trainer under torchrun on nproc processes, streaming its output to `log`; the TrainResult."""
     argv = ["--store", str(store), "--llm", llm_tag, "--version", version, "--config", str(config)]
     argv += ["--out", str(out_dir), "--max-steps", str(max_steps), "--device", device]
+    if init_from is not None:
+        argv += ["--init-from", str(init_from)]
     cmd = torchrun_command(nproc, argv)
     if log:
         log("[rjepa.ddp] " + " ".join(cmd))

@@ -265,6 +265,19 @@ def _check_width(chains: Sequence[Chain], hidden_size: int) -> None:
             )
 
 
+def warm_start(model: RJEPA, init_from: str | Path, cfg: RJEPAConfig) -> None:
+    """Load a checkpoint's weights into `model` (same model config), for fine-tuning from a deployed model."""
+    ck = load_checkpoint(init_from)
+    if ck.config.model != cfg.model:
+        mine, theirs = vars(cfg.model), vars(ck.config.model)
+        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+        raise ValueError(
+            f"cannot warm-start from {init_from}: its model config differs in {diff}; train from scratch "
+            "(no init_from) or use the checkpoint's own model config"
+        )
+    model.load_state_dict(ck.model.state_dict())
+
+
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     """Chain indices of the batch at `step`: a pure function (one permutation per epoch)."""
     per_epoch = max(math.ceil(n / batch_size), 1)
@@ -283,17 +296,22 @@ def train(
     log: Callable[[dict[str, Any]], None] | None = None,
     negatives: Sequence[Any] | None = None,
     device: str | torch.device = "auto",
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train on the validated chains of train_seqs; early-stop on val_seqs; checkpoints under out_dir.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this with the same arguments; the result is the
     same on every rank, and only rank 0 writes under out_dir and calls `log`.
+
+    `init_from` (a checkpoint folder) warm-starts: the run begins from that checkpoint's weights (context,
+    EMA target, predictor, heads) instead of a fresh init, with this config's optimizer and schedule; the
+    model configs must be equal. A run resumed from its own `last/` ignores it.
     """
     ctx = DistContext.from_env()
     dev = rank_device(ctx, resolve_device(device))
     created = init_process_group(ctx, dev)
     try:
-        return _train(ctx, dev, cfg, train_seqs, val_seqs, out_dir, resume, log, negatives)
+        return _train(ctx, dev, cfg, train_seqs, val_seqs, out_dir, resume, log, negatives, init_from)
     finally:
         if created:
             dist.destroy_process_group()
@@ -309,6 +327,7 @@ def _train(
     resume: bool,
     log: Callable[[dict[str, Any]], None] | None,
     negatives: Sequence[Any] | None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -347,6 +366,9 @@ def _train(
         trainer.collator.load_state_dict(saved["collator"])
         state = _State(**saved["loop"])
         _set_rng_state(saved["rng"])
+    elif init_from is not None:
+        warm_start(trainer.model, init_from, cfg)
+        trainer.model.to(dev)
 
     m = cfg.model
     val_collator = Collator(

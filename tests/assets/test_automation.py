@@ -54,3 +54,5 @@ def test_nightly_schedule_targets_newest_version_of_every_llm(instance):
     reqs = nightly_retraining(ctx)
     assert sorted(str(r.partition_key) for r in reqs) == ["v10|a", "v10|b"]
     assert all(r.tags["rjepa/trigger"] == "nightly" for r in reqs)
+    # a warm start from the deployed checkpoint that the A/B gate, not the training run, may publish
+    assert all(r.run_config["ops"]["jepa_checkpoint"]["config"] == {"warm_start": True, "publish": False} for r in reqs)

@@ -16,7 +16,15 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.35.0"  # a schema kubernetes-validate 1.37 ships; the chart supports 1.2x+
-GPU_ASSETS = {"student_chains", "latents", "jepa_checkpoint", "latent_decoder", "eval_report", "modes_report"}
+GPU_ASSETS = {
+    "student_chains",
+    "latents",
+    "jepa_checkpoint",
+    "latent_decoder",
+    "eval_report",
+    "modes_report",
+    "ab_gate",
+}
 
 
 def values() -> dict:

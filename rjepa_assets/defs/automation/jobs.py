@@ -4,8 +4,9 @@ import dagster as dg
 
 dataset_job = dg.define_asset_job(
     "dataset_job",
-    selection=dg.AssetSelection.assets("teacher_data", "problems", "gold_cots"),
-    description="Build a dataset version: teacher data (if any), problems and validated gold chains.",
+    selection=dg.AssetSelection.assets("teacher_data", "interactions", "problems", "gold_cots"),
+    description="Build a dataset version: teacher data (if any), validated user feedback (if the version has a "
+    "feedback cutoff), problems and validated gold chains.",
 )
 
 llm_pipeline_job = dg.define_asset_job(

@@ -1,5 +1,6 @@
 """The R-JEPA checkpoint asset [llm × dataset_version]: trained on validated train-split chains."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -8,13 +9,14 @@ from rjepa_assets.defs.metadata import md_table, png
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import ConfigsResource, StorageResource, TrainingResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL, latents
+from rjepa_core.config import RJEPAConfig
 from rjepa_core.eval.plots import plot_training
-from rjepa_core.jepa.checkpoint import load_checkpoint
+from rjepa_core.jepa.checkpoint import CONFIG, load_checkpoint, resolve_checkpoint_dir
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.pipeline import load_rjepa_config, train_jepa, tune_selection
 from rjepa_core.schemas import Problem, read_records
 from rjepa_core.store.latents import LatentStore
-from rjepa_core.store.pointers import publish_latest_checkpoint
+from rjepa_core.store.pointers import publish_latest_checkpoint, read_latest_checkpoint
 
 COLLAPSE_RATIO = 0.05  # prediction std below 5 % of target std means the predictor collapsed
 
@@ -24,6 +26,7 @@ class CheckpointConfig(dg.Config):
     max_steps: int = 0  # >0 overrides optim.total_steps (quick runs)
     device: str = "auto"  # auto = CUDA → MPS → CPU
     publish: bool = True  # move the LATEST pointer the service follows to this checkpoint
+    warm_start: bool = False  # fine-tune from the deployed checkpoint of this llm (learning_loop.yaml warm_start)
 
 
 @dg.asset(
@@ -82,6 +85,28 @@ def pooling_of(configs: ConfigsResource, tag: str) -> str:
     return spec.pooling if spec is not None else "mean"
 
 
+def _warm_start(config: CheckpointConfig, configs: ConfigsResource, layout, tag: str, cfg):
+    """(config, checkpoint to start from or None, what was decided): a nightly fine-tune from the deployed model."""
+    if not config.warm_start:
+        return cfg, None, "trained from scratch"
+    ws = configs.loop().warm_start
+    deployed = read_latest_checkpoint(layout, tag)
+    if not ws.enabled:
+        return cfg, None, "trained from scratch: warm_start.enabled is false in learning_loop.yaml"
+    if deployed is None:
+        return cfg, None, f"trained from scratch: nothing is deployed for {tag!r} yet"
+    found = resolve_checkpoint_dir(deployed["path"])
+    if found is None:
+        return cfg, None, f"trained from scratch: the deployed checkpoint {deployed['path']} is missing"
+    if RJEPAConfig.from_dict(json.loads((found / CONFIG).read_text())).model != cfg.model:
+        return cfg, None, f"trained from scratch: the deployed checkpoint {deployed['run_id']} has another model config"
+    steps = ws.steps if not config.max_steps else config.max_steps
+    optim = {"lr": ws.lr, "min_lr": min(cfg.optim.min_lr, ws.lr), "total_steps": steps,
+             "warmup_steps": min(cfg.optim.warmup_steps, steps // 10)}  # fmt: skip
+    note = f"warm start from the deployed {deployed['run_id']}: lr {ws.lr:g}, {steps} steps"
+    return cfg.replace(optim=optim), str(found), note
+
+
 def _train_partition(
     context, config: CheckpointConfig, configs: ConfigsResource, layout, version: str, tag: str, nproc: int = 1
 ):
@@ -90,6 +115,8 @@ def _train_partition(
         raise dg.Failure(f"no latents for {tag}/{version}: materialize `latents` for this partition first")
     overrides = {"optim": {"total_steps": config.max_steps}} if config.max_steps else {}
     cfg = load_rjepa_config(configs.dir("rjepa") / f"{config.config}.yaml", seqs[0].hidden_size, **overrides)
+    cfg, init_from, warm_note = _warm_start(config, configs, layout, tag, cfg)
+    context.log.info(warm_note)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
     out = layout.checkpoint_dir(tag, version, run_id)
     result, meta = train_jepa(
@@ -103,6 +130,7 @@ def _train_partition(
         llm_tag=tag,
         dataset_version=version,
         run_id=run_id,
+        init_from=init_from,
         layer_idx=seqs[0].layer_idx,
         pooling=pooling_of(configs, tag),
         # the prompt the latents were extracted under: the service asks the student the same way
@@ -132,6 +160,8 @@ def _train_partition(
         **({"loss_curves": png(curves, "training curves")} if curves else {}),
         "config": dg.MetadataValue.json(cfg.to_dict()),
         "published_latest": config.publish,
+        "warm_start_from": str(init_from or ""),
+        "warm_start": warm_note,
         "jepa_vote_tau_rel": (selection.get("jepa_vote") or {}).get("tau_rel", float("nan")),
         "surprise_norm_chains": (selection.get("surprise_norm") or {}).get("n_chains", 0),
         "nudge_threshold": (selection.get("nudge") or {}).get("overall", float("nan")),

@@ -1,0 +1,1 @@
+"""User feedback → validated training data: the `interactions` asset [dataset_version]."""

@@ -1,0 +1,1 @@
+"""The continuous-learning loop: interactions, A/B gate, promotion and rollback, feedback and deletion sensors."""

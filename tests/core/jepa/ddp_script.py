@@ -5,7 +5,7 @@ right: an odd global batch (7 chains + 2 hard negatives = 9 rows, so 2 ranks hol
 row), chains of different lengths, question latents on half of them (the question token is unused by
 batches without any), InfoNCE with hard negatives (a batch statistic), validation and early-stopping
 state. Every `log` call is appended to OUT/log-rank<RANK>.jsonl. With KILL_AT, rank 0 SIGKILLs itself
-right after step KILL_AT (torchrun then stops the others).
+right after step KILL_AT (torchrun then stops the others). RJEPA_INIT_FROM=<checkpoint> warm-starts from it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def main() -> None:
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tr, val, neg = data()
-    res = train(config(total), tr, val, out_dir, negatives=neg, log=log, device="cpu")
+    init_from = os.environ.get("RJEPA_INIT_FROM") or None
+    res = train(config(total), tr, val, out_dir, negatives=neg, log=log, device="cpu", init_from=init_from)
     print(f"rank {rank}: {res.steps} steps, last loss {res.history[-1].get('loss')}", flush=True)
 
 

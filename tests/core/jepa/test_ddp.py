@@ -31,9 +31,10 @@ TOTAL = 20
 TOL = 1e-4
 
 
-def _start(out: Path, nproc: int, kill_at: int | None = None) -> subprocess.Popen:
+def _start(out: Path, nproc: int, kill_at: int | None = None, **extra_env: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        **extra_env,
         "PYTHONPATH": str(ROOT),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "RJEPA_TEST_THREADS": os.environ.get("RJEPA_TEST_THREADS", "1"),
@@ -124,6 +125,19 @@ def test_a_killed_ddp_run_resumes_with_two_processes_or_one(runs, tmp_path):
     ref = _history(runs / "one")
     assert _max_diff(_series(ref, "train", "loss"), _series(res.history, "train", "loss")) <= TOL
     assert res.steps == TOTAL
+
+
+def test_a_ddp_warm_start_follows_the_one_process_warm_start(runs, tmp_path):
+    """Both start from the one-process run's best checkpoint (the nightly fine-tune), with a fresh schedule."""
+    init_from = str(runs / "one" / "best")
+    rc, out = _finish(_start(tmp_path / "two", 2, RJEPA_INIT_FROM=init_from))
+    assert rc == 0, out
+    tr, val, neg = ddp_script.data()
+    res = train(ddp_script.config(TOTAL), tr, val, tmp_path / "one", negatives=neg, device="cpu", init_from=init_from)
+    a, b = _series(res.history, "train", "loss"), _series(_history(tmp_path / "two"), "train", "loss")
+    assert _max_diff(a, b) <= TOL
+    cold = _series(_history(runs / "one"), "train", "loss")
+    assert a[0] < cold[0] - 100 * TOL  # it did start from the trained weights, not from a fresh init
 
 
 def test_a_bad_torchrun_environment_gets_a_clear_error(monkeypatch, tmp_path):

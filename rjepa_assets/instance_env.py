@@ -36,11 +36,16 @@ def missing_env(instance_yaml: Path, env: Mapping[str, str] = os.environ) -> lis
 def loads_instance(argv: Sequence[str]) -> bool:
     """Processes that build the instance from $DAGSTER_HOME (run and step workers get it serialized instead)."""
     cmd = [Path(argv[0]).name, *argv[1:]]
-    return cmd[0] in ("dagster-webserver", "dagster-daemon") or cmd[:2] == ["dagster", "dev"] or cmd[:3] == [
-        "dagster",
-        "api",
-        "grpc",
-    ]
+    return (
+        cmd[0] in ("dagster-webserver", "dagster-daemon")
+        or cmd[:2] == ["dagster", "dev"]
+        or cmd[:3]
+        == [
+            "dagster",
+            "api",
+            "grpc",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

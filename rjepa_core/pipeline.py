@@ -435,7 +435,8 @@ def run_modes(
     t = time.monotonic()
     modes = evaluate_modes(
         student, ck, decoder, problems, chains, seqs, k=k, examples=examples_of(problems),
-        layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"), nudge_m=nudge_m, plan_k=plan_k,
+        layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"),
+        question_pooling=ck.meta.get("question_pooling") or "token", nudge_m=nudge_m, plan_k=plan_k,
         plan_from_steps=plan_from_steps, max_new_tokens=max_new_tokens, limit=limit, n_resamples=bootstrap, log=log,
     )  # fmt: skip
     modes.update(llm_tag=llm_tag, dataset_version=version, checkpoint=str(ck.path),

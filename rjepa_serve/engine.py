@@ -78,7 +78,7 @@ def score_texts(ms: ModelState, chains: list[TextChain]) -> list[dict[str, Any]]
     """
     student = _require_student(ms)
     items = [(ask(ms, c.question), c.steps) for c in chains]
-    extracted = student.extract(items, layer_idx=ms.layer_idx, pooling=ms.pooling)
+    extracted = student.extract(items, layer_idx=ms.layer_idx, pooling=ms.pooling, question_pooling=ms.question_pooling)
     out = score_chains(ms, [ex.H for ex in extracted], [c.domain for c in chains], [ex.q for ex in extracted])
     for r, c in zip(out, chains, strict=True):
         r.update(steps=list(c.steps), most_surprising_text=c.steps[r["most_surprising_step"]])
@@ -209,7 +209,10 @@ def rank(
     if scorable:
         items = [(prompt, cands[i].steps[: ms.max_steps]) for i in scorable]
         questions = {}
-        for i, ex in zip(scorable, student.extract(items, layer_idx=ms.layer_idx, pooling=ms.pooling), strict=True):
+        extracted = student.extract(
+            items, layer_idx=ms.layer_idx, pooling=ms.pooling, question_pooling=ms.question_pooling
+        )
+        for i, ex in zip(scorable, extracted, strict=True):
             cands[i].H, questions[i] = ex.H, ex.q
         scores = ms.scorer.score(
             [cands[i].H for i in scorable], [domain] * len(scorable), [questions[i] for i in scorable]
@@ -307,6 +310,7 @@ def nudge_chain(
         domain=domain,
         layer_idx=ms.layer_idx,
         pooling=ms.pooling,
+        question_pooling=ms.question_pooling,
         decoder=decoder,
     )
     return result, budget, source
@@ -348,6 +352,7 @@ def plan_chain(
         domain=domain,
         layer_idx=ms.layer_idx,
         pooling=ms.pooling,
+        question_pooling=ms.question_pooling,
         hinted_prompt=lambda hint: student.prompt_for(statement + hint, examples),
     )
 

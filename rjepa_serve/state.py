@@ -61,6 +61,7 @@ class ModelState:
     student_error: str | None  # why there is no student
     loaded_at: str  # ISO time of the load
     meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta.json
+    question_pooling: str = "token"  # how the question latent was taken (token | span), from the checkpoint
     decoder: DecoderSlot | None = None  # the latent decoder of the checkpoint's llm and dataset version
 
 
@@ -196,7 +197,7 @@ def load_model_state(
     from rjepa_core.inference.rerank import RerankWeights
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
-    from rjepa_core.llm.extraction import check_pooling, pooled_width
+    from rjepa_core.llm.extraction import check_pooling, check_question_pooling, pooled_width
 
     device = settings.resolved_device()
     path = pointer.get("path") or (pointer.get("meta") or {}).get("path")
@@ -238,6 +239,7 @@ def load_model_state(
         student_error=student_error,
         loaded_at=datetime.now(UTC).isoformat(),
         meta=meta,
+        question_pooling=check_question_pooling(str(meta.get("question_pooling") or "token")),
         decoder=decoder,
     )
 

@@ -1,12 +1,12 @@
 """Which Dagster executor runs a job's steps, from `RJEPA_EXECUTOR` (read when the code location loads).
 
-    in_process    (default) one process per run: the student is loaded once and shared by every asset
-                  of the run, and steps don't each pay torch's import (~1.5 s)
-    multiprocess  one process per step on the same machine
-    k8s           one Kubernetes Job per step (dagster-k8s' k8s_job_executor): a GPU-heavy step's pod gets
-                  the GPU its `dagster-k8s/config` op tags ask for (rjepa_assets.defs.student.assets.GPU_OP_TAGS)
+in_process    (default) one process per run: the student is loaded once and shared by every asset
+              of the run, and steps don't each pay torch's import (~1.5 s)
+multiprocess  one process per step on the same machine
+k8s           one Kubernetes Job per step (dagster-k8s' k8s_job_executor): a GPU-heavy step's pod gets
+              the GPU its `dagster-k8s/config` op tags ask for (rjepa_assets.defs.student.assets.GPU_OP_TAGS)
 
-    RJEPA_EXECUTOR=k8s dagster api grpc -m rjepa_assets.definitions -a defs -h 0.0.0.0 -p 4000
+RJEPA_EXECUTOR=k8s dagster api grpc -m rjepa_assets.definitions -a defs -h 0.0.0.0 -p 4000
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ def evaluate_modes(
     examples: Sequence[Any] = (),
     layer_idx: int | None = None,
     pooling: str | None = None,
+    question_pooling: str | None = None,
     nudge_m: int = 4,
     plan_k: int = 2,
     plan_from_steps: int = 1,
@@ -133,7 +134,7 @@ def evaluate_modes(
             t = time.monotonic()
             cfg = NudgeConfig(m=nudge_m, max_new_tokens=max_new_tokens, budget_tokens=4 * max_new_tokens, seed=n)
             r = nudge(student, scorer, prompt, cfg, threshold=th, domain=p.domain, layer_idx=layer_idx,
-                      pooling=pooling, decoder=decoder)  # fmt: skip
+                      pooling=pooling, question_pooling=question_pooling, decoder=decoder)  # fmt: skip
             seconds[name] += time.monotonic() - t
             right[name].append(_label(p, r.steps, r.final_answer))
             tokens[name].append(r.tokens_used)
@@ -151,7 +152,7 @@ def evaluate_modes(
             cfg = PlanConfig(k=plan_k, verbalise=verbalise, max_new_tokens=max_new_tokens, seed=n)
             hinted = lambda hint, p=p: student.prompt_for(p.statement + hint, examples)  # noqa: E731
             r = plan(student, model, decoder, prompt, g.steps[:from_steps], cfg, domain=p.domain, layer_idx=layer_idx,
-                     pooling=pooling, hinted_prompt=hinted)  # fmt: skip
+                     pooling=pooling, question_pooling=question_pooling, hinted_prompt=hinted)  # fmt: skip
             seconds[name] += time.monotonic() - t
             right[name].append(_label(p, r.steps, r.final_answer))
             tokens[name].append(r.tokens_used)

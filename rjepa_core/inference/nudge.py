@@ -178,14 +178,17 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 class _World:
     """The student and R-JEPA around one problem: latents of chains, surprise and prediction of the newest step."""
 
-    def __init__(self, student, scorer, prompt: str, domain: str | None, layer_idx, pooling) -> None:
+    def __init__(self, student, scorer, prompt: str, domain: str | None, layer_idx, pooling, question_pooling) -> None:
         self.student, self.scorer, self.prompt, self.domain = student, scorer, prompt, domain
-        self.layer_idx, self.pooling = layer_idx, pooling
+        self.layer_idx, self.pooling, self.question_pooling = layer_idx, pooling, question_pooling
         self.q: np.ndarray | None = None
 
     def latents(self, chains: Sequence[list[str]]) -> list[np.ndarray]:
         ex = self.student.extract(
-            [(self.prompt, steps) for steps in chains], layer_idx=self.layer_idx, pooling=self.pooling
+            [(self.prompt, steps) for steps in chains],
+            layer_idx=self.layer_idx,
+            pooling=self.pooling,
+            question_pooling=self.question_pooling,
         )
         if self.q is None and ex and ex[0].q is not None:
             self.q = np.asarray(ex[0].q, dtype=np.float32)
@@ -213,12 +216,13 @@ def nudge(
     domain: str | None = None,
     layer_idx: int | None = None,
     pooling: str | None = None,
+    question_pooling: str | None = None,
     decoder: Any = None,
 ) -> NudgeResult:
     """Write a chain step by step after `prompt`, regenerating surprising steps (see the module docstring)."""
     if cfg.alpha > 0 and decoder is None:
         raise ValueError("nudge alpha > 0 biases toward the decoded prediction: it needs a latent decoder")
-    world = _World(student, scorer, prompt, domain, layer_idx, pooling)
+    world = _World(student, scorer, prompt, domain, layer_idx, pooling, question_pooling)
     max_steps = min(cfg.max_steps, scorer.model.cfg.max_steps)
     text, steps, trace = "", [], []
     used = chain_tokens = 0

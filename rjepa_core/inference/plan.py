@@ -90,6 +90,7 @@ def plan(
     domain: str | None = None,
     layer_idx: int | None = None,
     pooling: str | None = None,
+    question_pooling: str | None = None,
     hinted_prompt: Callable[[str], str] | None = None,
 ) -> PlanResult:
     """Plan k steps after `given_steps` (see the module docstring).
@@ -114,7 +115,8 @@ def plan(
             f"the decoder reads latents of width {decoder.latent_dim} but the checkpoint predicts {model.hidden_size}:"
             " use the decoder of the checkpoint's student and dataset version"
         )
-    ex = student.extract([(prompt, given or ["…"])], layer_idx=layer_idx, pooling=pooling)[0]
+    how = {"layer_idx": layer_idx, "pooling": pooling, "question_pooling": question_pooling}
+    ex = student.extract([(prompt, given or ["…"])], **how)[0]
     q = np.asarray(ex.q, dtype=np.float32) if ex.q is not None and model.cfg.question_token else None
     H = np.asarray(ex.H, dtype=np.float32)[:m] if m else np.zeros((0, model.hidden_size), dtype=np.float32)
     _, pred = predict_masked(model, H, list(range(m, m + cfg.k)), domain, q)  # (k, hidden)
@@ -148,9 +150,7 @@ def plan(
                 break
     cosines: list[float | None] = [None] * len(planned)
     if planned:
-        Hp = np.asarray(
-            student.extract([(prompt, [*given, *planned])], layer_idx=layer_idx, pooling=pooling)[0].H, np.float32
-        )
+        Hp = np.asarray(student.extract([(prompt, [*given, *planned])], **how)[0].H, np.float32)
         cosines = [_cos(Hp[m + i], pred[i]) for i in range(len(planned))]
     steps = [*given, *planned]
     answered = states_answer(text)  # an explicit answer line (extract_final_answer falls back to the last number)

@@ -16,6 +16,7 @@ tokens against its cached keys/values (`share_prefix=True`, see `rjepa_core.llm.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ class ChainInput:
     prompt: str  # text before the chain (already chat-templated, or plain)
     steps: list[str]  # step texts, rendered as "Step k: ..." lines
     final_answer: str | None = None  # rendered as a last "Answer: X" line when given
-    # the problem statement as it appears in `prompt` (its last occurrence): needed by question_pooling="span"
+    # the problem statement as it appears in `prompt` (its last occurrence): needed by question_pooling="span";
+    # None takes the one a rendered `llm.prompting.Prompt` carries
     question: str | None = None
 
 
@@ -193,7 +195,10 @@ def _question_chars(prompt: str, question: str | None, n: int) -> tuple[int, int
     """Character span of the question's last occurrence in the prompt (worked examples come before it)."""
     q = (question or "").strip()
     if not q:
-        raise ValueError(f"chain {n}: question_pooling='span' needs the chain's question (ChainInput.question)")
+        raise ValueError(
+            f"chain {n}: question_pooling='span' needs the chain's question: pass ChainInput(question=...) "
+            "or a prompt rendered by StudentLLM.prompt_for"
+        )
     at = prompt.rfind(q)
     if at < 0:
         raise ValueError(
@@ -325,10 +330,13 @@ def extract_texts(
 
 
 def _as_chain(item) -> ChainInput:
-    if isinstance(item, ChainInput):
-        return item
+    """A ChainInput; its question defaults to the one a rendered `Prompt` carries (llm.prompting)."""
     if isinstance(item, tuple | list) and len(item) in (2, 3, 4):
-        return ChainInput(*item)
+        item = ChainInput(*item)
+    if isinstance(item, ChainInput):
+        if item.question is None and getattr(item.prompt, "question", None):
+            item = dataclasses.replace(item, question=item.prompt.question)
+        return item
     raise TypeError(f"expected (prompt, steps[, final_answer[, question]]) or ChainInput, got {type(item).__name__}")
 
 

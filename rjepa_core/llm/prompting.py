@@ -83,14 +83,27 @@ def examples_of(problems: Iterable[Any]) -> list[Example]:
     return [Example(p.statement.strip(), [str(s) for s in p.meta["gold_steps"]], str(p.answer_gold)) for _, p in marked]
 
 
-def render_plain(statement: str, examples: Sequence[Example] = ()) -> str:
+class Prompt(str):
+    """A rendered prompt that remembers the question it asks (`.question`), so step-latent extraction can pool
+    the question's own tokens (`question_pooling: span`) without every caller passing it along. Any string
+    built from it (prompt + chain text) is a plain `str` again."""
+
+    question: str
+
+    def __new__(cls, text: str, question: str) -> Prompt:
+        out = super().__new__(cls, text)
+        out.question = question
+        return out
+
+
+def render_plain(statement: str, examples: Sequence[Example] = ()) -> Prompt:
     """The prompt for a model without a chat template."""
     blocks = [f"{INSTRUCTION}\n\nProblem: {e.statement}\n\nSolution:\n{e.solution()}" for e in examples]
     blocks.append(f"{INSTRUCTION}\n\nProblem: {statement.strip()}\n\nSolution:\n")
-    return "\n\n".join(blocks)
+    return Prompt("\n\n".join(blocks), statement.strip())
 
 
-def render(tokenizer: Any, statement: str, examples: Sequence[Example] = ()) -> str:
+def render(tokenizer: Any, statement: str, examples: Sequence[Example] = ()) -> Prompt:
     """The prompt: chat turns (one user/assistant pair per example) when the tokenizer has a template."""
     if not getattr(tokenizer, "chat_template", None):
         return render_plain(statement, examples)
@@ -99,4 +112,4 @@ def render(tokenizer: Any, statement: str, examples: Sequence[Example] = ()) -> 
         turns.append({"role": "user", "content": f"{INSTRUCTION}\n\nProblem: {e.statement}"})
         turns.append({"role": "assistant", "content": e.solution()})
     turns.append({"role": "user", "content": f"{INSTRUCTION}\n\nProblem: {statement.strip()}"})
-    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return Prompt(tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True), statement.strip())

@@ -85,6 +85,12 @@ def pooling_of(configs: ConfigsResource, tag: str) -> str:
     return spec.pooling if spec is not None else "mean"
 
 
+def question_pooling_of(configs: ConfigsResource, tag: str) -> str:
+    """How the registry has `tag`'s question latent taken (token | span); the service takes it the same way."""
+    spec = configs.registry().get(tag)
+    return spec.question_pooling if spec is not None else "token"
+
+
 def _warm_start(config: CheckpointConfig, configs: ConfigsResource, layout, tag: str, cfg):
     """(config, checkpoint to start from or None, what was decided): a nightly fine-tune from the deployed model."""
     if not config.warm_start:
@@ -133,6 +139,7 @@ def _train_partition(
         init_from=init_from,
         layer_idx=seqs[0].layer_idx,
         pooling=pooling_of(configs, tag),
+        question_pooling=question_pooling_of(configs, tag),
         # the prompt the latents were extracted under: the service asks the student the same way
         prompt={"few_shot": [e.to_dict() for e in examples_of(read_records(Problem, layout.problems_path(version)))]},
     )

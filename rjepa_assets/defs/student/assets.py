@@ -160,6 +160,7 @@ def latents(
             "hidden_size": width,
             "layer_idx": seqs[0].layer_idx,
             "pooling": spec.pooling,
+            "question_pooling": spec.question_pooling,
             "extraction_workers": config.workers,
         }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file

@@ -302,7 +302,12 @@ def test_question_span_is_pooled_over_the_questions_own_tokens(tiny_student, sha
 def test_question_span_needs_the_question_and_says_so(tiny_student):
     prompt = tiny_student.prompt_for("What is 3 + 4?")
     with pytest.raises(ValueError, match="needs the chain's question"):
-        tiny_student.extract([(prompt, ["3 + 4 = 7"])], question_pooling="span")
+        tiny_student.extract([(str(prompt), ["3 + 4 = 7"])], question_pooling="span")  # a plain string
+    # a rendered prompt carries its question: the same latent as naming it
+    carried = tiny_student.extract([(prompt, ["3 + 4 = 7"])], question_pooling="span")[0].q
+    named = tiny_student.extract([ChainInput(str(prompt), ["3 + 4 = 7"], question="What is 3 + 4?")],
+                                 question_pooling="span")[0].q  # fmt: skip
+    assert prompt.question == "What is 3 + 4?" and np.array_equal(carried, named)
     with pytest.raises(ValueError, match="does not appear in its prompt"):
         tiny_student.extract([ChainInput(prompt, ["3 + 4 = 7"], question="What is 9 - 2?")], question_pooling="span")
     with pytest.raises(ValueError, match="question_pooling 'both' is not one of"):

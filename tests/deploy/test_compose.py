@@ -56,9 +56,10 @@ def test_compose_names_every_service_and_wires_them():
     for name in ("code", "webserver", "daemon"):
         env = services[name]["environment"]
         assert needed <= set(env), f"{name} lacks {needed - set(env)}"
-        assert env["DAGSTER_PG_HOST"] == "postgres" and env["DAGSTER_PG_DB"] == services["postgres"]["environment"][
-            "POSTGRES_DB"
-        ]
+        assert (
+            env["DAGSTER_PG_HOST"] == "postgres"
+            and env["DAGSTER_PG_DB"] == services["postgres"]["environment"]["POSTGRES_DB"]
+        )
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
         assert (DEPLOY / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]).is_file()
         assert "postgres" in services[name]["depends_on"]

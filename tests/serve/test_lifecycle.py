@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from rjepa_serve.app import create_app
@@ -164,3 +165,34 @@ def test_checkpoint_pooling_reaches_the_extraction(tmp_path, tiny_llm_dir, tiny_
     with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
         chat = c.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 2, "seed": 0})
         assert chat.status_code == 503 and "mean_last pooling" in chat.json()["detail"], chat.json()
+
+
+def test_checkpoint_question_pooling_reaches_the_extraction(tmp_path, tiny_llm_dir, tiny_student):
+    """A checkpoint trained on question latents pooled over the question's tokens (`question_pooling: span`)
+    is served the same way: /score of text and RERANK take the span latent, not the token before step 1."""
+    from rjepa_core.inference.rerank import Candidate, RerankWeights
+    from rjepa_core.jepa.checkpoint import update_meta
+    from rjepa_serve import engine
+
+    folder = publish_tiny_checkpoint(tmp_path, "run-q")
+    update_meta(folder, question_pooling="span")
+    steps = ["1 + 2 = 3", "3 + 4 = 7"]
+    question = "What is 1 + 2 + 4?"
+    with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
+        ms = c.app.state.service.current
+        assert ms.question_pooling == "span"
+        prompt = engine.ask(ms, question)
+        [span] = tiny_student.extract([(prompt, steps)], layer_idx=ms.layer_idx, question_pooling="span")
+        [token] = tiny_student.extract([(prompt, steps)], layer_idx=ms.layer_idx, question_pooling="token")
+        assert not np.allclose(span.q.astype(np.float32), token.q.astype(np.float32), atol=1e-3)
+        served = ms.scorer.score([span.H], [None], [span.q])[0].jepa_loss
+        r = c.post("/score", json={"question": question, "steps": steps})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["jepa_loss"] == pytest.approx(served, rel=1e-4)
+        cand = Candidate(text="\n".join(steps), steps=list(steps), logprob=-1.0, H=None, final_answer="7")
+        out = engine.rank(ms, prompt, [cand], RerankWeights(), None)
+        assert out.outs[0]["jepa_loss"] == pytest.approx(served, rel=1e-4)
+    update_meta(folder, question_pooling="both")
+    with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
+        r = c.get("/health")
+        assert "question_pooling 'both' is not one of" in r.text, r.text

@@ -16,8 +16,15 @@ def _seqs(n: int, hidden: int = 8, start: int = 0) -> list[LatentSequence]:
     rng = np.random.default_rng(start)
     return [
         LatentSequence(
-            cot_id=f"c{start + i}", problem_id="p", llm_tag="t", layer_idx=-2, hidden_size=hidden, num_steps=2,
-            step_spans=[(0, 1), (1, 2)], token_ids=[1, 2], H=rng.normal(size=(2, hidden)).astype(np.float16),
+            cot_id=f"c{start + i}",
+            problem_id="p",
+            llm_tag="t",
+            layer_idx=-2,
+            hidden_size=hidden,
+            num_steps=2,
+            step_spans=[(0, 1), (1, 2)],
+            token_ids=[1, 2],
+            H=rng.normal(size=(2, hidden)).astype(np.float16),
         )  # fmt: skip
         for i in range(n)
     ]

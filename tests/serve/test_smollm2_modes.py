@@ -44,7 +44,9 @@ def smol_client(tmp_path_factory, smollm2_dir):
     )
     out = Path(layout.checkpoint_dir(TAG, "v1", "run-s"))
     result = train(cfg, chains, chains[:3], out, resume=False, device="cpu")
-    meta = update_meta(result.checkpoint_dir, llm_tag=TAG, layer_idx=14, pooling="mean")
+    meta = update_meta(
+        result.checkpoint_dir, llm_tag=TAG, layer_idx=14, pooling="mean", question_pooling=smol.spec.question_pooling
+    )
     publish_latest_checkpoint(layout, TAG, "v1", "run-s", {**meta, "path": str(result.checkpoint_dir)})
     pairs = [StepPair(e.H[j].astype(np.float32), list(e.token_ids[a:b])) for e in ex
              for j, (a, b) in enumerate(e.step_spans)]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -47,6 +48,11 @@ def test_teacher_data_adds_validated_problems_and_keeps_keys_out(defs, project, 
     stored += "".join(p.read_bytes().decode("latin-1") for p in store.rglob("*.parquet"))
     assert KEY not in stored
     assert KEY not in json.dumps({k: str(v.value) for k, v in mat.metadata.items()})
+    # nor in the Dagster instance: event log and run storage (SQLite files and their WAL), compute logs.
+    # The same scan finds the teacher's (non-secret) model name there, so it does read what the run wrote.
+    dagster_files = b"".join(p.read_bytes() for p in Path(instance.root_directory).rglob("*") if p.is_file())
+    assert b"fake-model" in dagster_files
+    assert KEY.encode() not in dagster_files
 
 
 def test_teacher_data_without_teachers_skips_with_a_message(defs, project, instance):

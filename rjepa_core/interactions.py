@@ -48,6 +48,18 @@ _IPV4 = re.compile(
 )
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+# API keys and tokens by their well-known shapes (OpenAI/Stripe-style sk-/pk-, GitHub, Slack, AWS access key
+# ids, Hugging Face, Google API keys, "Bearer <token>"): a user pasting one must not store it.
+_SECRET = re.compile(
+    r"(?<![\w-])(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}"
+    r"|(?<![\w-])(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|(?<!\w)gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|(?<!\w)xox[abprs]-[A-Za-z0-9-]{10,}"
+    r"|(?<![A-Z0-9])AKIA[0-9A-Z]{16}(?![A-Z0-9])"
+    r"|(?<!\w)hf_[A-Za-z0-9]{20,}"
+    r"|(?<!\w)AIza[0-9A-Za-z_-]{35}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}"
+)
 # International (+cc ...) or grouped national numbers; the digit count (9-15) is checked after matching,
 # so arithmetic such as "12 - 5 = 7" or "3.14" is never taken for a phone number.
 _PHONE = re.compile(
@@ -100,6 +112,7 @@ def _phone_ok(s: str) -> bool:
 
 # (kind, pattern, replacement, extra check on the matched text); order matters: the most specific first.
 _RULES: list[tuple[str, re.Pattern[str], str, Any]] = [
+    ("secret", _SECRET, "[SECRET]", None),
     ("email", _EMAIL, "[EMAIL]", None),
     ("iban", _IBAN, "[IBAN]", iban_ok),
     ("card", _CARD, "[CARD]", lambda m: 13 <= len(_digits(m)) <= 19 and luhn_ok(_digits(m))),
@@ -111,7 +124,8 @@ _RULES: list[tuple[str, re.Pattern[str], str, Any]] = [
 
 
 def scrub_pii(text: str) -> tuple[str, dict[str, int]]:
-    """Replace emails, IBANs, card numbers (Luhn-checked), IP addresses, id and phone numbers by tags.
+    """Replace API keys/tokens, emails, IBANs, card numbers (Luhn-checked), IP addresses, id and phone numbers
+    by tags.
 
     Returns the filtered text and how many of each kind were removed.
     """

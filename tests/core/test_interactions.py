@@ -35,6 +35,11 @@ from rjepa_core.interactions import (
         ("call 555-123-4567 now", "call [PHONE] now", "phone"),
         ("or +14155552671", "or [PHONE]", "phone"),
         ("ssn 123-45-6789", "ssn [ID]", "id_number"),
+        ("my key is sk-proj-AbC123xyz789DEF456ghi, thanks", "my key is [SECRET], thanks", "secret"),
+        ("token ghp_1234567890abcdefghijABCDEFGHIJ ok", "token [SECRET] ok", "secret"),
+        ("aws AKIAIOSFODNN7EXAMPLE here", "aws [SECRET] here", "secret"),
+        ("header Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9.abc", "header Authorization: [SECRET]", "secret"),
+        ("hf hf_AbCdEfGhIjKlMnOpQrStUv", "hf [SECRET]", "secret"),
     ],
 )
 def test_scrub_pii_removes_each_kind(text, expected, kind):
@@ -51,6 +56,7 @@ def test_scrub_pii_removes_each_kind(text, expected, kind):
         "at 12:30:45 on 2024-01-15 the value was 1,234,567",
         "Total 1234567 apples; 1 2 3 4 5 6 7 8 9",
         "version 1.2.3.4.5 and 256.1.1.1",
+        "the task-specific risk-free rate; sk-learn and a desk-top",
     ],
 )
 def test_scrub_pii_leaves_ordinary_reasoning_alone(text):

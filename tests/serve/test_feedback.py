@@ -79,3 +79,30 @@ def test_delete_user_removes_only_that_users_records(client, serve_settings):
     from rjepa_serve.state import interactions_dir
 
     assert not [p for p in interactions_dir(serve_settings).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_canary_api_key_in_the_environment_never_reaches_storage(tmp_path, tiny_llm_dir, monkeypatch):
+    """Issue 17 item 6 for the service: with teacher and OpenAI keys set, a chat, its feedback and a /score
+    leave no trace of them under the storage root — also when the user pastes the key into the comment (the
+    PII filter stores it as [SECRET]); the same scan finds the chat's own words, so it reads what was written."""
+    from fastapi.testclient import TestClient
+
+    from rjepa_serve.app import create_app
+    from tests.serve.conftest import make_settings, publish_tiny_checkpoint
+
+    canary = "sk-canary-7f3e9d1c4b2a"
+    for var in ("TEACHER_FAKE_API_KEY", "OPENAI_API_KEY", "RJEPA_TEACHER_API_KEY"):
+        monkeypatch.setenv(var, canary)
+    publish_tiny_checkpoint(tmp_path, "run-c")
+    with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
+        chat = c.post("/chat", json={"prompt": "What is 6 + 7, zebra?", "seed": 0}).json()
+        fb = c.post(
+            "/feedback",
+            json={"interaction_id": chat["interaction_id"], "rating": "up", "consent": True, "user_id": "u1",
+                  "comment": f"my key is {canary}"},
+        )  # fmt: skip
+        assert fb.status_code == 200, fb.text
+        assert c.post("/score", json={"question": "What is 1 + 1?", "steps": ["1 + 1 = 2"]}).status_code == 200
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"zebra" in written and b"my key is [SECRET]" in written
+    assert canary.encode() not in written

@@ -22,6 +22,19 @@ from typing import Any
 
 import yaml
 
+
+def read_yaml_mapping(path: str | Path, expected: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (empty file: {}); errors name the file and say what it should hold."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with {expected}")
+    return raw
+
+
 DEFAULT_DOMAINS = ["math", "code", "logic", "other"]
 MASK_KINDS = ("random", "contiguous", "hierarchical", "conclusion")
 LOSS_KINDS = ("l1", "l2", "cosine")

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rjepa_core.config import read_yaml_mapping
 from rjepa_core.data.sources import SourceSpec, clean_steps, load_source
 from rjepa_core.llm.prompting import mark_examples
 from rjepa_core.schemas import TRAIN_ONLY, ChainOfThought, Problem, split_of, stable_id
@@ -69,12 +68,7 @@ class DatasetConfig:
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with `version:` and `sources:`")
+    raw = read_yaml_mapping(path, "`version:` and `sources:`")
     raw.setdefault("version", path.stem)
     if raw["version"] != path.stem:
         raise ValueError(f"{path}: version {raw['version']!r} must match the file name {path.stem!r}")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from rjepa_core.config import read_yaml_mapping
 
 GATE_METRICS = ("jepa_selection", "within_problem_auroc")
 
@@ -99,12 +99,7 @@ def load_loop_config(path: str | Path) -> LoopConfig:
     path = Path(path)
     if not path.exists():
         return LoopConfig()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with feedback / warm_start / gate sections")
+    raw = read_yaml_mapping(path, "feedback / warm_start / gate sections")
     try:
         return LoopConfig.from_dict(raw)
     except (TypeError, ValueError) as e:

@@ -441,6 +441,8 @@ def cmd_ablate(args) -> None:
                 f"  rerank {row['rerank_accuracy']:.3f} (majority {row['majority_accuracy']:.3f})"
                 f"  {row['train_s']:.0f}s"
             )
+            sel = row.get("selection") or {}
+            print("    held-out selection: " + "  ".join(f"{m} {sel[m]:.3f}" for m in sel if isinstance(sel[m], float)))
 
     print(f"[rjepa] {len(sweep)} variants x {args.folds} folds on the train+val problems of {args.llm}/{args.version}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -454,6 +456,7 @@ def cmd_ablate(args) -> None:
             log=show,
             layers=layers,
             extra_train=extra_train,
+            dump_dir=layout.reports_dir(args.llm, args.version) / "ablations",
         )
     command = "rjepa ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     for row in rows:

@@ -31,7 +31,7 @@ import numpy as np
 
 from rjepa_core.eval.evaluation import _ordered_candidates, _to_candidate
 from rjepa_core.eval.metrics import accuracy, auroc, mean_within_group_auroc, oracle_pass_at_k
-from rjepa_core.eval.selection import choose
+from rjepa_core.eval.selection import choose, cross_validated_selection
 from rjepa_core.schemas import ChainOfThought
 
 SECTIONS = ("model", "mask", "loss", "optim", "train", "score")
@@ -236,6 +236,33 @@ def _cap_student_targets(seqs: list, cap: int, seed: int) -> list:
     return [s for s in seqs if s.cot_id not in dropped]  # the training order is kept
 
 
+def _dump_candidates(path: Path, groups: list, fold_id: dict[str, int]) -> Path:
+    import json
+
+    from rjepa_core.io import atomic_write_text
+
+    lines = []
+    for g in groups:
+        for c in g:
+            lines.append(
+                json.dumps(
+                    {
+                        "cot_id": c.cot_id,
+                        "problem_id": c.problem_id,
+                        "fold": fold_id[c.cot_id],
+                        "answer": c.answer,
+                        "correct": c.correct,
+                        "logprob": c.logprob,
+                        "num_tokens": c.num_tokens,
+                        "num_steps": c.num_steps,
+                        "jepa_loss": c.jepa_loss,
+                        "step_surprise": c.step_surprise,
+                    }
+                )
+            )
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
 def _fold_of(problem_id: str, folds: int, seed: int) -> int:
     import hashlib
 
@@ -259,6 +286,7 @@ def cross_validated_ablations(
     log=None,
     layers: dict[int, Sequence[Any]] | None = None,
     extra_train: dict[Any, Sequence[Any]] | None = None,
+    dump_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Ablations by problem-level k-fold cross-validation over the train+val problems (never the test split).
 
@@ -276,6 +304,12 @@ def cross_validated_ablations(
     valid chains of `extra_train[key]` (e.g. a train_only source's gold chains, problems outside every fold,
     extracted like the variant's own latents: key = its extraction key, None for the partition's) to the
     training chains of every fold.
+
+    Each row also has `selection`: the accuracy of every JEPA-based selection method on the held-out
+    groups, its settings fitted on the other folds' held-out groups (`cross_validated_selection`). With
+    `dump_dir`, the held-out candidates' scores are written to `<dump_dir>/<variant>.jsonl` (one line per
+    candidate: ids, fold, answer, label, log-prob, JEPA-loss, per-step surprise) for selection studies
+    that need no retraining.
     """
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
@@ -308,8 +342,11 @@ def cross_validated_ablations(
             if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
                 raise ValueError(f"variant {name!r}: chains_per_problem must be a positive integer, not {cap!r}")
             by_id = {s.cot_id: s for s in pool}
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             cfg = variant_config(base_config, variant, _width(pool))
             loss: dict[str, float] = {}
+            surprise: dict[str, list[float]] = {}
+            fold_id: dict[str, int] = {}
             fold_aurocs, steps, train_s = [], [], 0.0
             for f in range(folds):
                 held = {c.problem_id for c in cands if _fold_of(c.problem_id, folds, seed) == f}
@@ -334,7 +371,6 @@ def cross_validated_ablations(
                     tr = tr + added
                 negatives = [s for s in train_pool if not s.is_valid]
                 va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
-                safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
                 result = train(
                     cfg,
                     tr,
@@ -355,11 +391,19 @@ def cross_validated_ablations(
                 )
                 for c, s in zip(fold, scores, strict=True):
                     loss[c.cot_id] = s.jepa_loss
+                    surprise[c.cot_id] = [float(x) for x in s.step_surprise]
+                    fold_id[c.cot_id] = f
                 fold_aurocs.append(auroc([-loss[c.cot_id] for c in fold], [bool(c.is_valid) for c in fold]))
             groups, _ = _ordered_candidates(cands)
             groups = {pid: g for pid, g in groups.items() if len(g) >= 2}
             cand_rows = _scored_groups(groups.values(), loss)
+            for g in cand_rows:
+                for c in g:
+                    c.step_surprise = surprise[c.cot_id]
             labels = [[c.correct for c in g] for g in cand_rows]
+            row["selection"] = cross_validated_selection(cand_rows, [fold_id[g[0].cot_id] for g in cand_rows])
+            if dump_dir is not None:
+                row["candidates_file"] = str(_dump_candidates(Path(dump_dir) / f"{safe}.jsonl", cand_rows, fold_id))
             row.update(
                 n_candidates=len(loss),
                 n_correct=int(sum(bool(c.is_valid) for c in cands)),

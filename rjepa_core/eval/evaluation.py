@@ -80,6 +80,7 @@ def _to_candidate(c: ChainOfThought) -> EvalCandidate:
         num_tokens=_num_tokens(c),
         num_steps=len(c.steps),
         text=str(c.meta.get("text") or "\n".join(c.steps)),
+        problem_id=c.problem_id,
     )
 
 

@@ -52,6 +52,7 @@ class EvalCandidate:
     verifier: float | None = None  # supervised verifier P(correct)
     probe: float | None = None  # linear probe P(correct)
     text: str = ""  # chain text (only used when num_tokens is unknown)
+    problem_id: str = ""  # the problem the candidate answers (studies and dumps)
 
 
 @dataclass
@@ -221,3 +222,54 @@ def fit_tau(
         if acc > best_acc + 1e-12:
             best, best_acc = float(t), acc
     return best, best_acc, sorted(rows, key=lambda r: r["tau_rel"])
+
+
+def _loss_std(groups: Sequence[Sequence[EvalCandidate]]) -> float | None:
+    losses = [c.jepa_loss for g in groups for c in g if c.jepa_loss is not None]
+    return float(np.std(losses)) if len(losses) > 1 else None
+
+
+def cross_validated_selection(
+    groups: Sequence[Sequence[EvalCandidate]], folds: Sequence[int], grid: Sequence[float] = TAU_GRID
+) -> dict[str, object]:
+    """Accuracy of the selection methods on cross-validation held-out groups (no test data).
+
+    groups: one problem's JEPA-scored candidates each, scored by the model that did not see that
+    problem's fold; folds: the fold of each group. Settings a method fits (the JEPA vote's tau_rel) are
+    fitted on the other folds' groups and applied to each fold, so every accuracy is held out twice
+    over. The loss scale that turns tau_rel into loss units is each fold's own spread of candidate
+    losses (label-free). `jepa_vote_by_tau` is the whole curve, for reading, not for choosing.
+    """
+    from rjepa_core.inference.vote import relative_tau
+
+    if len(groups) != len(folds):
+        raise ValueError(f"{len(groups)} groups but {len(folds)} fold ids")
+    groups = [list(g) for g in groups]
+    by_fold: dict[int, list[int]] = {}
+    for i, f in enumerate(folds):
+        by_fold.setdefault(int(f), []).append(i)
+    scale = {f: _loss_std([groups[i] for i in idx]) for f, idx in by_fold.items()}
+    picks: dict[str, list[bool]] = {m: [False] * len(groups) for m in ("majority", "logprob_sum", "jepa")}
+    picks.update({m: [False] * len(groups) for m in ("jepa_vote", "jepa_filter_majority")})
+    fitted: dict[str, float] = {}
+    for f, idx in by_fold.items():
+        others = [groups[i] for g, ids in by_fold.items() if g != f for i in ids]
+        t = fit_tau(others, _loss_std(others), grid)[0] if others else 1.0
+        fitted[str(f)] = t
+        tau = relative_tau(t, scale[f])
+        for i in idx:
+            g = groups[i]
+            for m in ("majority", "logprob_sum", "jepa", "jepa_filter_majority"):
+                picks[m][i] = bool(g[choose(m, g)].correct)
+            picks["jepa_vote"][i] = bool(g[choose("jepa_vote", g, tau=tau)].correct)
+    curve = []
+    for t in grid:
+        ok = [
+            bool(groups[i][choose("jepa_vote", groups[i], tau=relative_tau(t, scale[f]))].correct)
+            for f, idx in by_fold.items()
+            for i in idx
+        ]
+        curve.append({"tau_rel": float(t), "accuracy": float(np.mean(ok))})
+    out: dict[str, object] = {m: float(np.mean(v)) for m, v in picks.items()}
+    out.update(n_problems=len(groups), jepa_vote_tau_rel_by_fold=fitted, jepa_vote_by_tau=curve)
+    return out

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 
 from rjepa_core.config import RJEPAConfig, rjepa_tiny
@@ -146,6 +149,7 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
         folds=2,
         layers={3: noise, (None, "last"): noise},
         extra_train={None: extra},
+        dump_dir=tmp_path / "dump",
     )
     n_train_val = len(dataset.train_chains)
     default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last = rows
@@ -164,6 +168,14 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
     assert "no latents of layer_idx=5" in layer5["error"] and "--layers 5" in layer5["error"]
     assert default["error"] is None, default["error"]
     assert default["n_candidates"] == n_train_val  # every train/val candidate scored once, held out
+    # held-out selection: every method on the same groups, the vote's temperature fitted on the other fold
+    sel = default["selection"]
+    assert sel["majority"] == default["majority_accuracy"] and sel["jepa"] == default["rerank_accuracy"]
+    assert set(sel["jepa_vote_tau_rel_by_fold"]) == {"0", "1"} and 0.0 <= sel["jepa_vote"] <= 1.0
+    dumped = [json.loads(line) for line in Path(default["candidates_file"]).read_text().splitlines()]
+    assert len(dumped) == n_train_val and {d["fold"] for d in dumped} == {0, 1}
+    assert all(len(d["step_surprise"]) == d["num_steps"] for d in dumped), dumped[0]
+    assert {d["cot_id"] for d in dumped} == {c.cot_id for c in dataset.train_chains}
     assert len(default["fold_aurocs"]) == 2 and len(default["steps"]) == 2
     assert 0.0 <= default["rerank_accuracy"] <= 1.0
     # wrong chains jump off the lawful dynamics: a world model trained on lawful chains ranks them lower.

@@ -121,3 +121,28 @@ def test_fit_weights_finds_the_informative_term():
     w, acc = fit_weights(groups)
     assert acc == 1.0
     assert w.beta > 0 and w.beta >= w.alpha
+
+
+def _lawful_minority_groups(n: int) -> list[list[EvalCandidate]]:
+    """Problems where 3 of 5 chains agree on a wrong answer and the 2 right ones are far more lawful."""
+    groups = []
+    for p in range(n):
+        wrong = [EvalCandidate(f"{p}w{i}", "8", False, logprob=-1.0, jepa_loss=0.9 + 0.01 * i) for i in range(3)]
+        right = [EvalCandidate(f"{p}r{i}", "7", True, logprob=-2.0, jepa_loss=0.1 + 0.01 * i) for i in range(2)]
+        groups.append(wrong + right)
+    return groups
+
+
+def test_cross_validated_selection_fits_the_vote_temperature_on_other_folds():
+    from rjepa_core.eval.selection import cross_validated_selection
+
+    groups = _lawful_minority_groups(6)
+    out = cross_validated_selection(groups, [0, 0, 1, 1, 2, 2])
+    # majority elects the wrong cluster everywhere; a lawfulness-weighted vote elects the right one
+    assert out["majority"] == 0.0 and out["logprob_sum"] == 0.0
+    assert out["jepa"] == 1.0 and out["jepa_vote"] == 1.0 and out["n_problems"] == 6
+    assert all(t < 10.0 for t in out["jepa_vote_tau_rel_by_fold"].values()), out["jepa_vote_tau_rel_by_fold"]
+    curve = {r["tau_rel"]: r["accuracy"] for r in out["jepa_vote_by_tau"]}
+    assert curve[0.03] == 1.0 and curve[10.0] == 0.0  # flat temperature = majority vote
+    with pytest.raises(ValueError, match="fold ids"):
+        cross_validated_selection(groups, [0, 1])

@@ -86,7 +86,12 @@ def choose(rule: str, param, g: dict, scale: float) -> int:
     if rule == "logprob_sum":
         return int(np.argmax(lp))
     agg, rest = rule.split(":", 1)
-    loss = np.array([agg_loss(x, agg) for x in c], dtype=np.float64)
+    if agg == "neglogprob":  # control: the same rule on -log-prob instead of a JEPA score
+        loss = -lp
+    elif agg == "random":  # control: a seeded random score per candidate
+        loss = np.random.default_rng(abs(hash(g["pid"])) % (2**32)).random(len(c))
+    else:
+        loss = np.array([agg_loss(x, agg) for x in c], dtype=np.float64)
     if rest == "rerank":
         return int(np.argmin(loss))
     if rest == "vote":  # softmax(-loss / (tau_rel * scale)), the shipped jepa_vote's form
@@ -175,7 +180,7 @@ def main() -> None:
     rules = ["majority", "logprob_sum"]
     for agg in ("loss", "max", "last"):
         rules += [f"{agg}:{r}" for r in ("rerank", "vote", "zvote", "tiebreak", "count+lambda*min", "count+lambda*mean", "filter")]
-    rules += ["loss:lp+jepa vote"]
+    rules += ["loss:lp+jepa vote", "neglogprob:filter", "random:filter", "neglogprob:vote"]
     base, _ = run_rule("majority", groups, scales)
     out = {}
     for rule in rules:

@@ -170,12 +170,19 @@ def interactions_dir(settings: ServeSettings) -> Path:
     return Path(StorageLayout(settings.storage).interactions_dir())
 
 
+def _salt_path(settings: ServeSettings) -> Path:
+    """Beside the storage's files (for s3:// in the local cache: set RJEPA_INTERACTIONS_SALT on replicas)."""
+    from rjepa_core.store.layout import local_root
+
+    return local_root(settings.storage) / ".interactions_salt"
+
+
 def open_interaction_log(settings: ServeSettings) -> Any:
     """The interaction log; the salt comes from RJEPA_INTERACTIONS_SALT, else a random one kept in storage."""
     from rjepa_core.interactions import InteractionLog, load_or_create_salt
 
     secret = settings.interactions_salt
-    salt = secret.get_secret_value() if secret else load_or_create_salt(Path(settings.storage) / ".interactions_salt")
+    salt = secret.get_secret_value() if secret else load_or_create_salt(_salt_path(settings))
     return InteractionLog(interactions_dir(settings), salt, settings.workspace, settings.collect_text)
 
 

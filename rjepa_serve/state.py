@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -177,6 +178,18 @@ def _salt_path(settings: ServeSettings) -> Path:
     return local_root(settings.storage) / ".interactions_salt"
 
 
+def publish_storage(settings: ServeSettings, interactions: Any = None) -> list[str]:
+    """Object storage: publish what the service wrote (its interaction files), with appends paused so only
+    whole lines go; returns the units published. Local storage: nothing to do."""
+    from rjepa_core.store.layout import StorageLayout
+
+    layout = StorageLayout(settings.storage, pull=False)
+    if layout.remote is None:
+        return []
+    with interactions.paused() if interactions is not None else contextlib.nullcontext():
+        return [u.as_posix() for u in layout.remote.push()]
+
+
 def open_interaction_log(settings: ServeSettings) -> Any:
     """The interaction log; the salt comes from RJEPA_INTERACTIONS_SALT, else a random one kept in storage."""
     from rjepa_core.interactions import InteractionLog, load_or_create_salt
@@ -321,11 +334,19 @@ class ServiceState:
             self.metrics.reloads.labels(result=result).inc()
 
     async def poll(self) -> None:
-        """Reload whenever the pointer moves; runs until cancelled."""
+        """Reload whenever the pointer moves (and publish to object storage); runs until cancelled."""
         interval = self.settings.reload_interval_s
         while True:
             await asyncio.sleep(interval)
             await self.reload()
+            await self.publish()
+
+    async def publish(self) -> None:
+        """Publish the interaction files to object storage (s3:// storage only); never raises."""
+        try:
+            await asyncio.to_thread(publish_storage, self.settings, self.interactions)
+        except Exception as exc:
+            log.error("could not publish interactions to %s: %s", self.settings.storage, exc)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started

@@ -89,7 +89,11 @@ def make_filesystem(uri: str):
     endpoint = os.environ.get("RJEPA_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
     client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
     config = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
-    fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True)
+    # No listings cache: another machine's publish must be visible to the next info/cat (s3fs's cache would
+    # answer "not found" for a manifest that appeared since the last listing of its folder).
+    fs = s3fs.S3FileSystem(
+        client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True, use_listings_cache=False
+    )
     fs.retries = 2  # s3fs's own retry loop (default 5, with backoff) on top of botocore's: fail fast, clearly
     return fs
 

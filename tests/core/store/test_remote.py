@@ -163,6 +163,13 @@ def test_latest_pointer_swaps_atomically_and_rolls_back(bucket):
     assert read_latest_checkpoint(b, "tiny")["run_id"] == "run1"
     assert [p["action"] for p in pointer_history(b, "tiny")] == ["publish", "publish", "rollback"]
 
+    # a unit that appears after b's last pull (in a folder b has listed before) is fetched too
+    bucket.on("a")
+    tiny_checkpoint(a.checkpoint_dir("tiny", "v1", "run3") / "best", {"run": "run3"})
+    publish_latest_checkpoint(a, "tiny", "v1", "run3")
+    pointer = read_latest_checkpoint(bucket.layout("b"), "tiny")
+    assert pointer["run_id"] == "run3" and (Path(pointer["path"]) / "meta.json").is_file()
+
 
 KILLED_PUBLISHER = textwrap.dedent(
     """

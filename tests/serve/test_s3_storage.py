@@ -1,0 +1,41 @@
+"""The service on RJEPA_STORAGE=s3://… (a real S3-compatible server, tests/s3server.py): it serves the
+checkpoint another machine published to the bucket, follows the LATEST pointer when it moves, and
+publishes the interactions it logged so that the pipeline (another cache folder) reads them."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+
+from tests.serve.conftest import LLM_TAG, publish_tiny_checkpoint
+
+
+def test_service_follows_the_bucket_and_publishes_its_interactions(bucket):
+    from rjepa_serve.app import create_app
+    from rjepa_serve.settings import ServeSettings
+
+    bucket.on("pipeline")
+    publish_tiny_checkpoint(bucket.uri, "run1")
+    settings = ServeSettings(
+        storage=bucket.uri, llm_tag=LLM_TAG, load_student=False, device="cpu", torch_threads=1,
+        reload_interval_s=0, admin_token="t0ken",
+    )
+    bucket.on("service")  # the service's own cache folder: it shares nothing with the pipeline but the bucket
+    with TestClient(create_app(settings)) as c:
+        health = c.get("/health").json()
+        assert health["status"] == "ok" and health["checkpoint_id"] == "run1"
+        bucket.on("pipeline")
+        publish_tiny_checkpoint(bucket.uri, "run2", seed=1)
+        bucket.on("service")
+        assert c.post("/admin/reload", headers={"X-Admin-Token": "t0ken"}).json()["changed"] is True
+        assert c.get("/health").json()["checkpoint_id"] == "run2"
+        r = c.post("/feedback", json={"rating": "down", "prompt": "1+1?", "answer": "3", "user_id": "u-1"})
+        assert r.status_code == 200, r.text
+    # the service published its interaction file when it stopped; the pipeline's machine reads it
+    pipeline = bucket.layout("pipeline")
+    files = sorted(pipeline.interactions_dir().glob("*.jsonl"))
+    assert [f.name for f in files] == [f"{r.json()['date']}.jsonl"]
+    rows = [json.loads(line) for line in files[0].read_text().splitlines()]
+    assert [row["rating"] for row in rows] == ["down"] and rows[0]["interaction_id"] == r.json()["interaction_id"]
+    assert "u-1" not in files[0].read_text()  # hashed, as on local storage

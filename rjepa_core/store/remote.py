@@ -52,7 +52,8 @@ UNIT_DEPTH = {
 }
 DEFAULT_DEPTH = 2
 LOCAL_ONLY = {"index.duckdb", "index.duckdb.wal"}  # derived from the mirror; views name local paths
-POINTER_NAMES = {"LATEST.json"}  # published after every other unit of the same push
+POINTER_NAMES = {"LATEST.json"}  # published after every other unit of a push, fetched before the others of a pull
+NO_GRACE = {"interactions"}  # personal data: a publish removes the previous objects at once (deletion requests)
 SCHEMES = ("s3",)
 
 
@@ -283,7 +284,8 @@ class ObjectMirror:
     def _collect(self, unit: Path, manifest: dict[str, Any], previous: dict[str, Any] | None) -> None:
         """Delete the unit's objects that neither the new nor the previous manifest names."""
         keep = {e["key"] for e in manifest["files"].values()}
-        keep |= {e["key"] for e in (previous or {}).get("files", {}).values()}
+        if unit.parts[0] not in NO_GRACE:  # a reader still fetching the previous version can finish
+            keep |= {e["key"] for e in (previous or {}).get("files", {}).values()}
         folder = f"{self.base}/{OBJECTS}/{unit.as_posix()}"
         with contextlib.suppress(FileNotFoundError):
             stale = [k for k in self.fs.find(folder) if k not in keep]
@@ -330,20 +332,32 @@ class ObjectMirror:
         return out
 
     def pull(self) -> list[Path]:
-        """Fetch every unit whose manifest changed since this cache last saw it; returns them."""
+        """Fetch every unit whose manifest changed since this cache last saw it; returns them.
+
+        Pointers first, then a fresh listing for the rest: whatever a fetched pointer names was published
+        before it, so the second listing has it (one listing could predate the target and not the pointer).
+        """
         with self._lock:
-            fetched = []
-            for unit, etag in sorted(self.remote_units().items()):
-                if etag is None or self._state(unit).get("etag") != etag:
-                    for attempt in range(3):  # a concurrent publish may remove objects of an older manifest
-                        try:
-                            self.fetch_unit(unit)
-                            break
-                        except FileNotFoundError:
-                            if attempt == 2:
-                                raise
-                    fetched.append(unit)
-            return fetched
+            fetched = self._pull_some(lambda unit: unit.name in POINTER_NAMES)
+            return fetched + self._pull_some(lambda unit: unit.name not in POINTER_NAMES)
+
+    def _pull_some(self, wanted) -> list[Path]:
+        fetched = []
+        for unit, etag in sorted(self.remote_units().items()):
+            if not wanted(unit) or (etag is not None and self._state(unit).get("etag") == etag):
+                continue
+            for attempt in range(3):  # a concurrent publish may have collected objects of the manifest read
+                try:
+                    if self.fetch_unit(unit):
+                        fetched.append(unit)
+                    break
+                except FileNotFoundError as e:
+                    if attempt == 2:
+                        raise StorageError(
+                            f"fetching {unit.as_posix()} from {self.uri}: its objects were replaced three times while "
+                            "downloading (publishes in quick succession); retry"
+                        ) from e
+        return fetched
 
     def fetch_unit(self, unit: Path) -> bool:
         """Make the cache's copy of `unit` the published one (atomically); False if it was never published."""

@@ -1,6 +1,7 @@
 """The service on RJEPA_STORAGE=s3://… (a real S3-compatible server, tests/s3server.py): it serves the
 checkpoint another machine published to the bucket, follows the LATEST pointer when it moves, and
-publishes the interactions it logged so that the pipeline (another cache folder) reads them."""
+publishes the interactions it logged so that the pipeline (another cache folder) reads them; a deletion
+request leaves no copy of the user's records in the bucket."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import json
 from fastapi.testclient import TestClient
 
 from tests.serve.conftest import LLM_TAG, publish_tiny_checkpoint
+
+
+def interaction_objects(bucket) -> dict[str, bytes]:
+    keys = [k for k in bucket.keys() if "/.rjepa-objects/interactions/" in k]
+    return {k: bucket.fs.cat_file(k) for k in keys}
 
 
 def test_service_follows_the_bucket_and_publishes_its_interactions(bucket):
@@ -30,8 +36,17 @@ def test_service_follows_the_bucket_and_publishes_its_interactions(bucket):
         bucket.on("service")
         assert c.post("/admin/reload", headers={"X-Admin-Token": "t0ken"}).json()["changed"] is True
         assert c.get("/health").json()["checkpoint_id"] == "run2"
+        gone = c.post("/feedback", json={"rating": "up", "prompt": "2+2?", "answer": "4", "user_id": "u-gone"})
+        assert gone.status_code == 200, gone.text
+        c.portal.call(c.app.state.service.publish)  # what the poll does every reload_interval_s
+        published = interaction_objects(bucket)
+        assert len(published) == 1
+        gone_hash = json.loads(next(iter(published.values())))["user_hash"]
         r = c.post("/feedback", json={"rating": "down", "prompt": "1+1?", "answer": "3", "user_id": "u-1"})
         assert r.status_code == 200, r.text
+        # a deletion request publishes at once, and leaves no earlier copy of the user's records in the bucket
+        assert c.delete("/feedback/user/u-gone").json()["removed"] == 1
+        assert not [k for k, body in interaction_objects(bucket).items() if gone_hash.encode() in body]
     # the service published its interaction file when it stopped; the pipeline's machine reads it
     pipeline = bucket.layout("pipeline")
     files = sorted(pipeline.interactions_dir().glob("*.jsonl"))
@@ -39,3 +54,4 @@ def test_service_follows_the_bucket_and_publishes_its_interactions(bucket):
     rows = [json.loads(line) for line in files[0].read_text().splitlines()]
     assert [row["rating"] for row in rows] == ["down"] and rows[0]["interaction_id"] == r.json()["interaction_id"]
     assert "u-1" not in files[0].read_text()  # hashed, as on local storage
+    assert gone_hash not in files[0].read_text()

@@ -68,6 +68,15 @@ def test_compose_names_every_service_and_wires_them():
     workspace = yaml.safe_load((DEPLOY / "workspace.docker.yaml").read_text())["load_from"][0]["grpc_server"]
     assert workspace["host"] == "code" and str(workspace["port"]) in services["code"]["command"]
     assert services["s3-bucket"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    # data in the MinIO bucket the s3-bucket job creates; code and service each mirror it in their own cache
+    made = re.search(r"mc mb --ignore-existing store/([\w.-]+)", " ".join(services["s3-bucket"]["entrypoint"]))
+    caches = set()
+    for name in ("code", "service"):
+        env = services[name]["environment"]
+        assert env["RJEPA_STORAGE"] == f"s3://{made.group(1)}/store" and env["AWS_ENDPOINT_URL"] == "http://s3:9000"
+        assert services[name]["depends_on"]["s3-bucket"]["condition"] == "service_completed_successfully"
+        caches.add(env["RJEPA_STORAGE_CACHE"])
+    assert len(caches) == 2
 
 
 def test_gpu_overlay_gives_the_run_container_a_device():

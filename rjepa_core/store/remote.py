@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -55,6 +56,9 @@ LOCAL_ONLY = {"index.duckdb", "index.duckdb.wal"}  # derived from the mirror; vi
 POINTER_NAMES = {"LATEST.json"}  # published after every other unit of a push, fetched before the others of a pull
 NO_GRACE = {"interactions"}  # personal data: a publish removes the previous objects at once (deletion requests)
 SCHEMES = ("s3",)
+# Shards that extraction steps on other machines commit into a run's hidden staging folder
+# (rjepa_core.llm.sharded.start_staging): each file is a unit of its own, so steps never write the same unit.
+STAGED_SHARD = re.compile(r"latents/[^/]+/\.[^/]+\.shards-[0-9a-f]+/shard-\d+\.(parquet|safetensors)")
 
 
 class StorageError(RuntimeError):
@@ -168,6 +172,8 @@ class ObjectMirror:
     @staticmethod
     def unit_of(rel: Path) -> Path | None:
         """The unit a path (relative to the root) belongs to; None for paths that stay local."""
+        if STAGED_SHARD.fullmatch(rel.as_posix()):
+            return rel
         if not rel.parts or _hidden(rel) or rel.name in LOCAL_ONLY:
             return None
         depth = UNIT_DEPTH.get(rel.parts[0], DEFAULT_DEPTH)
@@ -187,23 +193,33 @@ class ObjectMirror:
         return out
 
     def local_units(self) -> list[Path]:
-        found: set[Path] = set()
+        """Units that have at least one file in the cache."""
         if not self.cache.is_dir():
             return []
-        for top in self.cache.iterdir():
-            if top.name.startswith(".") or top.name in LOCAL_ONLY:
-                continue
-            if top.is_file():
-                found.add(Path(top.name))
-                continue
-            depth = UNIT_DEPTH.get(top.name, DEFAULT_DEPTH)
-            for p in top.rglob("*"):
-                rel = p.relative_to(self.cache)
-                if _hidden(rel):
-                    continue
-                if len(rel.parts) == depth or (p.is_file() and len(rel.parts) < depth):
-                    found.add(rel)
+        found = set()
+        for dirpath, dirnames, filenames in os.walk(self.cache):
+            base = Path(dirpath).relative_to(self.cache)
+            if base == Path("."):
+                dirnames[:] = [d for d in dirnames if d != STATE]
+            for name in filenames:
+                unit = self.unit_of(base / name if base != Path(".") else Path(name))
+                if unit is not None:
+                    found.add(unit)
         return sorted(found)
+
+    def discard(self, folder: Path) -> list[Path]:
+        """Remove the published units under `folder` (relative to the root) from the bucket: a staging
+        folder once its shards were committed into the set."""
+        with self._lock:
+            gone = [u for u in self.remote_units() if u.is_relative_to(folder)]
+            with self._errors(f"removing {folder.as_posix()} from"):
+                for unit in gone:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm(self._manifest_key(unit))
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm(f"{self.base}/{OBJECTS}/{unit.as_posix()}", recursive=True)
+                    self._state_path(unit).unlink(missing_ok=True)
+            return gone
 
     def _state_path(self, unit: Path) -> Path:
         return self.cache / STATE / f"{unit.as_posix()}.json"

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 
 from rjepa_assets.defs.partitions import multi_key
 from rjepa_core.schemas import ChainOfThought, Problem, read_records
@@ -81,3 +82,49 @@ def test_pipeline_materializes_into_the_bucket_and_reads_back_elsewhere(project,
 
     mat = instance.get_latest_materialization_event(dg.AssetKey("latents")).asset_materialization
     assert mat.partition == multi_key("v1", "tiny") and mat.metadata["num_sequences"].value == store.count("tiny", "v1")
+
+
+def _shard_job():
+    """The job as a step subprocess rebuilds it: default resources, pointed at the test project by env."""
+    from rjepa_assets.definitions import build_defs
+
+    return build_defs().resolve_job_def("latents_by_shard_job")
+
+
+def test_latents_by_shard_job_on_the_bucket_from_separate_step_processes(project, bucket, instance, monkeypatch):
+    """Step processes of one machine (multiprocess executor) share its cache; each mirrors the bucket, the
+    commit step publishes the set and removes the staging from the bucket (other machines:
+    tests/core/store/test_remote.py::test_shards_staged_on_two_machines_are_committed_on_a_third)."""
+    from rjepa_assets.definitions import build_defs
+    from rjepa_assets.defs.resources import StorageResource
+    from tests.assets.test_scaleout import CHAINS_CONFIG, KEY, _prepare, _run
+
+    bucket.on("code")
+    monkeypatch.setenv("RJEPA_STORAGE", bucket.uri)
+    monkeypatch.setenv("RJEPA_CONFIGS", str(project[1]))
+    defs = build_defs({**project[0], "storage": StorageResource()})
+    _prepare(defs, instance)
+    shard = {"shard_size": 8}
+    _run(defs, instance, {"student_chains", "latents"}, {"student_chains": CHAINS_CONFIG, "latents": {"config": shard}})
+    one = LatentStore(bucket.layout("reader")).read("tiny", "v1")
+    n_shards = -(-len(one) // 8)
+    assert n_shards >= 4
+
+    run_config = {
+        "ops": {"plan_latent_shards": {"config": {**shard, "shards_per_step": -(-n_shards // 2)}}},
+        "execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["rjepa_assets.definitions"]}}}},
+    }
+    bucket.on("code")
+    with dg.execute_job(
+        dg.reconstructable(_shard_job), instance=instance, tags={"dagster/partition": str(KEY)}, run_config=run_config
+    ) as res:
+        assert res.success
+        step_pids = {e.pid for e in res.all_events if e.is_step_start and e.step_key.startswith("extract_latent")}
+    assert len(step_pids) == 2
+    reader = bucket.layout("reader")
+    two = LatentStore(reader).read("tiny", "v1")
+    assert [s.cot_id for s in two] == [s.cot_id for s in one] and LatentStore(reader).verify("tiny", "v1") == []
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(b.H.astype(np.float32), a.H.astype(np.float32), rtol=2**-10, atol=1e-6)
+    assert not [k for k in bucket.keys() if ".shards-" in k]  # staging published by the steps, then removed
+    assert bucket.layout("code").remote.dirty_units() == []

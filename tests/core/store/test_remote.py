@@ -270,3 +270,27 @@ def test_bad_object_storage_settings_say_what_to_do(bucket, monkeypatch, tmp_pat
         StorageLayout(bucket.uri)
     with pytest.raises(ValueError, match="names no bucket"):
         StorageLayout("s3:///prefix")
+
+
+def test_shards_staged_on_two_machines_are_committed_on_a_third(bucket):
+    """latents_by_shard_job under k8s_job_executor with s3://: each extraction pod has its own cache."""
+    from rjepa_core.llm.sharded import discard_staging, start_staging
+    from rjepa_core.store.shards import write_shard
+
+    plan = bucket.layout("plan")
+    LatentStore(plan).write("tiny", "v1", make_seqs(2, seed=4), shard_size=2)  # the set the commit replaces
+    staging = plan.portable(start_staging(plan, "tiny", "v1"))
+    assert not Path(staging).is_absolute() and Path(staging).name.startswith(".v1.shards-")
+    seqs = make_seqs(7, seed=2)
+    for machine, k in (("pod-a", 0), ("pod-b", 1), ("pod-a", 2)):
+        layout = bucket.layout(machine)
+        write_shard(layout.resolve(staging), k, seqs[3 * k : 3 * k + 3])
+    assert LatentStore(bucket.layout("reader")).count("tiny", "v1") == 2  # staged shards are not the set
+
+    commit = bucket.layout("commit")
+    LatentStore(commit).commit_staged("tiny", "v1", commit.resolve(staging), [3, 3, 1])
+    discard_staging(commit, commit.resolve(staging))
+    got = LatentStore(bucket.layout("reader")).read("tiny", "v1")
+    assert [s.cot_id for s in got] == [s.cot_id for s in seqs]
+    assert all(np.array_equal(g.H, w.H) for g, w in zip(got, seqs, strict=True))
+    assert not [k for k in bucket.keys() if ".shards-" in k]  # the staging units are gone from the bucket

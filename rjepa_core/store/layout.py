@@ -48,7 +48,7 @@ def local_root(root: str | Path) -> Path:
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() == "s3":
-            from rjepa_core.store.remote import cache_dir
+            from rjepa_core.store.s3 import cache_dir
 
             return cache_dir(text)
         if scheme.lower() != "file":

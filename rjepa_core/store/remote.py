@@ -15,11 +15,13 @@ reader sees the previous manifest or the new one, and every object either names 
 interrupted before its manifest PUT changes nothing that readers see. Objects no manifest (current or
 previous) names any more are deleted after the swap.
 
-Local writers already commit atomically (rjepa_core.io); each commit calls `push()` (via
-`rjepa_core.io.on_commit`), which publishes every changed unit with pointer files last, so the bucket
-passes through the same states, in the same order, as the local folder. `pull()` fetches units whose
-manifest changed into a hidden sibling, checks sizes and sha256, and swaps it in. Hidden paths
-(temp files, staging folders, locks) and the DuckDB index (rebuilt from the mirror) stay local.
+Local writers already commit atomically (rjepa_core.io); each commit calls `push()` (a commit hook,
+`rjepa_core.io.add_commit_hook`), which publishes every changed unit with pointer files last, so the
+bucket passes through the same states, in the same order, as the local folder. `pull()` fetches units
+whose manifest changed (pointers first) into a hidden sibling, checks sizes and sha256, and swaps it in.
+Hidden paths (temp files, `.new`/`.old` folders, locks) and the DuckDB index (rebuilt from the mirror) stay
+local; shards staged for a parallel commit are the one hidden thing published (`STAGED_SHARD`).
+Bucket access, URIs and the errors a user can cause: `rjepa_core.store.s3`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rjepa_core.io import add_commit_hook, atomic_write_json
+from rjepa_core.store.s3 import StorageError, cache_dir, explain, make_filesystem, split_uri
 
 UNITS, OBJECTS, STATE = ".rjepa-units", ".rjepa-objects", ".rjepa-sync"
 # Path components that name one unit, by top-level folder; a file above that depth is a unit by itself.
@@ -55,52 +58,9 @@ DEFAULT_DEPTH = 2
 LOCAL_ONLY = {"index.duckdb", "index.duckdb.wal"}  # derived from the mirror; views name local paths
 POINTER_NAMES = {"LATEST.json"}  # published after every other unit of a push, fetched before the others of a pull
 NO_GRACE = {"interactions"}  # personal data: a publish removes the previous objects at once (deletion requests)
-SCHEMES = ("s3",)
 # Shards that extraction steps on other machines commit into a run's hidden staging folder
 # (rjepa_core.llm.sharded.start_staging): each file is a unit of its own, so steps never write the same unit.
 STAGED_SHARD = re.compile(r"latents/[^/]+/\.[^/]+\.shards-[0-9a-f]+/shard-\d+\.(parquet|safetensors)")
-
-
-class StorageError(RuntimeError):
-    """The object store cannot be used as configured; the message says what to do."""
-
-
-def is_object_uri(root: Any) -> bool:
-    return isinstance(root, str) and "://" in root and root.partition("://")[0].lower() in SCHEMES
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """('bucket', 'prefix') of s3://bucket/prefix (prefix may be empty)."""
-    bucket, _, prefix = uri.partition("://")[2].partition("/")
-    if not bucket:
-        raise ValueError(f"storage root {uri!r} names no bucket: use s3://<bucket>/<prefix>")
-    return bucket, prefix.strip("/")
-
-
-def cache_dir(uri: str) -> Path:
-    """The local working copy of `uri`: $RJEPA_STORAGE_CACHE, else ~/.cache/rjepa/s3/<bucket>/<prefix>."""
-    bucket, prefix = split_uri(uri)
-    explicit = os.environ.get("RJEPA_STORAGE_CACHE")
-    base = Path(explicit) if explicit else Path.home() / ".cache" / "rjepa" / "s3" / bucket / prefix
-    return base.expanduser().resolve()
-
-
-def make_filesystem(uri: str):
-    """An s3fs filesystem for `uri`: AWS_ENDPOINT_URL (or RJEPA_S3_ENDPOINT) for MinIO/moto, else AWS."""
-    try:
-        import s3fs
-    except ImportError as e:
-        raise StorageError(f"storage root {uri!r} needs s3fs: pip install -e '.[s3]' (s3fs==2026.9.0)") from e
-    endpoint = os.environ.get("RJEPA_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
-    client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
-    config = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
-    # No listings cache: another machine's publish must be visible to the next info/cat (s3fs's cache would
-    # answer "not found" for a manifest that appeared since the last listing of its folder).
-    fs = s3fs.S3FileSystem(
-        client_kwargs=client_kwargs, config_kwargs=config, skip_instance_cache=True, use_listings_cache=False
-    )
-    fs.retries = 2  # s3fs's own retry loop (default 5, with backoff) on top of botocore's: fail fast, clearly
-    return fs
 
 
 def sha256_file(path: Path) -> str:
@@ -139,26 +99,10 @@ class ObjectMirror:
             raise
         except FileNotFoundError as e:
             if "bucket" in str(e).lower():
-                raise self._explain(doing, e) from e
+                raise explain(self.uri, self.bucket, doing, e) from e
             raise  # an object that vanished (a concurrent publish collected it): the caller may retry
         except Exception as e:  # botocore / aiohttp / s3fs raise many types: classify by name and text
-            raise self._explain(doing, e) from e
-
-    def _explain(self, doing: str, e: BaseException) -> StorageError:
-        text, name = str(e), type(e).__name__
-        endpoint = os.environ.get("RJEPA_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
-        where = f"{doing} {self.uri} (endpoint {endpoint})"
-        if "NoCredentials" in name or "Unable to locate credentials" in text or "credentials" in text.lower():
-            why = "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-        elif "bucket does not exist" in text or "NoSuchBucket" in text:
-            why = f"bucket {self.bucket!r} does not exist: create it (e.g. `mc mb store/{self.bucket}`)"
-        elif isinstance(e, PermissionError) or "AccessDenied" in text or "Forbidden" in text or "403" in text:
-            why = "access denied: check the credentials and the bucket policy (read, write, list, delete)"
-        elif "Connect" in name or "connect" in text.lower() or "Endpoint" in name or isinstance(e, OSError):
-            why = "cannot reach the endpoint: check AWS_ENDPOINT_URL (e.g. http://127.0.0.1:9000) and the network"
-        else:
-            why = f"{name}: {text}"
-        return StorageError(f"{where}: {why}")
+            raise explain(self.uri, self.bucket, doing, e) from e
 
     def check(self) -> None:
         """Fail early with what to do when the endpoint, bucket or credentials are wrong."""

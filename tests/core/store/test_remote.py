@@ -27,7 +27,7 @@ from rjepa_core.store.pointers import (
     read_latest_checkpoint,
     rollback_latest,
 )
-from rjepa_core.store.remote import StorageError
+from rjepa_core.store.s3 import StorageError
 from tests.core.store.factories import make_seqs
 
 REPO = Path(__file__).resolve().parents[3]

@@ -215,17 +215,22 @@ class ObjectMirror:
         recorded = self._state(unit).get("files", {})
         entries, stamps = {}, {}
         with self._errors(f"publishing {unit.as_posix()} to"):
+            previous = self._read_manifest(unit)
+            live = {e["key"] for e in (previous or {}).get("files", {}).values()}  # not collected meanwhile
             for rel, st in files.items():
                 local = self.cache / unit / rel if rel else self.cache / unit
-                stamp = self._stamp(st)
                 old = recorded.get(rel)
-                sha = old["sha256"] if old and old["stamp"] == stamp else sha256_file(local)
-                key = self._object_key(unit, rel, sha)
-                if not (old and old["sha256"] == sha) and not self.fs.exists(key):
-                    self.fs.put_file(str(local), key)
-                entries[rel] = {"key": key, "sha256": sha, "size": st.st_size}
+                if old and old["stamp"] == self._stamp(st) and self._object_key(unit, rel, old["sha256"]) in live:
+                    sha, stamp = old["sha256"], old["stamp"]
+                else:
+                    with self._snapshot(local) as snap:  # hash and upload the same bytes, whatever renames follow
+                        st = snap.stat()
+                        sha, stamp = sha256_file(snap), self._stamp(st)
+                        key = self._object_key(unit, rel, sha)
+                        if key not in live and not self.fs.exists(key):
+                            self.fs.put_file(str(snap), key)
+                entries[rel] = {"key": self._object_key(unit, rel, sha), "sha256": sha, "size": st.st_size}
                 stamps[rel] = {"sha256": sha, "stamp": stamp, "size": st.st_size}
-            previous = self._read_manifest(unit)
             manifest = {
                 "unit": unit.as_posix(),
                 "kind": "file" if list(files) == [""] else "dir",
@@ -240,6 +245,20 @@ class ObjectMirror:
             self._save_state(unit, {"etag": etag, "files": stamps})
             self._collect(unit, manifest, previous)
         return manifest
+
+    @contextlib.contextmanager
+    def _snapshot(self, path: Path) -> Iterator[Path]:
+        """A hard link to the inode at `path` now (writers replace files by rename, never in place)."""
+        snap = self.cache / STATE / "snapshots" / uuid.uuid4().hex
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                os.link(path, snap)
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(path, snap)
+            yield snap
+        finally:
+            snap.unlink(missing_ok=True)
 
     def _collect(self, unit: Path, manifest: dict[str, Any], previous: dict[str, Any] | None) -> None:
         """Delete the unit's objects that neither the new nor the previous manifest names."""

@@ -294,3 +294,20 @@ def test_shards_staged_on_two_machines_are_committed_on_a_third(bucket):
     assert [s.cot_id for s in got] == [s.cot_id for s in seqs]
     assert all(np.array_equal(g.H, w.H) for g, w in zip(got, seqs, strict=True))
     assert not [k for k in bucket.keys() if ".shards-" in k]  # the staging units are gone from the bucket
+
+
+def test_a_publish_from_an_older_copy_uploads_again_what_was_collected_since(bucket):
+    """Objects named by the manifest a cache last fetched may have been collected since: re-uploaded, never
+    named missing (last writer wins, whole)."""
+    a = bucket.layout("a")
+    folder = a.reports_dir("tiny", "v1")
+    for name in ("x.json", "y.json"):
+        atomic_write_json(folder / name, {"v": 1})
+    b = bucket.layout("b")  # fetched version 1
+    for v in (2, 3):  # y's version-1 object is collected once two newer manifests replaced it
+        atomic_write_json(folder / "y.json", {"v": v})
+    assert not [k for k in bucket.keys() if k.endswith("/y.json") and bucket.fs.cat_file(k) == b'{\n  "v": 1\n}']
+    atomic_write_json(b.reports_dir("tiny", "v1") / "x.json", {"v": "b"})  # b's copy is otherwise version 1
+    c = bucket.layout("c")
+    got = {n: json.loads((c.reports_dir("tiny", "v1") / n).read_text()) for n in ("x.json", "y.json")}
+    assert got == {"x.json": {"v": "b"}, "y.json": {"v": 1}}

@@ -161,14 +161,19 @@ def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
     from rjepa_core.store.layout import StorageLayout
     from rjepa_core.store.pointers import read_latest_checkpoint
 
-    return read_latest_checkpoint(StorageLayout(settings.storage), settings.llm_tag)
+    layout = StorageLayout(settings.storage, pull=False)
+    # object storage: fetch only what serving needs (the pointer, its checkpoints and decoders; not latents)
+    layout.pull(layout.checkpoints_root(settings.llm_tag), layout.decoders_root(settings.llm_tag))
+    return read_latest_checkpoint(layout, settings.llm_tag)
 
 
 def interactions_dir(settings: ServeSettings) -> Path:
     """`<storage>/interactions/`, as the storage layout names it."""
     from rjepa_core.store.layout import StorageLayout
 
-    return Path(StorageLayout(settings.storage).interactions_dir())
+    layout = StorageLayout(settings.storage, pull=False)
+    layout.pull(layout.interactions_dir())  # object storage: continue the bucket's files, not a fresh cache's
+    return Path(layout.interactions_dir())
 
 
 def _salt_path(settings: ServeSettings) -> Path:
@@ -241,7 +246,8 @@ def load_model_state(
     if version:
         from rjepa_core.store.layout import StorageLayout
 
-        decoder = DecoderSlot(Path(StorageLayout(settings.storage).decoder_dir(llm_tag, version)), hidden, device)
+        layout = StorageLayout(settings.storage, pull=False)  # read_pointer pulled the decoders
+        decoder = DecoderSlot(Path(layout.decoder_dir(llm_tag, version)), hidden, device)
     return ModelState(
         checkpoint_id=str(pointer.get("run_id") or Path(str(path)).parent.name),
         llm_tag=llm_tag,

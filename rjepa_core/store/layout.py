@@ -69,7 +69,7 @@ class StorageLayout:
     """Paths of every artefact under one root; creates nothing by itself."""
 
     def __init__(self, root: str | Path, *, pull: bool = True):
-        """`pull=False` skips fetching an s3:// root's changes now (call `self.remote.pull()` later)."""
+        """`pull=False` skips fetching an s3:// root's changes now (`self.remote.pull(under=...)` later)."""
         self.remote = None  # the ObjectMirror of an s3:// root, else None
         if isinstance(root, str) and root.lower().startswith("s3://"):
             from rjepa_core.store.remote import mirror_for
@@ -103,6 +103,11 @@ class StorageLayout:
             with contextlib.suppress(ValueError):
                 return path.resolve().relative_to(self.root).as_posix()
         return str(path)
+
+    def pull(self, *folders: str | Path) -> None:
+        """Object storage: fetch what changed under these folders of the root (all of it without any)."""
+        if self.remote is not None:
+            self.remote.pull([Path(f).resolve().relative_to(self.root) for f in folders] if folders else None)
 
     def resolve(self, stored: str | Path) -> Path:
         """The local path of a path read from an artefact (relative ones are under the root)."""
@@ -154,9 +159,12 @@ class StorageLayout:
     def checkpoint_dir(self, llm_tag: str, version: str, run_id: str) -> Path:
         return self.checkpoints_dir(llm_tag, version) / check_name("run_id", run_id)
 
+    def decoders_root(self, llm_tag: str) -> Path:
+        return self.root / "decoders" / check_name("llm_tag", llm_tag)
+
     def decoder_dir(self, llm_tag: str, version: str) -> Path:
         """The latent decoder of a partition (one folder, replaced atomically on each materialization)."""
-        return self.root / "decoders" / check_name("llm_tag", llm_tag) / check_name("dataset version", version)
+        return self.decoders_root(llm_tag) / check_name("dataset version", version)
 
     def adapters_dir(self, src: str, dst: str) -> Path:
         return self.root / "adapters" / f"{check_name('llm_tag', src)}__to__{check_name('llm_tag', dst)}"

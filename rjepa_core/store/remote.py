@@ -29,18 +29,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rjepa_core.io import add_commit_hook, atomic_write_json
 from rjepa_core.store.s3 import StorageError, cache_dir, explain, make_filesystem, split_uri
+
+log = logging.getLogger(__name__)
 
 UNITS, OBJECTS, STATE = ".rjepa-units", ".rjepa-objects", ".rjepa-sync"
 # Path components that name one unit, by top-level folder; a file above that depth is a unit by itself.
@@ -191,8 +194,11 @@ class ObjectMirror:
     # ---- publish ---------------------------------------------------------------------------------
     def dirty_units(self) -> list[Path]:
         """Units whose local files differ from what this cache last published or fetched."""
+        return self.dirty_units_of(self.local_units())
+
+    def dirty_units_of(self, units: Iterable[Path]) -> list[Path]:
         out = []
-        for unit in self.local_units():
+        for unit in units:
             files = self._unit_files(unit)
             recorded = self._state(unit).get("files", {})
             if {k: self._stamp(v) for k, v in files.items()} != {k: r["stamp"] for k, r in recorded.items()}:
@@ -310,21 +316,30 @@ class ObjectMirror:
                 out[Path(rel[: -len(".json")])] = info.get("ETag")
         return out
 
-    def pull(self) -> list[Path]:
-        """Fetch every unit whose manifest changed since this cache last saw it; returns them.
+    def pull(self, under: Iterable[str | Path] | None = None) -> list[Path]:
+        """Fetch every unit whose manifest changed since this cache last saw it (only those under the
+        folders `under`, relative to the root, if given: the service needs checkpoints, not latents).
 
         Pointers first, then a fresh listing for the rest: whatever a fetched pointer names was published
         before it, so the second listing has it (one listing could predate the target and not the pointer).
         """
+        scope = None if under is None else [Path(u) for u in under]
+
+        def wanted(unit: Path, pointers: bool) -> bool:
+            in_scope = scope is None or any(unit.is_relative_to(f) for f in scope)
+            return in_scope and (unit.name in POINTER_NAMES) == pointers
+
         with self._lock:
-            fetched = self._pull_some(lambda unit: unit.name in POINTER_NAMES)
-            return fetched + self._pull_some(lambda unit: unit.name not in POINTER_NAMES)
+            fetched = self._pull_some(lambda unit: wanted(unit, True))
+            return fetched + self._pull_some(lambda unit: wanted(unit, False))
 
     def _pull_some(self, wanted) -> list[Path]:
         fetched = []
         for unit, etag in sorted(self.remote_units().items()):
             if not wanted(unit) or (etag is not None and self._state(unit).get("etag") == etag):
                 continue
+            if unit in self.dirty_units_of([unit]):
+                log.warning("%s: the local copy of %s was never published; taking the bucket's", self.uri, unit)
             for attempt in range(3):  # a concurrent publish may have collected objects of the manifest read
                 try:
                     if self.fetch_unit(unit):

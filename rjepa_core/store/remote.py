@@ -74,6 +74,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _no_bucket(e: BaseException) -> bool:
+    return "specified bucket does not exist" in str(e) or "NoSuchBucket" in str(e)
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
@@ -101,7 +105,7 @@ class ObjectMirror:
         except StorageError:
             raise
         except FileNotFoundError as e:
-            if "bucket" in str(e).lower():
+            if _no_bucket(e):
                 raise explain(self.uri, self.bucket, doing, e) from e
             raise  # an object that vanished (a concurrent publish collected it): the caller may retry
         except Exception as e:  # botocore / aiohttp / s3fs raise many types: classify by name and text
@@ -112,7 +116,11 @@ class ObjectMirror:
         if self._checked:
             return
         with self._errors("opening"):
-            self.fs.ls(self.bucket, refresh=True)
+            try:  # only the prefix: a bucket policy may allow listing nothing else
+                self.fs.ls(f"{self.base}/{UNITS}", refresh=True)
+            except FileNotFoundError as e:
+                if _no_bucket(e):
+                    raise
         self._checked = True
 
     # ---- units -----------------------------------------------------------------------------------

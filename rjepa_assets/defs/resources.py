@@ -35,6 +35,12 @@ class StorageResource(dg.ConfigurableResource):
     def layout(self) -> StorageLayout:
         return StorageLayout(self.uri())
 
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Object storage: publish what subprocesses (torchrun ranks, shard workers) left in the cache."""
+        layout = StorageLayout(self.uri(), pull=False)
+        if layout.remote is not None:
+            layout.remote.push()
+
 
 class ConfigsResource(dg.ConfigurableResource):
     """Folder holding llms/, datasets/ and rjepa/ YAML configs."""

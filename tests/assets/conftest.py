@@ -85,6 +85,3 @@ def instance():
 
 # The real OpenAI-compatible test server of the teacher tests, for the teacher_data asset tests.
 from tests.core.teacher.conftest import _server, fake_server  # noqa: E402, F401
-
-# The real S3-compatible server (moto's standalone server on 127.0.0.1) and a bucket per test.
-from tests.s3server import bucket, s3_server  # noqa: E402, F401

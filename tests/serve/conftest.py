@@ -137,7 +137,3 @@ def live_server(tmp_path_factory, store_root, tiny_llm_dir):
     shutil.copytree(store_root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("interactions"))
     with LiveServer(make_settings(root, tiny_llm_dir)) as server:
         yield server
-
-
-# The real S3-compatible server (moto's standalone server on 127.0.0.1) and a bucket per test.
-from tests.s3server import bucket, s3_server  # noqa: E402, F401

@@ -32,14 +32,13 @@ class StorageResource(dg.ConfigurableResource):
     def uri(self) -> str:
         return self.root or _default("RJEPA_STORAGE", ".rjepa/store")
 
-    def layout(self) -> StorageLayout:
-        return StorageLayout(self.uri())
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Object storage: publish what subprocesses (torchrun ranks, shard workers) left in the cache."""
-        layout = StorageLayout(self.uri(), pull=False)
-        if layout.remote is not None:
-            layout.remote.push()
+    def layout(self, only: tuple[str, ...] = ()) -> StorageLayout:
+        """The layout; for object storage pulled first: everything, or only the top-level folders `only`
+        (sensors that tick every minute read interactions, not latents)."""
+        layout = StorageLayout(self.uri(), pull=not only)
+        if only:
+            layout.pull(*(layout.root / name for name in only))
+        return layout
 
 
 class ConfigsResource(dg.ConfigurableResource):

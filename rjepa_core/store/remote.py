@@ -27,7 +27,6 @@ Bucket access, URIs and the errors a user can cause: `rjepa_core.store.s3`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from typing import Any
 
 from rjepa_core.io import add_commit_hook, atomic_write_json
 from rjepa_core.store.s3 import StorageError, cache_dir, explain, make_filesystem, split_uri
+from rjepa_core.store.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ NO_GRACE = {"interactions"}  # personal data: a publish removes the previous obj
 # Shards that extraction steps on other machines commit into a run's hidden staging folder
 # (rjepa_core.llm.sharded.start_staging): each file is a unit of its own, so steps never write the same unit.
 STAGED_SHARD = re.compile(r"latents/[^/]+/\.[^/]+\.shards-[0-9a-f]+/shard-\d+\.(parquet|safetensors)")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _no_bucket(e: BaseException) -> bool:
@@ -424,7 +416,7 @@ _MIRRORS_LOCK = threading.Lock()
 
 
 def mirror_for(uri: str) -> ObjectMirror:
-    """One mirror per (root, cache) in this process; its cache's commits publish through `on_commit`."""
+    """One mirror per (root, cache) in this process; commits under its cache publish (`publish_commit`)."""
     key = (uri.rstrip("/"), cache_dir(uri))
     with _MIRRORS_LOCK:
         if key not in _MIRRORS:

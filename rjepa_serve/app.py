@@ -150,6 +150,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            await svc.publish()  # object storage: what was logged since the last poll
             svc.runner.shutdown()
             svc.scoring_runner.shutdown()
 

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RJEPA_", extra="ignore")
 
-    storage: Path = Path(".rjepa/store")  # storage root (checkpoints/, interactions/, LATEST pointers)
+    storage: str | Path = ".rjepa/store"  # storage root: a folder or s3://bucket/prefix (checkpoints/, LATEST, ...)
     llm_tag: str = "smollm2-135m"  # student whose LATEST checkpoint is served (configs/llms/<tag>.yaml)
     llm_source: str | None = None  # override the student's source (folder, .gguf, hub id); None = registry
     load_student: bool = True  # False serves /score and /predict_masked only (no generation)

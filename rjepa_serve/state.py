@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -160,14 +161,38 @@ def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
     from rjepa_core.store.layout import StorageLayout
     from rjepa_core.store.pointers import read_latest_checkpoint
 
-    return read_latest_checkpoint(StorageLayout(settings.storage), settings.llm_tag)
+    layout = StorageLayout(settings.storage, pull=False)
+    # object storage: fetch only what serving needs (the pointer, its checkpoints and decoders; not latents)
+    layout.pull(layout.checkpoints_root(settings.llm_tag), layout.decoders_root(settings.llm_tag))
+    return read_latest_checkpoint(layout, settings.llm_tag)
 
 
 def interactions_dir(settings: ServeSettings) -> Path:
     """`<storage>/interactions/`, as the storage layout names it."""
     from rjepa_core.store.layout import StorageLayout
 
-    return Path(StorageLayout(settings.storage).interactions_dir())
+    layout = StorageLayout(settings.storage, pull=False)
+    layout.pull(layout.interactions_dir())  # object storage: continue the bucket's files, not a fresh cache's
+    return Path(layout.interactions_dir())
+
+
+def _salt_path(settings: ServeSettings) -> Path:
+    """Beside the storage's files (for s3:// in the local cache: set RJEPA_INTERACTIONS_SALT on replicas)."""
+    from rjepa_core.store.layout import local_root
+
+    return local_root(settings.storage) / ".interactions_salt"
+
+
+def publish_storage(settings: ServeSettings, interactions: Any = None) -> list[str]:
+    """Object storage: publish what the service wrote (its interaction files), with appends paused so only
+    whole lines go; returns the units published. Local storage: nothing to do."""
+    from rjepa_core.store.layout import StorageLayout
+
+    layout = StorageLayout(settings.storage, pull=False)
+    if layout.remote is None:
+        return []
+    with interactions.paused() if interactions is not None else contextlib.nullcontext():
+        return [u.as_posix() for u in layout.remote.push()]
 
 
 def open_interaction_log(settings: ServeSettings) -> Any:
@@ -175,7 +200,7 @@ def open_interaction_log(settings: ServeSettings) -> Any:
     from rjepa_core.interactions import InteractionLog, load_or_create_salt
 
     secret = settings.interactions_salt
-    salt = secret.get_secret_value() if secret else load_or_create_salt(Path(settings.storage) / ".interactions_salt")
+    salt = secret.get_secret_value() if secret else load_or_create_salt(_salt_path(settings))
     return InteractionLog(interactions_dir(settings), salt, settings.workspace, settings.collect_text)
 
 
@@ -221,7 +246,8 @@ def load_model_state(
     if version:
         from rjepa_core.store.layout import StorageLayout
 
-        decoder = DecoderSlot(Path(StorageLayout(settings.storage).decoder_dir(llm_tag, version)), hidden, device)
+        layout = StorageLayout(settings.storage, pull=False)  # read_pointer pulled the decoders
+        decoder = DecoderSlot(Path(layout.decoder_dir(llm_tag, version)), hidden, device)
     return ModelState(
         checkpoint_id=str(pointer.get("run_id") or Path(str(path)).parent.name),
         llm_tag=llm_tag,
@@ -314,11 +340,19 @@ class ServiceState:
             self.metrics.reloads.labels(result=result).inc()
 
     async def poll(self) -> None:
-        """Reload whenever the pointer moves; runs until cancelled."""
+        """Reload whenever the pointer moves (and publish to object storage); runs until cancelled."""
         interval = self.settings.reload_interval_s
         while True:
             await asyncio.sleep(interval)
             await self.reload()
+            await self.publish()
+
+    async def publish(self) -> None:
+        """Publish the interaction files to object storage (s3:// storage only); never raises."""
+        try:
+            await asyncio.to_thread(publish_storage, self.settings, self.interactions)
+        except Exception as exc:
+            log.error("could not publish interactions to %s: %s", self.settings.storage, exc)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started

@@ -44,3 +44,8 @@ def smollm2_dir() -> Path:
     from rjepa_core.llm.embedded import smollm2_dir as _smollm2_dir
 
     return _smollm2_dir()
+
+
+# A real S3-compatible HTTP server (moto's standalone server on 127.0.0.1, one per session) and a fresh
+# bucket per test, for the object-storage tests (tests/s3server.py).
+from tests.s3server import bucket, s3_server  # noqa: E402, F401

@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from rjepa_core.learning.config import LoopConfig, load_loop_config
 from rjepa_core.llm.registry import LLMSpec, load_registry
-from rjepa_core.store.layout import StorageLayout
+from rjepa_core.store.layout import StorageLayout, local_root
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,12 +21,24 @@ def _default(env: str, rel: str) -> str:
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Where datasets, latents, checkpoints and reports live (a local folder or file:// URI)."""
+    """Where datasets, latents, checkpoints and reports live: a local folder, file:// URI or s3://bucket/prefix.
+
+    With s3:// every `layout()` pulls what changed in the bucket into the local cache and every artefact the
+    step commits is published (rjepa_core.store.remote).
+    """
 
     root: str = ""  # empty = $RJEPA_STORAGE or <project>/.rjepa/store
 
-    def layout(self) -> StorageLayout:
-        return StorageLayout(self.root or _default("RJEPA_STORAGE", ".rjepa/store"))
+    def uri(self) -> str:
+        return self.root or _default("RJEPA_STORAGE", ".rjepa/store")
+
+    def layout(self, only: tuple[str, ...] = ()) -> StorageLayout:
+        """The layout; for object storage pulled first: everything, or only the top-level folders `only`
+        (sensors that tick every minute read interactions, not latents)."""
+        layout = StorageLayout(self.uri(), pull=not only)
+        if only:
+            layout.pull(*(layout.root / name for name in only))
+        return layout
 
 
 class ConfigsResource(dg.ConfigurableResource):
@@ -93,4 +105,5 @@ class StudentLLMResource(dg.ConfigurableResource):
 
 
 def duckdb_resource() -> DuckDBResource:
-    return DuckDBResource(database=str(Path(_default("RJEPA_STORAGE", ".rjepa/store")) / "index.duckdb"))
+    """The DuckDB index file of the storage root (for s3:// roots, in the local cache: its views name local paths)."""
+    return DuckDBResource(database=str(local_root(_default("RJEPA_STORAGE", ".rjepa/store")) / "index.duckdb"))

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -114,6 +115,14 @@ def start_staging(layout, llm_tag: str, version: str) -> Path:
     folder = final.parent / f".{final.name}.shards-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True)
     return folder
+
+
+def discard_staging(layout, folder: Path) -> None:
+    """Remove a staging folder once its shards were committed (or the commit was refused): here, and for
+    object storage in the bucket too (extraction steps on other machines published their shards there)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if getattr(layout, "remote", None) is not None:
+        layout.remote.discard(Path(folder).resolve().relative_to(layout.root))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
     >>> build_index(layout)                                   # <root>/index.duckdb
     >>> query(layout, "SELECT llm_tag, dataset_version, domain, is_valid, count(*) AS n FROM latents GROUP BY ALL")
     >>> counts_by(layout, "problems", "dataset_version", "difficulty")
+    >>> con = connect_objects(StorageLayout("s3://rjepa/prod"))  # the same views over the bucket itself
 
 Views read the parquet files in place (no copy) through a glob, so shards committed after the build
 show up without a rebuild; `dataset_version` and `llm_tag` come from the paths. Anything under a
@@ -19,7 +20,7 @@ import contextlib
 import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import duckdb
@@ -125,6 +126,36 @@ def query(
     # Every file of a view was removed since the build: rebuild (that view becomes empty) and retry once.
     build_index(layout, db_path)
     return _run(db_path, sql, params)
+
+
+def connect_objects(layout: StorageLayout) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the index's views read straight from the bucket of an s3:// layout.
+
+    No httpfs extension: the layout's s3fs filesystem is registered with DuckDB (`register_filesystem`),
+    and each view reads the parquet objects the current manifests name (published, hence complete,
+    files only). Path columns come from the object key `.rjepa-objects/<unit>/<sha256>/<name>`.
+    """
+    if layout.remote is None:
+        raise ValueError(f"{layout.uri} is local storage: use query()/build_index() (connect_objects is for s3://)")
+    files = layout.remote.published_files()
+    con = duckdb.connect()
+    con.register_filesystem(layout.remote.fs)
+    for name, spec in VIEWS.items():
+        urls = [url for rel, url in sorted(files.items()) if PurePosixPath(rel).match(spec.glob)]
+        if not urls:
+            empty = spec.schema.empty_table()
+            for col in spec.path_columns:
+                empty = empty.append_column(col, pa.array([], pa.string()))
+            con.register("_empty", empty)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
+            con.unregister("_empty")
+            continue
+        # one more component than on disk: the sha256 folder between the unit and the file name
+        cols = ", ".join(f"string_split(filename, '/')[{idx - 1}] AS {col}" for col, idx in spec.path_columns.items())
+        listing = ", ".join(_sql_str(u) for u in urls)
+        source = f"read_parquet([{listing}], filename = true)"
+        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (filename), {cols} FROM {source}")
+    return con
 
 
 def counts_by(layout: StorageLayout, view: str, *cols: str, db_path: str | Path | None = None) -> list[dict[str, Any]]:

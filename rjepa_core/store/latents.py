@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rjepa_core.io import is_temp_file
+from rjepa_core.io import is_temp_file, notify_commit
 from rjepa_core.schemas import LatentSequence
 from rjepa_core.store.layout import StorageLayout
 from rjepa_core.store.shards import (
@@ -201,6 +201,7 @@ class LatentStore:
             os.replace(final, old)
         os.replace(new, final)  # a crash between the two renames is repaired by _recover
         shutil.rmtree(old, ignore_errors=True)
+        notify_commit(final)
 
     @staticmethod
     def _recover(final: Path) -> None:

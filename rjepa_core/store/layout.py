@@ -6,14 +6,19 @@
     >>> layout.interactions_path(datetime.date(2026, 11, 23)).name
     '2026-11-23.jsonl'
 
+    >>> layout = StorageLayout("s3://rjepa/prod")            # object storage (rjepa_core.store.remote)
+    >>> layout.root, layout.remote                           # a local working copy, and the bucket behind it
+
 Names used in paths (llm tags, dataset versions, run ids) are validated, so no caller can escape the
 root or collide with the hidden names that writers use for work in progress (leading '.').
-Only local storage is implemented in this build: an object-store URI such as `s3://` is refused
-with a clear error rather than half-supported.
+An `s3://bucket/prefix` root keeps every path local (a cache folder, `root`) and mirrors it: building
+the layout pulls what changed in the bucket, and every atomic commit under it publishes (see
+`rjepa_core.store.remote`). Other object stores (gs://, az://, ...) are refused with a clear error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from pathlib import Path
@@ -38,15 +43,19 @@ def natural_key(name: str) -> list[int | str]:
 
 
 def local_root(root: str | Path) -> Path:
-    """The local folder behind `root` (a path or a file:// URI); other protocols are refused."""
+    """The local folder behind `root`: a path, a file:// URI, or the cache folder of an s3:// root."""
     text = str(root)
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme.lower() == "s3":
+            from rjepa_core.store.s3 import cache_dir
+
+            return cache_dir(text)
         if scheme.lower() != "file":
             raise ValueError(
-                f"storage root {text!r}: only local storage (a folder or a file:// URI) is implemented in this "
-                f"build; {scheme}:// is not. Mount the bucket as a local folder (e.g. with s3fs or rclone) "
-                "and pass that path instead."
+                f"storage root {text!r}: only local storage (a folder or a file:// URI) and s3:// (also "
+                f"MinIO and other S3-compatible stores through AWS_ENDPOINT_URL) are implemented; {scheme}:// "
+                "is not. Mount that store as a local folder (e.g. with rclone) and pass that path instead."
             )
         if rest.startswith("localhost/"):
             rest = rest[len("localhost") :]
@@ -59,17 +68,51 @@ def local_root(root: str | Path) -> Path:
 class StorageLayout:
     """Paths of every artefact under one root; creates nothing by itself."""
 
-    def __init__(self, root: str | Path):
-        self.root = local_root(root)
+    def __init__(self, root: str | Path, *, pull: bool = True):
+        """`pull=False` skips fetching an s3:// root's changes now (`self.remote.pull(under=...)` later)."""
+        self.remote = None  # the ObjectMirror of an s3:// root, else None
+        if isinstance(root, str) and root.lower().startswith("s3://"):
+            from rjepa_core.store.remote import mirror_for
+
+            self.remote = mirror_for(root)
+            self.root = self.remote.cache
+            if pull:
+                self.remote.pull()
+        else:
+            self.root = local_root(root)
+
+    @property
+    def uri(self) -> str:
+        """The root as configured: s3://bucket/prefix, or the local folder."""
+        return self.remote.uri if self.remote else str(self.root)
 
     def __repr__(self) -> str:
-        return f"StorageLayout({str(self.root)!r})"
+        return f"StorageLayout({self.uri!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StorageLayout) and other.root == self.root
+        return isinstance(other, StorageLayout) and (other.root, other.uri) == (self.root, self.uri)
 
     def __hash__(self) -> int:
         return hash(self.root)
+
+    def portable(self, path: str | Path) -> str:
+        """`path` as stored inside artefacts: relative to the root for object storage (each machine has its
+        own cache folder), absolute otherwise."""
+        path = Path(path)
+        if self.remote is not None:
+            with contextlib.suppress(ValueError):
+                return path.resolve().relative_to(self.root).as_posix()
+        return str(path)
+
+    def pull(self, *folders: str | Path) -> None:
+        """Object storage: fetch what changed under these folders of the root (all of it without any)."""
+        if self.remote is not None:
+            self.remote.pull([Path(f).resolve().relative_to(self.root) for f in folders] if folders else None)
+
+    def resolve(self, stored: str | Path) -> Path:
+        """The local path of a path read from an artefact (relative ones are under the root)."""
+        stored = Path(stored)
+        return stored if stored.is_absolute() else self.root / stored
 
     # ---- datasets (LLM-independent, cumulative versions) ---------------------------------------
     def dataset_dir(self, version: str) -> Path:
@@ -116,9 +159,12 @@ class StorageLayout:
     def checkpoint_dir(self, llm_tag: str, version: str, run_id: str) -> Path:
         return self.checkpoints_dir(llm_tag, version) / check_name("run_id", run_id)
 
+    def decoders_root(self, llm_tag: str) -> Path:
+        return self.root / "decoders" / check_name("llm_tag", llm_tag)
+
     def decoder_dir(self, llm_tag: str, version: str) -> Path:
         """The latent decoder of a partition (one folder, replaced atomically on each materialization)."""
-        return self.root / "decoders" / check_name("llm_tag", llm_tag) / check_name("dataset version", version)
+        return self.decoders_root(llm_tag) / check_name("dataset version", version)
 
     def adapters_dir(self, src: str, dst: str) -> Path:
         return self.root / "adapters" / f"{check_name('llm_tag', src)}__to__{check_name('llm_tag', dst)}"

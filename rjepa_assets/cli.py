@@ -4,6 +4,7 @@
     rjepa ui                         # dagster dev on the same instance (http://127.0.0.1:3000)
     rjepa eval --llm smollm2-135m --version v1
     rjepa bench extraction           # writes bench/results/extraction.json
+    rjepa bench load | fuzz | faults # service under load, schemathesis fuzzing, kill -9 tests (JSON in bench/results)
     rjepa train --llm smollm2-135m --version v1 --nproc 2   # R-JEPA on 2 torchrun processes (DDP)
     rjepa llms add my-llm --source Qwen/Qwen3-0.6B --hidden-size 1024
     rjepa serve --port 8000
@@ -261,7 +262,33 @@ def cmd_ui(args) -> None:
     raise SystemExit(subprocess.call(cmd, cwd=PROJECT_ROOT))
 
 
+SERVICE_BENCHES = {  # benches that run the service or Dagster (not rjepa_core): scripts and tests, as subprocesses
+    "load": (["bench/load_service.py"], ["--duration", "5", "--burst", "24"], "service_load.json"),
+    "fuzz": (["bench/fuzz_service.py"], ["--requests", "300", "--per-round", "10"], "fuzz.json"),
+    "faults": (["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/assets/test_faults.py"], [], "faults.json"),
+}
+
+
+def _service_bench(args) -> None:
+    script, quick, name = SERVICE_BENCHES[args.name]
+    out = Path(args.out) / name
+    env = dict(os.environ)
+    cmd = [sys.executable, *script, *(quick if args.quick else [])]
+    if args.name == "faults":
+        env["RJEPA_FAULTS_OUT"] = str(out)
+    else:
+        cmd += ["--out", str(out)]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    print("[rjepa] " + " ".join(shlex.quote(c) for c in cmd))
+    rc = subprocess.call(cmd, cwd=PROJECT_ROOT, env=env)
+    if rc == 0 and out.exists():
+        print(f"[rjepa] wrote {out}")
+    raise SystemExit(rc)
+
+
 def cmd_bench(args) -> None:
+    if args.name in SERVICE_BENCHES:
+        return _service_bench(args)
     from rjepa_core.bench import run_benchmark
 
     result = run_benchmark(args.name, out_dir=args.out, quick=args.quick)
@@ -519,7 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(fn=cmd_ui)
     p = sub.add_parser("bench", help="run a benchmark, write bench/results/<name>.json")
-    p.add_argument("name", choices=["extraction", "training", "scoring", "generation", "ddp"])
+    p.add_argument("name", choices=["extraction", "training", "scoring", "generation", "ddp", *SERVICE_BENCHES])
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--quick", action="store_true", help="tiny model, seconds")
     p.set_defaults(fn=cmd_bench)

@@ -25,6 +25,7 @@ from rjepa_assets.defs.resources import (
     duckdb_resource,
 )
 from rjepa_assets.defs.student.assets import latents, student_chains
+from rjepa_assets.defs.student.checks import latents_integrity_job, latents_shards_intact
 from rjepa_assets.defs.student.shards import latents_by_shard_job
 from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
 
@@ -54,7 +55,9 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             promote_checkpoint_job,
             rollback_checkpoint_job,
             latents_by_shard_job,
+            latents_integrity_job,
         ],
+        asset_checks=[latents_shards_intact],
         schedules=[nightly_retraining],
         sensors=[llm_registry_sensor, dataset_version_sensor, feedback_sensor, deletion_sensor],
         resources={

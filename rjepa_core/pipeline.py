@@ -309,11 +309,14 @@ NUDGE_QUANTILE = 0.9  # a step is "surprising" above the 90th percentile of lawf
 
 
 def newest_checkpoint(layout, llm_tag: str, version: str):
-    """Best checkpoint folder of the newest training run of a partition (run ids sort by time)."""
+    """Best checkpoint folder of the newest finished training run of a partition (run ids sort by time)."""
     from pathlib import Path
 
+    from rjepa_core.jepa.runs import is_unfinished
+
     root = Path(layout.checkpoints_dir(llm_tag, version))
-    runs = sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")) if root.exists() else []
+    runs = [p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")] if root.exists() else []
+    runs = sorted(p for p in runs if not is_unfinished(p))  # a killed run is resumed, not evaluated
     if not runs:
         raise FileNotFoundError(f"no checkpoint for {llm_tag}/{version}: materialize `jepa_checkpoint` first")
     return runs[-1] / "best"

@@ -10,7 +10,14 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
-from rjepa_serve.state import ModelState, ServiceBusy, ServiceState, ServiceTimeout, no_checkpoint_message
+from rjepa_serve.state import (
+    ModelState,
+    ServiceBusy,
+    ServiceOverloaded,
+    ServiceState,
+    ServiceTimeout,
+    no_checkpoint_message,
+)
 
 T = TypeVar("T")
 
@@ -60,12 +67,14 @@ def client_error(msg: str) -> HTTPException:
 
 
 async def run_model(svc: ServiceState, fn: Callable[..., T], *args: Any, scoring: bool = False) -> T:
-    """Run on a model thread; client-fixable ValueErrors → 422, busy → 503, too slow → 504."""
+    """Run on a model thread; client-fixable ValueErrors → 422, queue full → 429, busy → 503, too slow → 504."""
     runner = svc.scoring_runner if scoring else svc.runner
     try:
         return await runner.run(fn, *args, timeout=svc.settings.generation_timeout_s)
     except ValueError as exc:
         raise client_error(str(exc)) from exc
+    except ServiceOverloaded as exc:
+        raise HTTPException(429, detail=str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
     except ServiceBusy as exc:
         raise HTTPException(503, detail=str(exc), headers={"Retry-After": "5"}) from exc
     except ServiceTimeout as exc:

@@ -39,6 +39,10 @@ class ServeSettings(BaseSettings):
     max_new_tokens: int = Field(256, ge=1)  # generation cap per chain
     default_new_tokens: int = Field(160, ge=1)  # generation length when the request does not say
     generation_timeout_s: float = Field(120.0, gt=0)  # model call wall time (queue included) before 503/504
+    # Bounded admission: model calls queued or running per model thread; one more gets 429 + Retry-After at once.
+    max_queue_generation: int = Field(16, ge=1)  # student thread: /chat, /rerank, /decode, text /score, /feedback
+    max_queue_scoring: int = Field(64, ge=1)  # R-JEPA thread: /score on latents, /predict_masked
+    max_retry_after_s: int = Field(60, ge=1)  # cap of the Retry-After a 429 suggests (queue drain estimate)
 
     interactions_salt: SecretStr | None = None  # salt of user-id hashes; None = a random one kept in storage
     collect_text: bool = True  # workspace-level opt-out: False never keeps interaction text

@@ -8,7 +8,9 @@
 A request reads `svc.current` once and keeps that `ModelState` for its whole life, so a reload that
 lands mid-request never changes the model under it: the new state is built aside (in a worker
 thread, not the model threads) and then assigned in one step. Model calls go through a `ModelRunner`:
-one worker thread, so its calls never overlap, with a wall-time limit covering the wait in the queue.
+one worker thread, so its calls never overlap, with a wall-time limit covering the wait in the queue, and a
+bounded queue: past `max_queue_generation` / `max_queue_scoring` calls in flight, a request is refused at
+once with 429 and a Retry-After header (the expected drain time) instead of waiting.
 There are two runners: `generation` (the student: sampling, log-probs, extraction, then scoring of the
 candidates) and `scoring` (/score, /predict_masked), so a latent-scoring call does not queue behind a
 long generation. R-JEPA inference is read-only (eval mode, no grad, no buffers written), which is what
@@ -103,21 +105,75 @@ class DecoderSlot:
             return self._decoder
 
 
+class ServiceOverloaded(Exception):
+    """The model queue is full: the call was refused at once (a 429 with Retry-After for the client)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ModelRunner:
-    """Serialises model calls on one worker thread, each bounded in wall time (queue included)."""
+    """Serialises model calls on one worker thread, each bounded in wall time (queue included).
 
-    def __init__(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rjepa-model")
+    Admission is bounded: at most `max_pending` calls may be queued or running at once; one more is refused
+    at once with `ServiceOverloaded` (never queued, so a burst cannot make every caller wait out the time
+    limit). A call counts until its thread work ends, also after its caller gave up on a timeout. The
+    suggested retry delay is the queue's expected drain time: pending calls × the recent mean call time.
+    """
 
-    @staticmethod
-    def _call(fn: Callable[..., T], *args: Any) -> T:
+    def __init__(self, name: str = "model", max_pending: int = 0, max_retry_after_s: int = 60) -> None:
+        self.name = name
+        self.max_pending = max_pending  # 0 = unbounded
+        self.max_retry_after_s = max_retry_after_s
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rjepa-{name}")
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._mean_s = 1.0  # running mean of call times (exponential, weight 0.2 on the newest)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        start = time.perf_counter()
         try:
             return fn(*args)
         except StopIteration as exc:  # a future cannot carry StopIteration: it would never complete
             raise RuntimeError(f"model call raised StopIteration: {exc!r}") from exc
+        finally:
+            with self._lock:
+                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - start)
+
+    def _done(self, _fut: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def retry_after_s(self) -> int:
+        with self._lock:
+            wait = self._pending * self._mean_s
+        return max(1, min(self.max_retry_after_s, int(wait) + 1))
+
+    def _admit(self) -> None:
+        with self._lock:
+            if not self.max_pending or self._pending < self.max_pending:
+                self._pending += 1
+                return
+            pending = self._pending
+        raise ServiceOverloaded(
+            f"the {self.name} queue is full ({pending} calls queued or running, limit {self.max_pending}): "
+            "retry after the Retry-After delay",
+            self.retry_after_s(),
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
-        fut = self._pool.submit(self._call, fn, *args)
+        self._admit()
+        try:
+            fut = self._pool.submit(self._call, fn, *args)
+        except BaseException:
+            self._done(None)
+            raise
+        fut.add_done_callback(self._done)
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout)
         except TimeoutError:
@@ -281,8 +337,10 @@ class ServiceState:
         self.student: Any | None = None
         self.student_error: str | None = None if settings.load_student else "generation is off (RJEPA_LOAD_STUDENT=0)"
         self._student_tried = False
-        self.runner = ModelRunner()  # student work (generation, log-probs, extraction) + scoring of its chains
-        self.scoring_runner = ModelRunner()  # /score and /predict_masked: never queued behind a generation
+        # student work (generation, log-probs, extraction) + scoring of its chains
+        self.runner = ModelRunner("generation", settings.max_queue_generation, settings.max_retry_after_s)
+        # /score and /predict_masked on latents: never queued behind a generation
+        self.scoring_runner = ModelRunner("scoring", settings.max_queue_scoring, settings.max_retry_after_s)
         self.metrics = metrics
         self.interactions = interactions
         self.recent = RecentChats(settings.recent_chats)

@@ -92,16 +92,26 @@ def partition_inputs(layout, llm_tag: str, version: str):
 
 
 def extract_shards(student, problems, cots, shards: range, shard_size: int, folder: Path, log=None) -> list[Path]:
-    """Extract and commit the shards `shards` of `cots` into `folder`; returns their parquet paths."""
+    """Extract and commit the shards `shards` of `cots` into `folder`; returns their parquet paths.
+
+    Shards already whole in `folder` (an interrupted run's, see `rjepa_core.llm.resume`) are kept as they are.
+    """
+    from rjepa_core.llm.resume import staged_shards
     from rjepa_core.pipeline import extract_latents
-    from rjepa_core.store.shards import write_shard
+    from rjepa_core.store.shards import shard_name, write_shard
 
     plan = plan_shards(len(cots), shard_size)
     if shards.stop > len(plan):
         raise ValueError(f"shards {shards.start}:{shards.stop} but the partition has {len(plan)} shard(s)")
     chunk = extraction_chunk(shard_size)
+    whole = set(staged_shards(Path(folder), plan))  # committed by an earlier, interrupted run: kept
     written = []
     for k in shards:
+        if k in whole:
+            written.append(Path(folder) / f"{shard_name(k)}.parquet")
+            if log:
+                log(f"[rjepa.sharded] shard {k}: kept (already committed and intact)")
+            continue
         seqs = extract_latents(student, problems, [cots[i] for i in plan[k]], chunk=chunk, log=log)
         written.append(write_shard(Path(folder), k, seqs))
         if log:

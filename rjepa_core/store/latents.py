@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ import numpy as np
 
 from rjepa_core.io import is_temp_file, notify_commit
 from rjepa_core.schemas import LatentSequence
-from rjepa_core.store.layout import StorageLayout
+from rjepa_core.store.layout import StorageLayout, natural_key
 from rjepa_core.store.shards import (
     open_questions,
     open_rows,
@@ -308,9 +309,33 @@ class LatentStore:
             "origins": json.dumps(dict(sorted(Counter(r["origin"].split(":")[0] for r in rows).items()))),
         }
 
+    def fingerprint(self, llm_tag: str, version: str) -> str:
+        """16 hex digits naming the set's content (its shards' commit records); changes whenever a shard does."""
+        h = hashlib.sha256()
+        for p, info in self._committed(self._folder(llm_tag, version)):
+            h.update(f"{p.name}:{info['sha256']}:{info['sequences']};".encode())
+        return h.hexdigest()[:16]
+
+    def sets(self) -> list[tuple[str, str]]:
+        """(llm_tag, version) of every latent set in the store (hidden staging folders excluded)."""
+        base = self.layout.root / "latents"
+        if not base.is_dir():
+            return []
+        found = [(p.parent.name, p.name) for p in base.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+        return sorted(found, key=lambda tv: (tv[0], natural_key(tv[1])))
+
     def verify(self, llm_tag: str, version: str) -> list[str]:
-        """Full integrity check (sha256 and row counts of every complete shard); the problems found, [] if none."""
-        problems = []
+        """Full integrity check (sha256 and row counts of every complete shard); the problems found, [] if none.
+
+        A shard whose parquet commit marker is there but whose tensor file is missing or of another size than
+        recorded (readers skip such a shard, so the set silently lacks its sequences) is reported too.
+        """
+        folder = self._folder(llm_tag, version)
+        problems = [
+            f"{p.name}: committed but its tensor file is missing, unreadable or not the size recorded at commit"
+            for p in sorted(folder.glob("shard-*.parquet") if folder is not None else [])
+            if shard_info(p) is None
+        ]
         for p, info in self._committed(self._folder(llm_tag, version)):
             st = p.with_suffix(".safetensors")
             if sha256_file(st) != info["sha256"]:

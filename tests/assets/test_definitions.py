@@ -41,6 +41,7 @@ def test_checks_jobs_schedules_sensors():
     checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
     assert checks == {
         ("latents", "latents_finite_and_registered_width"),
+        ("latents", "latents_shards_intact"),
         ("jepa_checkpoint", "checkpoint_not_collapsed"),
         ("latent_decoder", "decoder_reads_the_latent"),
         ("eval_report", "rerank_not_worse_than_off"),
@@ -53,6 +54,7 @@ def test_checks_jobs_schedules_sensors():
         "nightly_job",
         "promote_checkpoint",
         "rollback_checkpoint",
+        "latents_integrity_job",
     } <= {j.name for j in repo.get_all_jobs()}
     assert default_defs.get_schedule_def("nightly_retraining").job_name == "nightly_job"
     assert default_defs.get_schedule_def("nightly_retraining").cron_schedule

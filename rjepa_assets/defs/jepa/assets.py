@@ -12,6 +12,7 @@ from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL, latents
 from rjepa_core.config import RJEPAConfig
 from rjepa_core.eval.plots import plot_training
 from rjepa_core.jepa.checkpoint import CONFIG, load_checkpoint, resolve_checkpoint_dir
+from rjepa_core.jepa.runs import claim_run, training_fingerprint
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.pipeline import load_rjepa_config, train_jepa, tune_selection
 from rjepa_core.schemas import Problem, read_records
@@ -123,8 +124,21 @@ def _train_partition(
     cfg = load_rjepa_config(configs.dir("rjepa") / f"{config.config}.yaml", seqs[0].hidden_size, **overrides)
     cfg, init_from, warm_note = _warm_start(config, configs, layout, tag, cfg)
     context.log.info(warm_note)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
-    out = layout.checkpoint_dir(tag, version, run_id)
+    # a run of the same inputs that was killed or failed is taken over and resumed from its last saved state
+    fingerprint = training_fingerprint(cfg.to_dict(), LatentStore(layout).fingerprint(tag, version), init_from, nproc)
+    new_run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
+    with claim_run(layout.checkpoints_dir(tag, version), fingerprint, new_run_id) as run:
+        if run.run_id != new_run_id:
+            step = run.resumed_step
+            saved = f"from its step {step}" if step is not None else "from the start (nothing was saved)"
+            context.log.info(f"resuming the interrupted training run {run.run_id} {saved}")
+        out = _train_run(context, config, configs, layout, version, tag, nproc, seqs, cfg, init_from, warm_note, run)
+        run.finish()
+    return out
+
+
+def _train_run(context, config, configs, layout, version, tag, nproc, seqs, cfg, init_from, warm_note, run):
+    run_id, out = run.run_id, run.dir
     result, meta = train_jepa(
         seqs,
         cfg,
@@ -169,6 +183,7 @@ def _train_partition(
         "published_latest": config.publish,
         "warm_start_from": str(init_from or ""),
         "warm_start": warm_note,
+        "resumed_from_step": run.resumed_step if run.resumed_step is not None else -1,
         "jepa_vote_tau_rel": (selection.get("jepa_vote") or {}).get("tau_rel", float("nan")),
         "surprise_norm_chains": (selection.get("surprise_norm") or {}).get("n_chains", 0),
         "nudge_threshold": (selection.get("nudge") or {}).get("overall", float("nan")),

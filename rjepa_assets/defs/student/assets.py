@@ -11,15 +11,16 @@ from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_core.llm.extraction import pooled_width
 from rjepa_core.llm.prompting import examples_of
+from rjepa_core.llm.resume import inputs_fingerprint, resumable_staging, staged_shards
 from rjepa_core.llm.sharded import (
     discard_staging,
+    extract_shards,
     extraction_chunk,
     partition_inputs,
     plan_shards,
     run_workers,
-    start_staging,
 )
-from rjepa_core.pipeline import extract_latents, sample_student_chains
+from rjepa_core.pipeline import sample_student_chains
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
 from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
@@ -140,7 +141,7 @@ def latents(
     layout, meta, problems_bad = storage.layout(), {}, []
     store = LatentStore(layout)
     try:
-        chunk = extraction_chunk(config.shard_size)
+        extraction_chunk(config.shard_size)  # validates the shard size
     except ValueError as e:
         raise dg.Failure(f"latents config: {e}") from None
     if config.workers < 1:
@@ -148,13 +149,8 @@ def latents(
     for key in context.partition_keys:
         version, tag = split_key(key)
         spec = student_llm.spec(tag)
-        if config.workers == 1:
-            rows, cots = partition_inputs(layout, tag, version)
-            student = student_llm.load(tag)
-            seqs = extract_latents(student, rows, cots, chunk=chunk, log=context.log.info)
-            store.write(tag, version, seqs, overwrite=True, shard_size=config.shard_size)
-        else:
-            seqs = _extract_in_parallel(context, config, store, student_llm, spec, version)
+        shards = _extract_resumable(context, config, store, student_llm, spec, version)
+        seqs = store.read(tag, version)
         hidden = spec.hidden_size or student_llm.load(tag).hidden_size
         width = pooled_width(hidden, spec.pooling)
         finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
@@ -168,6 +164,7 @@ def latents(
             "pooling": spec.pooling,
             "question_pooling": spec.question_pooling,
             "extraction_workers": config.workers,
+            **shards,
         }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
     with duckdb.get_connection() as con:
@@ -193,20 +190,41 @@ def latents(
     )
 
 
-def _extract_in_parallel(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str):
-    """config.workers processes extract disjoint shard ranges into a staging folder; one swap commits the set."""
+def _extract_resumable(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str) -> dict:
+    """Extract the partition's shards into its resumable staging folder and swap the set in (one commit).
+
+    Shards that an interrupted run of the same inputs committed there are kept (rjepa_core.llm.resume); the
+    others are extracted here (workers == 1) or by `config.workers` processes side by side.
+    """
     layout, tag = store.layout, spec.llm_tag
-    _, cots = partition_inputs(layout, tag, version)
-    staging = start_staging(layout, tag, version)
+    problems, cots = partition_inputs(layout, tag, version)
+    plan = plan_shards(len(cots), config.shard_size)
+    fingerprint = inputs_fingerprint(layout, spec, version, config.shard_size, student_llm.device)
     try:
-        kw = dict(shard_size=config.shard_size, device=student_llm.device, threads=config.worker_threads)
-        kw["log"] = context.log.info
-        ranges = run_workers(config.workers, layout=layout, spec=spec, version=version, folder=staging, **kw)
-        expected = [len(r) for r in plan_shards(len(cots), config.shard_size)]
-        store.commit_staged(tag, version, staging, expected)
-    except RuntimeError as e:
-        raise dg.Failure(f"parallel extraction of {tag}/{version} failed (the previous set is kept): {e}") from e
-    finally:
+        with resumable_staging(layout, tag, version, fingerprint) as staging:
+            kept = staged_shards(staging, plan)
+            if kept:
+                context.log.info(
+                    f"resuming {tag}/{version}: {len(kept)} of {len(plan)} shard(s) committed by an interrupted "
+                    f"run are intact and kept; extracting the other {len(plan) - len(kept)}"
+                )
+            if config.workers == 1:
+                student = student_llm.load(tag)
+                log = context.log.info
+                extract_shards(student, problems, cots, range(len(plan)), config.shard_size, staging, log=log)
+                ran = 1
+            else:
+                kw = dict(shard_size=config.shard_size, device=student_llm.device, threads=config.worker_threads)
+                kw.update(layout=layout, spec=spec, version=version, folder=staging, log=context.log.info)
+                ranges = run_workers(config.workers, **kw)
+                ran = len(ranges)
+            store.commit_staged(tag, version, staging, [len(r) for r in plan])
+        # committed: drop what is left of the staging folder, and for object storage its staged units in the bucket
         discard_staging(layout, staging)
-    context.log.info(f"{len(expected)} shard(s) of {tag}/{version} extracted by {len(ranges)} worker(s) and committed")
-    return store.read(tag, version)
+    except RuntimeError as e:
+        raise dg.Failure(
+            f"extraction of {tag}/{version} failed (the previous set is kept, and so are the shards committed so "
+            f"far: re-materialize to extract only the rest): {e}"
+        ) from e
+    context.log.info(f"{len(plan)} shard(s) of {tag}/{version} committed ({len(kept)} kept, {ran} process(es))")
+    return {"shards_total": len(plan), "shards_kept": len(kept), "shards_extracted": len(plan) - len(kept)}

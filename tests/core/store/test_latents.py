@@ -128,6 +128,10 @@ def test_a_shard_with_a_wrong_tensor_file_is_not_taken_as_whole(store):
     data = st.read_bytes()
     st.write_bytes(data[:-10])  # truncated: the recorded size no longer matches
     assert store.read("tiny", "v1") == seqs[:2] + seqs[4:]
+    # readers skip it, so the integrity check must say the set lacks a committed shard
+    assert store.verify("tiny", "v1") == [
+        "shard-00001.parquet: committed but its tensor file is missing, unreadable or not the size recorded at commit"
+    ]
     st.write_bytes(data[:-2] + bytes([data[-2] ^ 0xFF, data[-1]]))  # same size, different content
     assert store.verify("tiny", "v1") == ["shard-00001.safetensors: sha256 differs from the one recorded at commit"]
 

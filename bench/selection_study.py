@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 import time
+import zlib
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +62,10 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
 def pick_by_cluster(keys, cluster_score: dict, within: np.ndarray) -> int:
     """Index of the best chain (highest `within`) of the best-scoring answer cluster."""
-    best = max(cluster_score, key=lambda k: (round(cluster_score[k], 12), max(within[i] for i, kk in enumerate(keys) if kk == k)))
+    best = max(
+        cluster_score,
+        key=lambda k: (round(cluster_score[k], 12), max(within[i] for i, kk in enumerate(keys) if kk == k)),
+    )
     idx = [i for i, k in enumerate(keys) if k == best]
     return max(idx, key=lambda i: (within[i], -i))
 
@@ -89,7 +93,7 @@ def choose(rule: str, param, g: dict, scale: float) -> int:
     if agg == "neglogprob":  # control: the same rule on -log-prob instead of a JEPA score
         loss = -lp
     elif agg == "random":  # control: a seeded random score per candidate
-        loss = np.random.default_rng(abs(hash(g["pid"])) % (2**32)).random(len(c))
+        loss = np.random.default_rng(zlib.crc32(g["pid"].encode())).random(len(c))
     else:
         loss = np.array([agg_loss(x, agg) for x in c], dtype=np.float64)
     if rest == "rerank":
@@ -153,7 +157,9 @@ def run_rule(rule: str, groups: list[dict], scales: dict[int, float]) -> tuple[n
     folds = sorted({g["fold"] for g in groups})
     ok = np.zeros(len(groups))
     chosen = {}
-    table = {p: np.array([g["cands"][choose(rule, p, g, scales[g["fold"]])]["correct"] for g in groups], float) for p in grid}
+    table = {
+        p: np.array([g["cands"][choose(rule, p, g, scales[g["fold"]])]["correct"] for g in groups], float) for p in grid
+    }
     fold_of = np.array([g["fold"] for g in groups])
     for f in folds:
         others = fold_of != f
@@ -179,7 +185,10 @@ def main() -> None:
         scales[f] = float(np.std(losses))
     rules = ["majority", "logprob_sum"]
     for agg in ("loss", "max", "last"):
-        rules += [f"{agg}:{r}" for r in ("rerank", "vote", "zvote", "tiebreak", "count+lambda*min", "count+lambda*mean", "filter")]
+        rules += [
+            f"{agg}:{r}"
+            for r in ("rerank", "vote", "zvote", "tiebreak", "count+lambda*min", "count+lambda*mean", "filter")
+        ]
     rules += ["loss:lp+jepa vote", "neglogprob:filter", "random:filter", "neglogprob:vote"]
     base, _ = run_rule("majority", groups, scales)
     out = {}
@@ -187,7 +196,10 @@ def main() -> None:
         ok, info = run_rule(rule, groups, scales)
         d = paired_difference(ok, base, 2000, 0)
         out[rule] = {"accuracy": float(ok.mean()), "minus_majority": d["mean"], "ci95": d["ci95"], **info}
-        print(f"{rule:<28} {ok.mean():.3f}  {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  {info['chosen_by_fold']}")
+        print(
+            f"{rule:<28} {ok.mean():.3f}  {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]  "
+            f"{info['chosen_by_fold']}"
+        )
     n_c = sum(len(g["cands"]) for g in groups)
     result = {
         "benchmark": "selection_study",

@@ -174,11 +174,11 @@ def vote_tau(ms: ModelState) -> float:
 
 
 def _vote_order(ms: ModelState, selection: str, cands: list[Any], scorable: list[int], scores, order: list[int]):
-    """(order with the vote's choice first, per-candidate vote share) for selection jepa_vote / jepa_filter_majority."""
-    from rjepa_core.inference.vote import filtered_majority, jepa_vote
+    """(order with the vote's choice first, per-candidate vote share) for a JEPA vote selection."""
+    from rjepa_core.inference.vote import filtered_majority, jepa_vote, vote_losses
 
     answers = [cands[i].final_answer for i in scorable]
-    losses = [float(s.jepa_loss) for s in scores]
+    losses = vote_losses(selection, [float(s.jepa_loss) for s in scores], [list(s.step_surprise) for s in scores])
     if selection == "jepa_vote":
         result = jepa_vote(answers, losses, vote_tau(ms))
     else:
@@ -193,7 +193,8 @@ def rank(
 ) -> Ranked:
     """Extract latents of the candidates that have steps, score them, rerank; unscorable ones go last.
 
-    selection: "composite" (the score's order), or a JEPA vote ("jepa_vote", "jepa_filter_majority"):
+    selection: "composite" (the score's order), or a JEPA vote (jepa_vote, jepa_filter_majority,
+    jepa_last_filter_majority):
     the vote's chosen chain first, then the composite order.
     """
     from rjepa_core.inference.rerank import rerank

@@ -298,7 +298,7 @@ def evaluate(
             cand[c.cot_id].jepa_loss = float(s.jepa_loss)
             cand[c.cot_id].step_surprise = [float(x) for x in s.step_surprise]
     else:
-        for m in ("jepa", "composite", "jepa_vote", "jepa_filter_majority"):
+        for m in ("jepa", "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority"):
             skipped[m] = "no JEPA scorer was given"
     models, why = _train_classifiers(train_chains, train_latents, seed)
     skipped.update(why)

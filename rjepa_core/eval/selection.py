@@ -35,8 +35,10 @@ SCORED_METHODS = (
     "composite",
     "jepa_vote",
     "jepa_filter_majority",
+    "jepa_last_filter_majority",
 )
 METHODS = ("greedy", "random", *SCORED_METHODS)
+VOTES = ("jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")  # = inference.vote.VOTE_METHODS
 
 
 @dataclass
@@ -107,9 +109,13 @@ def _rerank_scores(group: Sequence[EvalCandidate], weights: Weights) -> np.ndarr
 
 
 def _vote(method: str, group: Sequence[EvalCandidate], tau: float | None):
-    from rjepa_core.inference.vote import DEFAULT_DROP_FRAC, filtered_majority, jepa_vote
+    from rjepa_core.inference.vote import DEFAULT_DROP_FRAC, filtered_majority, jepa_vote, vote_losses
 
     loss = _required(group, "jepa_loss", method)
+    if method == "jepa_last_filter_majority":
+        if any(c.step_surprise is None for c in group):
+            raise ValueError(f"method {method!r} needs `step_surprise` on every candidate: score them first")
+        loss = np.asarray(vote_losses(method, loss, [c.step_surprise for c in group]))
     answers = [c.answer for c in group]
     if method == "jepa_vote":
         if tau is None:
@@ -139,7 +145,7 @@ def candidate_scores(
         return -_required(group, "jepa_loss", method)
     if method == "composite":
         return _rerank_scores(group, weights or Weights())
-    if method in ("jepa_vote", "jepa_filter_majority"):
+    if method in VOTES:
         return np.asarray(_vote(method, group, tau).answer_share, dtype=np.float64)
     raise ValueError(f"unknown selection method {method!r}; scored methods are {SCORED_METHODS}")
 
@@ -148,7 +154,7 @@ def choose(
     method: str, group: Sequence[EvalCandidate], weights: Weights | None = None, tau: float | None = None
 ) -> int:
     """Index of the chosen candidate; majority breaks vote ties by the higher log-probability."""
-    if method in ("jepa_vote", "jepa_filter_majority"):
+    if method in VOTES:
         return _vote(method, group, tau).best_index
     scores = candidate_scores(method, group, weights)
     if method == "majority":
@@ -250,7 +256,7 @@ def cross_validated_selection(
         by_fold.setdefault(int(f), []).append(i)
     scale = {f: _loss_std([groups[i] for i in idx]) for f, idx in by_fold.items()}
     picks: dict[str, list[bool]] = {m: [False] * len(groups) for m in ("majority", "logprob_sum", "jepa")}
-    picks.update({m: [False] * len(groups) for m in ("jepa_vote", "jepa_filter_majority")})
+    picks.update({m: [False] * len(groups) for m in VOTES})
     fitted: dict[str, float] = {}
     for f, idx in by_fold.items():
         others = [groups[i] for g, ids in by_fold.items() if g != f for i in ids]
@@ -259,7 +265,7 @@ def cross_validated_selection(
         tau = relative_tau(t, scale[f])
         for i in idx:
             g = groups[i]
-            for m in ("majority", "logprob_sum", "jepa", "jepa_filter_majority"):
+            for m in ("majority", "logprob_sum", "jepa", "jepa_filter_majority", "jepa_last_filter_majority"):
                 picks[m][i] = bool(g[choose(m, g)].correct)
             picks["jepa_vote"][i] = bool(g[choose("jepa_vote", g, tau=tau)].correct)
     curve = []

@@ -17,7 +17,9 @@ scale-free value (fitted on validation problems) into one, using the spread of l
 
 filtered_majority: the `drop_frac` least lawful candidates (highest JEPA-loss, at least one when
 K >= 4) lose their vote, the rest vote; ties between answers go to the one holding the most
-probable chain (as in the majority vote), else the most lawful.
+probable chain (as in the majority vote), else the most lawful. `jepa_last_filter_majority` is the
+same vote with each chain's lawfulness read from its *last* step's surprise (the answer step) instead
+of the mean over its steps: `vote_losses` gives the numbers each vote method filters or weights by.
 
 Candidates without an answer never vote. When nobody has an answer, the most lawful chain is returned.
 """
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VOTE_METHODS = ("jepa_vote", "jepa_filter_majority")  # the selection names used by the eval and the service
+# the selection names used by the eval and the service
+VOTE_METHODS = ("jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")
 DEFAULT_TAU_REL = 0.5  # tau in units of the lawful chains' loss std, before a fit on validation problems
 DEFAULT_DROP_FRAC = 0.25  # filtered majority: the least lawful quarter loses its vote
 
@@ -113,6 +116,18 @@ def filtered_majority(
     # ties between answer clusters: the most probable chain (as the plain majority vote), then the most lawful
     tiebreak = np.where(np.isfinite(lp), lp, -1e300) - 1e-9 * loss if logprobs is not None else -loss
     return VoteResult(_pick(shares, loss, tiebreak), shares.tolist(), w.tolist())
+
+
+def vote_losses(method: str, losses: Sequence[float], step_surprise: Sequence[Sequence[float] | None]) -> list[float]:
+    """The per-candidate numbers a vote method reads: the chain's JEPA-loss, or for
+    `jepa_last_filter_majority` its last step's surprise (the JEPA-loss where a chain has no steps)."""
+    if method not in VOTE_METHODS:
+        raise ValueError(f"unknown vote method {method!r}; use one of {VOTE_METHODS}")
+    if len(step_surprise) != len(losses):
+        raise ValueError(f"{len(losses)} JEPA-losses but {len(step_surprise)} step-surprise rows")
+    if method != "jepa_last_filter_majority":
+        return [float(x) for x in losses]
+    return [float(s[-1]) if s is not None and len(s) else float(x) for x, s in zip(losses, step_surprise, strict=True)]
 
 
 def relative_tau(tau_rel: float, loss_scale: float | None) -> float:

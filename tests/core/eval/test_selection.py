@@ -15,7 +15,8 @@ from rjepa_core.eval.selection import (
 
 
 def cand(i, answer, correct, logprob=-10.0, tokens=10, jepa=0.5, verifier=0.5, probe=0.5):
-    return EvalCandidate(f"c{i}", answer, correct, logprob, tokens, 3, jepa, None, verifier, probe)
+    surprise = None if jepa is None else [jepa] * 3
+    return EvalCandidate(f"c{i}", answer, correct, logprob, tokens, 3, jepa, surprise, verifier, probe)
 
 
 def test_majority_vote_groups_equal_numbers_written_differently():
@@ -128,7 +129,11 @@ def _lawful_minority_groups(n: int) -> list[list[EvalCandidate]]:
     groups = []
     for p in range(n):
         wrong = [EvalCandidate(f"{p}w{i}", "8", False, logprob=-1.0, jepa_loss=0.9 + 0.01 * i) for i in range(3)]
+        for c in wrong:
+            c.step_surprise = [c.jepa_loss]
         right = [EvalCandidate(f"{p}r{i}", "7", True, logprob=-2.0, jepa_loss=0.1 + 0.01 * i) for i in range(2)]
+        for c in right:
+            c.step_surprise = [c.jepa_loss]
         groups.append(wrong + right)
     return groups
 
@@ -146,3 +151,23 @@ def test_cross_validated_selection_fits_the_vote_temperature_on_other_folds():
     assert curve[0.03] == 1.0 and curve[10.0] == 0.0  # flat temperature = majority vote
     with pytest.raises(ValueError, match="fold ids"):
         cross_validated_selection(groups, [0, 1])
+
+
+def test_last_step_filter_reads_the_answer_steps_surprise():
+    from rjepa_core.inference.vote import vote_losses
+
+    # by mean loss the two "8" chains look lawful; their answer steps are the surprising ones
+    group = [
+        EvalCandidate("a", "7", True, logprob=-5.0, jepa_loss=0.6, step_surprise=[0.9, 0.3]),
+        EvalCandidate("b", "8", False, logprob=-4.0, jepa_loss=0.3, step_surprise=[0.1, 0.5]),
+        EvalCandidate("c", "8", False, logprob=-4.5, jepa_loss=0.35, step_surprise=[0.1, 0.6]),
+        EvalCandidate("d", "7", True, logprob=-6.0, jepa_loss=0.65, step_surprise=[1.0, 0.3]),
+    ]
+    assert group[choose("jepa_filter_majority", group)].answer == "8"  # drops d (mean 0.65): 8 holds 2 of 3
+    assert group[choose("jepa_last_filter_majority", group)].answer == "7"  # drops c (answer step 0.6): 7 holds 2 of 3
+    assert vote_losses("jepa_last_filter_majority", [0.6, 0.2], [[0.9, 0.3], None]) == [0.3, 0.2]
+    assert vote_losses("jepa_vote", [0.6, 0.2], [[0.9, 0.3], None]) == [0.6, 0.2]
+    with pytest.raises(ValueError, match="unknown vote method"):
+        vote_losses("best", [0.1], [None])
+    with pytest.raises(ValueError, match="step_surprise"):
+        choose("jepa_last_filter_majority", [EvalCandidate("x", "1", True, jepa_loss=0.1)] * 2)

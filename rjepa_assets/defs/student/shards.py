@@ -20,7 +20,14 @@ from rjepa_assets.defs.executor import executor_from_env
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS
-from rjepa_core.llm.sharded import extract_shards, partition_inputs, plan_shards, split_shards, start_staging
+from rjepa_core.llm.sharded import (
+    captured_for,
+    extract_shards,
+    partition_inputs,
+    plan_shards,
+    split_shards,
+    start_staging,
+)
 from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
 
@@ -65,7 +72,9 @@ def extract_latent_shards(
     problems, cots = partition_inputs(storage.layout(), tag, version)
     student = student_llm.load(tag)
     shards = range(task["start"], task["stop"])
-    extract_shards(student, problems, cots, shards, task["shard_size"], Path(task["staging"]), log=context.log.info)
+    captured = captured_for(storage.layout(), student.spec, version, cots)  # student chains' latents from sampling
+    folder, log = Path(task["staging"]), context.log.info
+    extract_shards(student, problems, cots, shards, task["shard_size"], folder, log=log, captured=captured)
     return task
 
 

@@ -40,3 +40,29 @@ def test_load_generate_extract(smol):
     assert all(e > s for s, e in out[0].step_spans)
     decoded = smol.tokenizer.decode(out[1].token_ids[slice(*out[1].step_spans[0])]).strip()
     assert decoded == "4 - 1 = 3"
+
+
+def test_latents_captured_while_sampling_agree_with_teacher_forced(smol):
+    """On the real student with its registry settings (layer 14, question pooled over its span): where the
+    canonical rendering re-tokenizes to the tokens the student wrote, captured = teacher-forced up to float16."""
+    from rjepa_core.llm.capture import CaptureStats
+    from rjepa_core.llm.extraction import ChainInput
+
+    prompts = [smol.prompt_for(f"Tom has {a} apples and buys {b} more. How many apples?") for a, b in ((3, 4), (12, 9))]
+    stats = CaptureStats()
+    out = smol.generate(prompts, k=2, max_new_tokens=48, seed=0, capture=True, capture_stats=stats)
+    pairs = [(p, c) for p, row in zip(prompts, out, strict=True) for c in row if c.latents is not None and c.steps]
+    assert pairs and stats.missed == 0
+    forced = smol.extract([ChainInput(p, c.steps, question=p.question) for p, c in pairs])
+    round_trips = 0
+    for (_, c), tf in zip(pairs, forced, strict=True):
+        cap, end = c.latents, tf.step_spans[-1][1]
+        a, b = cap.H.astype(np.float32), tf.H.astype(np.float32)
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        qcos = float(cap.q.astype(np.float32) @ tf.q.astype(np.float32))
+        qcos /= float(np.linalg.norm(cap.q.astype(np.float32)) * np.linalg.norm(tf.q.astype(np.float32)))
+        assert qcos > 0.999  # the question's tokens are the prompt's: the same in both
+        if tf.token_ids[:end] == cap.token_ids[:end]:
+            round_trips += 1
+            assert cos.min() > 0.999
+    assert round_trips >= 1

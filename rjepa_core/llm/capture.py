@@ -117,7 +117,8 @@ class LayerRecorder:
         """(B, P + fed, D): the prefill's states then one per fed token, in sequence order."""
         import torch
 
-        return torch.cat(self.chunks, dim=1)
+        states, self.chunks = torch.cat(self.chunks, dim=1), []
+        return states
 
 
 def generated_offsets(tokenizer, ids: list[int], text: str) -> list[tuple[int, int]]:

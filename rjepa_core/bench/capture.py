@@ -104,34 +104,35 @@ def _summary(x: list[float]) -> dict[str, Any]:
 def agreement(llm, pairs, spec, dropped_pairs=None) -> dict[str, Any]:
     """Cosine per step (and of the question latent) between captured and teacher-forced latents.
 
-    Split by whether re-tokenizing the canonical rendering gives the very tokens the student wrote
-    (`round_trip`: same token ids up to the last step's end) — there the two are the same computation up
-    to float16. dropped_pairs: the same chains captured with `finish_last=False`; compared on the chains
-    whose last step ends on the never-fed last token.
+    Steps are split by whether the teacher-forced text (prompt + canonical "Step k: ..." rendering,
+    re-tokenized) has the very tokens the student wrote up to the end of that step (`same_tokens`): there
+    the two are one computation up to float16; elsewhere the student wrote another text around the step
+    (a blank line, "1." instead of "Step 1:", ...) or the tokenizer splits it differently.
+    dropped_pairs: the same chains captured with `finish_last=False`; compared on the chains whose last
+    step ends on the never-fed last token.
     """
     kept = [(p, c) for p, c in pairs if c.latents is not None]
     forced = teacher_forced(llm, kept, spec, batch_size=llm.spec.batch_size)
-    steps: dict[str, list[float]] = {"all": [], "round_trip": [], "other": []}
-    chains_min: dict[str, list[float]] = {"round_trip": [], "other": []}
+    steps: dict[str, list[float]] = {"all": [], "same_tokens": [], "other": []}
     questions: list[float] = []
+    chain_min: list[float] = []
     for (_, c), tf in zip(kept, forced, strict=True):
         cap = c.latents
-        end = tf.step_spans[-1][1]
-        same = tf.token_ids[:end] == cap.token_ids[:end] and tf.step_spans == cap.step_spans
         cos = _cos(cap.H, tf.H).tolist()
+        chain_min.append(min(cos))
         steps["all"] += cos
-        steps["round_trip" if same else "other"] += cos
-        chains_min["round_trip" if same else "other"].append(min(cos))
+        for j, x in enumerate(cos):
+            same = tf.token_ids[: tf.step_spans[j][1]] == cap.token_ids[: cap.step_spans[j][1]]
+            steps["same_tokens" if same else "other"].append(x)
         if cap.q is not None and tf.q is not None:
             questions += _cos(cap.q, tf.q).tolist()
     out = {
         "n_chains": len(kept),
         "n_steps": len(steps["all"]),
         "step_cosine": _summary(steps["all"]),
+        "chain_min_step_cosine": _summary(chain_min),
         "question_cosine": _summary(questions),
-        "round_trip_chains": len(chains_min["round_trip"]),
-        "round_trip_step_cosine": _summary(steps["round_trip"]),
-        "other_chains": len(chains_min["other"]),
+        "same_tokens_step_cosine": _summary(steps["same_tokens"]),
         "other_step_cosine": _summary(steps["other"]),
         "layer_idx": spec.layer_idx,
         "pooling": spec.pooling,

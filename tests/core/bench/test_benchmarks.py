@@ -85,6 +85,7 @@ def test_generation_benchmark_compares_batched_and_single(tmp_path):
     assert r["extraction_pct_of_sampling"] == pytest.approx(100.0 * chains["capture_s"] / chains["sampling_s"])
     agree = r["capture_agreement"]
     assert agree["n_chains"] == chains["n_captured"] and agree["step_cosine"]["n"] == agree["n_steps"] > 0
+    assert agree["same_tokens_step_cosine"]["n"] + agree["other_step_cosine"]["n"] == agree["n_steps"]
     assert -1.0 <= agree["step_cosine"]["min"] <= agree["step_cosine"]["mean"] <= 1.0 + 1e-6
 
 

@@ -40,6 +40,8 @@ def machine_info(device: Any = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"),
         "cuda_available": torch.cuda.is_available(),
+        # other work on the machine while it ran (1-minute load average when the result is written)
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -99,6 +99,30 @@ def usable_captured(
     return out
 
 
+def purge_captured(layout, llm_tag: str, version: str, gone) -> int:
+    """Drop the staged sequences whose (problem_id, cot_id) `gone` names (a user's deleted contributions);
+    returns how many were removed."""
+    manifest = read_manifest(layout, llm_tag, version)
+    store = _store(layout, llm_tag, version)
+    seqs = store.read(llm_tag, version)
+    kept = [s for s in seqs if not gone(s.problem_id, s.cot_id)]
+    if len(kept) == len(seqs):
+        return 0
+    if manifest is None:  # no manifest: nothing is reused anyway; remove the leftovers
+        clear_captured(layout, llm_tag, version)
+        return len(seqs)
+    settings = {k: v for k, v in manifest.items() if k != "chains"}
+    prints = {s.cot_id: manifest["chains"][s.cot_id] for s in kept if s.cot_id in manifest["chains"]}
+    root = captured_root(layout, llm_tag, version)
+    clear_captured(layout, llm_tag, version)
+    if kept:
+        store.write(llm_tag, version, kept, overwrite=True)
+    from rjepa_core.io import atomic_write_json
+
+    atomic_write_json(root / MANIFEST, {**settings, "chains": prints})
+    return len(seqs) - len(kept)
+
+
 def captured_sequence(student, problem, chain: ChainOfThought, extracted, layer_idx: int) -> LatentSequence:
     """A chain's LatentSequence from the latents captured while it was sampled (`GeneratedChain.latents`)."""
     return LatentSequence(

@@ -122,3 +122,25 @@ def test_staged_latents_of_a_changed_chain_are_never_committed(defs, project, in
     reuse = usable_captured(layout, "tiny", "v1", changed, settings_of(spec))
     assert set(reuse) == {c.cot_id for i, c in enumerate(chains) if not i % 2}
     assert usable_captured(layout, "tiny", "v1", chains, settings_of(spec, pooling="last")) == {}
+
+
+def test_deleting_a_users_contributions_reaches_the_staged_latents(defs, project, instance):
+    from rjepa_core.captured import captured_root
+    from rjepa_core.learning.forget import purge_derived
+
+    _, _, store_root = project
+    instance.add_dynamic_partitions("dataset_version", ["v1"])
+    instance.add_dynamic_partitions("llm", ["tiny"])
+    assert defs.resolve_job_def("dataset_job").execute_in_process(partition_key="v1", instance=instance).success
+    layout = StorageLayout(store_root)
+    _run(defs, instance, {"student_chains"}, {"student_chains": {"config": CHAINS}})
+    before = read_manifest(layout, "tiny", "v1")["chains"]
+    chains = read_records(ChainOfThought, layout.student_chains_path("tiny", "v1"))
+    victim = next(c.problem_id for c in chains if c.cot_id in before)
+    removed = {c.cot_id for c in chains if c.problem_id == victim and c.cot_id in before}
+    out = purge_derived(layout, "v1", problem_ids={victim})
+    assert out["tiny"]["captured_latents"] == len(removed) > 0
+    after = read_manifest(layout, "tiny", "v1")["chains"]
+    assert set(after) == set(before) - removed
+    staged = LatentStore(StorageLayout(captured_root(layout, "tiny", "v1"))).read("tiny", "v1")
+    assert {s.cot_id for s in staged} == set(after) and all(s.problem_id != victim for s in staged)

@@ -101,6 +101,17 @@ def sample_statements(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def few_shot_examples() -> list:
+    """Two worked examples in the "Step k:" format, as a dataset version with `few_shot: 2` shows the student
+    (ms1, ms2): the prompts of the benchmarks that mirror the pipeline's sampling and the service's RERANK."""
+    from rjepa_core.llm.prompting import Example
+
+    return [
+        Example(sample_statements(1, seed=11)[0], ["Tom starts with 14 apples.", "14 + 9 = 23", "23 - 6 = 17"], "17"),
+        Example("Calculate 7 + 5 - 3.", ["7 + 5 = 12", "12 - 3 = 9"], "9"),
+    ]
+
+
 def sample_items(llm, n: int, seed: int = 0, per_prompt: int = 1) -> list[tuple[str, list[str]]]:
     """n (prompt, steps) arithmetic chains of 3-6 steps, as the pipeline extracts them.
 

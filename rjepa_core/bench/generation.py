@@ -6,8 +6,9 @@
 1. Throughput: both sides sample the same prompts with the same settings through `StudentLLM.generate`;
    only `batch_size` differs (chains per `model.generate` call, left-padded). Throughput counts the
    generated tokens each side kept, so different samples of different lengths stay comparable.
-2. `student_chains` (what the pipeline's sampling step does: batches of 32, 80 new tokens, the registry's
-   layer, pooling and question latent): sampling with latents captured while sampling against sampling
+2. `student_chains` (what the pipeline's sampling step does: batches of 32, 80 new tokens, two worked
+   examples in the prompt as `few_shot: 2` versions show them, the registry's layer, pooling and question
+   latent): sampling with latents captured while sampling against sampling
    alone, and the teacher-forced extraction of the same chains (`rjepa_core.bench.capture`), side by
    side in one run. `extraction_pct_of_sampling` is the captured path's latent cost as a share of
    sampling time (target ≤ 10 %); `teacher_forced_pct_of_sampling` the second forward it replaces.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rjepa_core.bench.common import load_student, sample_statements, timer
+from rjepa_core.bench.common import few_shot_examples, load_student, sample_statements, timer
 
 
 def registry_capture(quick: bool):
@@ -69,7 +70,8 @@ def bench_generation(
     spec = registry_capture(quick)
     chains_prompts = chains_prompts or (4 if quick else 16)
     chains_new_tokens = chains_new_tokens or (16 if quick else 80)
-    chain_prompts = [llm.prompt_for(s) for s in sample_statements(chains_prompts, seed=3)]
+    examples = few_shot_examples()
+    chain_prompts = [llm.prompt_for(s, examples) for s in sample_statements(chains_prompts, seed=3)]
     timing = time_capture(llm, chain_prompts, chains_k, chains_new_tokens, chains_batch, spec, repeats=repeats)
     pairs = timing.pop("chains")
     dropped = sample_pairs(
@@ -100,6 +102,7 @@ def bench_generation(
             "k": chains_k,
             "batch_size": chains_batch,
             "max_new_tokens": chains_new_tokens,
+            "few_shot": len(examples),
             "layer_idx": spec.layer_idx,
             "pooling": spec.pooling,
             "question_pooling": spec.question_pooling,

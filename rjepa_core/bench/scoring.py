@@ -4,7 +4,8 @@
     >>> result["scoring_pct_of_generation"]
 
 One measured pass of what the service's RERANK mode does per request: sample K chains
-(`StudentLLM.generate`) with their step latents captured while sampling (the service's path,
+(`StudentLLM.generate`; the prompt shows two worked examples, as a `few_shot: 2` checkpoint asks) with
+their step latents captured while sampling (the service's path,
 `rjepa_serve.engine.candidates_from_samples`), and JEPA-score them (`JEPAScorer.score`, every step
 masked in turn). Side by side in the same run: sampling without capture, and the teacher-forced
 extraction (`StudentLLM.extract`, the second forward the service ran before). The R-JEPA is untrained
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rjepa_core.bench.common import load_student, sample_statements, timer
+from rjepa_core.bench.common import few_shot_examples, load_student, sample_statements, timer
 
 
 def bench_scoring(
@@ -45,7 +46,7 @@ def bench_scoring(
     spec = registry_capture(quick)
     torch.manual_seed(0)
     scorer = JEPAScorer(RJEPA(preset(llm.hidden_size)), ScoreConfig(), device=llm.device)
-    prompts = [llm.prompt_for(s) for s in sample_statements(n_prompts, seed=2)]
+    prompts = [llm.prompt_for(s, few_shot_examples()) for s in sample_statements(n_prompts, seed=2)]
     llm.generate(prompts[:1], k=1, max_new_tokens=4, seed=0, capture=spec)  # warm-up
     timing = time_capture(llm, prompts, k, max_new_tokens, k, spec, repeats=repeats)
     pairs = timing.pop("chains")
@@ -67,6 +68,7 @@ def bench_scoring(
         "n_prompts": n_prompts,
         "candidates": n,
         "max_new_tokens": max_new_tokens,
+        "few_shot": 2,
         "layer_idx": spec.layer_idx,
         "question_pooling": spec.question_pooling,
         "rerank_latents": "captured while sampling (no second forward)",

@@ -27,7 +27,7 @@ def bench_scoring(
     k: int = 8,
     max_new_tokens: int | None = None,
     device: str = "auto",
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> dict[str, Any]:
     import torch
 

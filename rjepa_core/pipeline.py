@@ -20,7 +20,15 @@ from rjepa_core.validators.gold import label_chain
 Log = Callable[[str], None] | None
 
 
-def sample_student_chains(
+def sample_student_chains(student, problems: list[Problem], **kw) -> list[ChainOfThought]:
+    """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled.
+
+    Keywords as `sample_student_chains_with_latents` (without `capture`).
+    """
+    return sample_student_chains_with_latents(student, problems, capture=None, **kw)[0]
+
+
+def sample_student_chains_with_latents(
     student,
     problems: list[Problem],
     *,
@@ -32,19 +40,27 @@ def sample_student_chains(
     greedy_test: bool = True,
     batch_size: int | None = None,
     examples=None,
+    capture=True,
     log: Log = None,
-) -> list[ChainOfThought]:
-    """K sampled chains per problem (k_test on the test split, plus one greedy chain there), labelled.
+):
+    """(chains, captured latent sequences, capture stats or None): the chains of `sample_student_chains` and,
+    with `capture` (True or an `llm.capture.CaptureSpec`), their step latents recorded while sampling — the
+    same layer, pooling and question latent `extract_latents` gives, over the tokens the student wrote.
 
     examples: the prompt's worked examples; by default the ones `problems` are marked with.
     """
     if k < 1 or (k_test is not None and k_test < 1):
         raise ValueError(f"k and k_test must be >= 1, got k={k}, k_test={k_test}")
+    from rjepa_core.captured import captured_sequence
+    from rjepa_core.llm.capture import CaptureStats, resolve_capture
     from rjepa_core.llm.prompting import examples_of
 
     tag = student.llm_tag
+    spec = resolve_capture(student, capture)
+    stats = CaptureStats() if spec is not None else None
     examples = examples_of(problems) if examples is None else list(examples)
     out: list[ChainOfThought] = []
+    seqs: list[LatentSequence] = []
     groups: dict[tuple[int, float], list[Problem]] = {}
     for p in problems:
         if p.train_only:  # gold training data only (a train_only source): never sampled
@@ -68,6 +84,8 @@ def sample_student_chains(
                 max_new_tokens=max_new_tokens,
                 seed=seed + start + 7919 * kk,
                 batch_size=rows,
+                capture=spec,
+                capture_stats=stats,
             )
             for p, samples in zip(chunk, gen, strict=True):
                 for i, g in enumerate(samples):
@@ -92,10 +110,13 @@ def sample_student_chains(
                             "few_shot": len(examples),
                         },
                     )
-                    out.append(label_chain(p, chain))
+                    chain = label_chain(p, chain)
+                    out.append(chain)
+                    if g.latents is not None and len(g.latents.H) == len(steps):
+                        seqs.append(captured_sequence(student, p, chain, g.latents, spec.layer_idx))
             prog.update(kk * len(chunk))
     prog.done()
-    return out
+    return out, seqs, stats
 
 
 def extract_latents(
@@ -107,13 +128,30 @@ def extract_latents(
     pooling: str | None = None,
     question_pooling: str | None = None,
     chunk: int = 64,
+    captured: dict[str, LatentSequence] | None = None,
     log: Log = None,
 ) -> list[LatentSequence]:
-    """Teacher-forced step latents of every chain (gold and student), in one representation.
+    """Step latents of every chain (gold and student), in the order of `cots`: teacher-forced, except the
+    chains found in `captured` ({cot_id: sequence captured while sampling, `rjepa_core.captured`}), which
+    are taken as they are (no second forward).
 
     layer_idx / pooling / question_pooling: the student layer, the step pooling and how the question latent
-    is taken (default: the registry entry's).
+    is taken (default: the registry entry's); `captured` must have been recorded with the same.
     """
+    captured = captured or {}
+    if captured:
+        reused = [c for c in cots if c.cot_id in captured]
+        forced = [c for c in cots if c.cot_id not in captured]
+        if log:
+            log(f"{len(reused)} chains have latents captured while sampling; teacher-forcing {len(forced)}")
+        kw = dict(layer_idx=layer_idx, pooling=pooling, question_pooling=question_pooling, chunk=chunk, log=log)
+        done = {s.cot_id: s for s in extract_latents(student, problems, forced, **kw)} if forced else {}
+        for c in reused:
+            s = captured[c.cot_id]
+            if s.problem_id != c.problem_id or s.num_steps != len(c.steps):
+                raise ValueError(f"captured latents of {c.cot_id} do not belong to that chain: re-sample it")
+            done[c.cot_id] = s
+        return [done[c.cot_id] for c in cots]
     by_id = {p.problem_id: p for p in problems}
     missing = {c.problem_id for c in cots} - set(by_id)
     if missing:

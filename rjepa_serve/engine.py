@@ -152,16 +152,32 @@ def candidates_from_texts(ms: ModelState, statement: str, texts: list[str]) -> t
     return prompt, out
 
 
+def capture_spec(ms: ModelState) -> Any:
+    """What sampling records for RERANK: the checkpoint's layer, pooling and question latent."""
+    from rjepa_core.llm.capture import CaptureSpec
+
+    return CaptureSpec(layer_idx=ms.layer_idx, pooling=ms.pooling, question_pooling=ms.question_pooling)
+
+
 def candidates_from_samples(
     ms: ModelState, statement: str, k: int, temperature: float, max_new_tokens: int, seed: int | None
 ) -> tuple[str, list[Any]]:
-    """K chains sampled from the student."""
+    """K chains sampled from the student, with their step latents captured while sampling (so `rank` runs
+    no second forward over them; a chain whose latents could not be captured is extracted there)."""
     from rjepa_core.inference.rerank import Candidate
 
     student = _require_student(ms)
     prompt = ask(ms, statement)
-    chains = student.generate([prompt], k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)[0]
-    return prompt, [Candidate(c.text, list(c.steps), c.logprob, None, c.final_answer, c.num_new_tokens) for c in chains]
+    capture = capture_spec(ms) if student.spec.latents_from_sampling else None
+    chains = student.generate(
+        [prompt], k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, capture=capture
+    )[0]
+    out = []
+    for c in chains:
+        lat = c.latents if c.latents is not None and len(c.latents.H) == len(c.steps) else None
+        H, Q = (lat.H, lat.q) if lat is not None else (None, None)
+        out.append(Candidate(c.text, list(c.steps), c.logprob, H, c.final_answer, c.num_new_tokens, Q))
+    return prompt, out
 
 
 def vote_tau(ms: ModelState) -> float:
@@ -191,7 +207,8 @@ def _vote_order(ms: ModelState, selection: str, cands: list[Any], scorable: list
 def rank(
     ms: ModelState, prompt: str, cands: list[Any], weights: Any, domain: str | None, selection: str = "composite"
 ) -> Ranked:
-    """Extract latents of the candidates that have steps, score them, rerank; unscorable ones go last.
+    """Score the candidates that have steps, rerank; unscorable ones go last. Candidates that came with
+    latents (captured while sampling) are scored from them; the others' latents are extracted first.
 
     selection: "composite" (the score's order), or a JEPA vote (jepa_vote, jepa_filter_majority,
     jepa_last_filter_majority):
@@ -208,13 +225,17 @@ def rank(
         elif len(c.steps) > ms.max_steps:
             notes[i] = f"scored its first {ms.max_steps} of {len(c.steps)} steps (the model's max_steps)"
     if scorable:
-        items = [(prompt, cands[i].steps[: ms.max_steps]) for i in scorable]
-        questions = {}
-        extracted = student.extract(
-            items, layer_idx=ms.layer_idx, pooling=ms.pooling, question_pooling=ms.question_pooling
-        )
-        for i, ex in zip(scorable, extracted, strict=True):
-            cands[i].H, questions[i] = ex.H, ex.q
+        questions = {i: cands[i].Q for i in scorable if cands[i].H is not None}
+        for i in questions:
+            cands[i].H = cands[i].H[: ms.max_steps]
+        todo = [i for i in scorable if cands[i].H is None]
+        if todo:
+            items = [(prompt, cands[i].steps[: ms.max_steps]) for i in todo]
+            extracted = student.extract(
+                items, layer_idx=ms.layer_idx, pooling=ms.pooling, question_pooling=ms.question_pooling
+            )
+            for i, ex in zip(todo, extracted, strict=True):
+                cands[i].H, questions[i] = ex.H, ex.q
         scores = ms.scorer.score(
             [cands[i].H for i in scorable], [domain] * len(scorable), [questions[i] for i in scorable]
         )

@@ -40,6 +40,8 @@ def machine_info(device: Any = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"),
         "cuda_available": torch.cuda.is_available(),
+        # other work on the machine while it ran (1-minute load average when the result is written)
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -97,6 +99,17 @@ def sample_statements(n: int, seed: int = 0) -> list[str]:
         a, b, c = (int(x) for x in rng.integers(2, 30, size=3))
         out.append(f"Tom has {a} apples. He buys {b} more and gives {c} away. How many apples does he have now?")
     return out
+
+
+def few_shot_examples() -> list:
+    """Two worked examples in the "Step k:" format, as a dataset version with `few_shot: 2` shows the student
+    (ms1, ms2): the prompts of the benchmarks that mirror the pipeline's sampling and the service's RERANK."""
+    from rjepa_core.llm.prompting import Example
+
+    return [
+        Example(sample_statements(1, seed=11)[0], ["Tom starts with 14 apples.", "14 + 9 = 23", "23 - 6 = 17"], "17"),
+        Example("Calculate 7 + 5 - 3.", ["7 + 5 = 12", "12 - 3 = 9"], "9"),
+    ]
 
 
 def sample_items(llm, n: int, seed: int = 0, per_prompt: int = 1) -> list[tuple[str, list[str]]]:

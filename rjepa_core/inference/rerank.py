@@ -40,6 +40,7 @@ class Candidate:
     H: np.ndarray | None  # (num_steps, hidden_size) step latents (None until extracted)
     final_answer: str | None = None  # extracted answer, for majority vote and checking
     num_tokens: int | None = None  # generated tokens; normalises the log-prob
+    Q: np.ndarray | None = None  # (hidden_size,) question latent, when H came with one (captured while sampling)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Deletion reaches derived data: problems or chains dropped from a rebuilt dataset version leave its
-per-LLM artefacts too (sampled student chains, latent shards), each file rewritten atomically.
+per-LLM artefacts too (sampled student chains, their staged captured latents, latent shards), each file
+rewritten atomically.
 
     >>> purge_derived(layout, "v1.fb1", problem_ids={"3f2a…"}, cot_ids={"9b1c…"})
     {'tiny': {'student_chains': 3, 'latents': 4}}
@@ -14,6 +15,7 @@ from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
+from rjepa_core.captured import purge_captured
 from rjepa_core.schemas import ChainOfThought, read_records, write_records
 from rjepa_core.store.latents import LatentStore
 
@@ -39,6 +41,9 @@ def purge_derived(layout, version: str, problem_ids: Set[str] = frozenset(), cot
 
     root = Path(layout.root)
     for tag in _llms_with(root, "chains", version):
+        staged = purge_captured(layout, tag, version, gone)  # latents captured while sampling, not yet committed
+        if staged:
+            out.setdefault(tag, {})["captured_latents"] = staged
         path = layout.student_chains_path(tag, version)
         if not path.exists():
             continue

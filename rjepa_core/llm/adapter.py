@@ -68,8 +68,14 @@ class StudentLLM:
         top_p: float = 0.95,
         seed: int | None = None,
         batch_size: int | None = None,
+        capture=None,
+        capture_stats=None,
     ) -> list[list[GeneratedChain]]:
-        """k sampled chains per prompt, each with steps, final answer, log-prob and token spans."""
+        """k sampled chains per prompt, each with steps, final answer, log-prob and token spans.
+
+        capture: True or a `CaptureSpec` (rjepa_core.llm.capture) also gives each chain its step latents,
+        recorded while sampling (`GeneratedChain.latents`); capture_stats: a `CaptureStats` to fill.
+        """
         return generation.generate(
             self,
             prompts,
@@ -79,6 +85,8 @@ class StudentLLM:
             top_p=top_p,
             seed=seed,
             batch_size=batch_size,
+            capture=capture,
+            capture_stats=capture_stats,
         )
 
     def next_steps(

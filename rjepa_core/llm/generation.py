@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from rjepa_core.llm.extraction import adds_special_tokens, encode_with_offsets
+from rjepa_core.llm.extraction import Extracted, adds_special_tokens, encode_with_offsets
 from rjepa_core.segmentation import extract_final_answer, segment, token_spans
 
 # A finished final-answer line (inline "Answer:" included); generation may stop after it.
@@ -32,6 +33,9 @@ class GeneratedChain:
     step_spans: list[tuple[int, int]]  # token [start, end) of each step inside token_ids
     logprob: float  # sum of model log-probs (temperature 1) of the kept generated tokens
     num_new_tokens: int  # generated tokens kept (EOS included when it ended the chain)
+    # step latents captured while sampling (`generate(capture=...)`, see llm.capture): H pooled over the
+    # generated tokens, token_ids = prompt ids + kept generated ids; None when not captured
+    latents: Extracted | None = None
 
 
 def states_answer(text: str) -> bool:
@@ -142,8 +146,27 @@ def _check_args(llm, k: int, temperature: float, max_new_tokens: int) -> None:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
 
 
-def _sample(llm, prompts: Sequence[str], k: int, config, stopping, seed: int | None, batch_size: int | None):
-    """Yield (prompt index, new token ids, their log-probs at temperature 1) for k samples per prompt."""
+@dataclass
+class _Batch:
+    """One `model.generate` call: its rows, their token ids and, when captured, the hooked layer's states."""
+
+    rows: list[int]  # prompt index of each batch row
+    prompt_ids: list[list[int]]  # each row's prompt token ids (unpadded)
+    width: int  # left-padded prompt width P
+    new: Any  # (B, T) generated token ids, on CPU
+    logps: Any  # (B, T) their log-probs at temperature 1
+    states: Any = None  # (B, P + T - 1, D) float16 layer output (capture only)
+    result: Any = None  # the generate output (its cache serves capture's extra step)
+    attention_mask: Any = None  # (B, P) the prompt mask the generation started from
+
+
+def _sample_batches(
+    llm, prompts: Sequence[str], k: int, config, stopping, seed: int | None, batch_size: int | None, recorder=None
+):
+    """Yield one `_Batch` per generate call, k samples per prompt; `recorder` (llm.capture.LayerRecorder)
+    records the hooked layer during each call."""
+    import contextlib
+
     import torch
 
     rows = [p for p in range(len(prompts)) for _ in range(k)]
@@ -166,17 +189,28 @@ def _sample(llm, prompts: Sequence[str], k: int, config, stopping, seed: int | N
             for row, ids in enumerate(encoded):
                 input_ids[row, width - len(ids) :] = torch.tensor(ids)
                 attention_mask[row, width - len(ids) :] = 1
-            result = llm.model.generate(
-                input_ids=input_ids.to(llm.device),
-                attention_mask=attention_mask.to(llm.device),
-                generation_config=config,
-                stopping_criteria=stopping(width),
-            )
+            attention_mask = attention_mask.to(llm.device)
+            with recorder if recorder is not None else contextlib.nullcontext():
+                result = llm.model.generate(
+                    input_ids=input_ids.to(llm.device),
+                    attention_mask=attention_mask,
+                    generation_config=config,
+                    stopping_criteria=stopping(width),
+                )
             new = result.sequences[:, width:].cpu()  # (B, T)
             logits = torch.stack(result.logits, dim=1).float()  # (B, T, V) raw model logits
             logps = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device)[..., None])[..., 0]  # (B, T)
-            for row, p in enumerate(chunk):
-                yield p, new[row].tolist(), logps[row].cpu().tolist()
+            batch = _Batch(chunk, encoded, width, new, logps.cpu())
+            if recorder is not None:
+                batch.states, batch.result, batch.attention_mask = recorder.states(), result, attention_mask
+            yield batch
+
+
+def _sample(llm, prompts: Sequence[str], k: int, config, stopping, seed: int | None, batch_size: int | None):
+    """Yield (prompt index, new token ids, their log-probs at temperature 1) for k samples per prompt."""
+    for batch in _sample_batches(llm, prompts, k, config, stopping, seed, batch_size):
+        for row, p in enumerate(batch.rows):
+            yield p, batch.new[row].tolist(), batch.logps[row].tolist()
 
 
 def generate(
@@ -188,17 +222,41 @@ def generate(
     top_p: float = 0.95,
     seed: int | None = None,
     batch_size: int | None = None,
+    capture=None,
+    capture_stats=None,
 ) -> list[list[GeneratedChain]]:
-    """k chains per prompt (temperature 0 = greedy); result[i][j] is chain j of prompt i."""
+    """k chains per prompt (temperature 0 = greedy); result[i][j] is chain j of prompt i.
+
+    capture: True or a `llm.capture.CaptureSpec` records the hooked layer while sampling and gives each
+    chain its step latents (`GeneratedChain.latents`, pooled as `extract` pools) with no second forward.
+    capture_stats: a `llm.capture.CaptureStats` to add capture's own time and misses to.
+    """
+    from rjepa_core.llm import capture as cap
+
     if isinstance(prompts, str):
         prompts = [prompts]
     _check_args(llm, k, temperature, max_new_tokens)
+    spec = cap.resolve_capture(llm, capture)
+    recorder = None
+    if spec is not None:
+        cap.check_prompts(spec, prompts)
+        capture_stats = capture_stats if capture_stats is not None else cap.CaptureStats()
+        layer_pos = cap.extraction.resolve_layer(spec.layer_idx, llm.num_layers)
+        recorder = cap.LayerRecorder(llm.layers[layer_pos], capture_stats)
     config = _config(llm, temperature, max_new_tokens, top_p, None)
     eos = set(config.eos_token_id)
     out: list[list[GeneratedChain]] = [[] for _ in prompts]
     stopping = lambda width: _stop_when(llm.tokenizer, width, _answer_line_done)  # noqa: E731
-    for p, new_ids, logps in _sample(llm, prompts, k, config, stopping, seed, batch_size):
-        out[p].append(_finish(llm, prompts[p], new_ids, logps, eos))
+    for batch in _sample_batches(llm, prompts, k, config, stopping, seed, batch_size, recorder):
+        chains = [
+            _finish(llm, prompts[p], batch.new[row].tolist(), batch.logps[row].tolist(), eos)
+            for row, p in enumerate(batch.rows)
+        ]
+        if spec is not None:
+            cap.pool_captured(llm, spec, batch, [prompts[p] for p in batch.rows], chains, capture_stats)
+            batch.states = batch.result = None  # free the states before the next call
+        for p, chain in zip(batch.rows, chains, strict=True):
+            out[p].append(chain)
     return out
 
 

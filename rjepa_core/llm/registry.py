@@ -43,6 +43,9 @@ class LLMSpec:
     max_length: int = 1024  # longest prompt + chain (tokens) accepted for extraction
     quantization: str | None = None  # awq | gptq | bnb-4bit | bnb-8bit | None
     kind: str = "causal"  # "causal" LM, or "encoder" (BERT-like, latent source only, cannot generate)
+    # student chains' step latents are recorded while they are sampled (no second forward, llm.capture);
+    # false = teacher-forced extraction of every chain, as for gold and external ones
+    latents_from_sampling: bool = True
     description: str = ""  # free text shown in the UI
 
     def __post_init__(self) -> None:
@@ -78,6 +81,8 @@ class LLMSpec:
             raise bad("quantization", f"is {self.quantization!r}; use one of {QUANTIZATIONS} or null")
         if self.kind not in KINDS:
             raise bad("kind", f"is {self.kind!r}; use one of {KINDS}")
+        if not isinstance(self.latents_from_sampling, bool):
+            raise bad("latents_from_sampling", f"must be true or false, got {self.latents_from_sampling!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

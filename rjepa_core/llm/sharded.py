@@ -91,10 +91,13 @@ def partition_inputs(layout, llm_tag: str, version: str):
     return problems, cots
 
 
-def extract_shards(student, problems, cots, shards: range, shard_size: int, folder: Path, log=None) -> list[Path]:
+def extract_shards(
+    student, problems, cots, shards: range, shard_size: int, folder: Path, log=None, captured=None
+) -> list[Path]:
     """Extract and commit the shards `shards` of `cots` into `folder`; returns their parquet paths.
 
     Shards already whole in `folder` (an interrupted run's, see `rjepa_core.llm.resume`) are kept as they are.
+    captured: {cot_id: latents captured while sampling} committed as they are (`rjepa_core.captured`).
     """
     from rjepa_core.llm.resume import staged_shards
     from rjepa_core.pipeline import extract_latents
@@ -112,7 +115,8 @@ def extract_shards(student, problems, cots, shards: range, shard_size: int, fold
             if log:
                 log(f"[rjepa.sharded] shard {k}: kept (already committed and intact)")
             continue
-        seqs = extract_latents(student, problems, [cots[i] for i in plan[k]], chunk=chunk, log=log)
+        part = [cots[i] for i in plan[k]]
+        seqs = extract_latents(student, problems, part, chunk=chunk, captured=captured, log=log)
         written.append(write_shard(Path(folder), k, seqs))
         if log:
             log(f"[rjepa.sharded] shard {k}: {len(seqs)} sequences committed")
@@ -145,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--shard-size", type=int, default=1024)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument(
+        "--teacher-forced", action="store_true", help="ignore the student chains' latents captured while sampling"
+    )
     return ap
 
 
@@ -161,10 +168,20 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     spec = LLMSpec(**json.loads(Path(args.spec).read_text()))
     shards = parse_range(args.shards)
-    problems, cots = partition_inputs(StorageLayout(args.store), spec.llm_tag, args.version)
+    layout = StorageLayout(args.store)
+    problems, cots = partition_inputs(layout, spec.llm_tag, args.version)
     student = StudentLLM.load(spec, device=args.device)
     say = lambda m: print(m, flush=True)  # noqa: E731
-    extract_shards(student, problems, cots, shards, args.shard_size, Path(args.folder), log=say)
+    captured = None if args.teacher_forced else captured_for(layout, spec, args.version, cots)
+    extract_shards(student, problems, cots, shards, args.shard_size, Path(args.folder), log=say, captured=captured)
+
+
+def captured_for(layout, spec, version: str, cots) -> dict:
+    """The partition's staged latents captured while sampling that may be committed ({} when the registry
+    entry asks for teacher-forced extraction of everything)."""
+    from rjepa_core.captured import settings_of, usable_captured
+
+    return usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)) if spec.latents_from_sampling else {}
 
 
 def _pump(name: str, stream, out: queue.Queue) -> None:
@@ -184,6 +201,7 @@ def run_workers(
     device: str = "auto",
     threads: int = 0,
     log: Callable[[str], None] | None = None,
+    teacher_forced: bool = False,
 ) -> list[range]:
     """Extract every shard of the partition with `workers` processes side by side; the shard ranges run.
 
@@ -203,6 +221,7 @@ def run_workers(
         cmd = [sys.executable, "-m", "rjepa_core.llm.sharded", "--store", str(layout.root), "--version", version]
         cmd += ["--spec", str(spec_path), "--folder", str(folder), "--shards", f"{r.start}:{r.stop}"]
         cmd += ["--shard-size", str(shard_size), "--device", device, "--threads", str(threads)]
+        cmd += ["--teacher-forced"] if teacher_forced else []
         if log:
             log(f"[rjepa.sharded] {name}: " + " ".join(cmd))
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_core.captured import clear_captured, settings_of, stage_captured, usable_captured
 from rjepa_core.llm.extraction import pooled_width
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.llm.resume import inputs_fingerprint, resumable_staging, staged_shards
@@ -20,7 +21,7 @@ from rjepa_core.llm.sharded import (
     plan_shards,
     run_workers,
 )
-from rjepa_core.pipeline import sample_student_chains
+from rjepa_core.pipeline import sample_student_chains_with_latents
 from rjepa_core.schemas import ChainOfThought, Problem, read_records, write_records
 from rjepa_core.store.index import build_index
 from rjepa_core.store.latents import LatentStore
@@ -45,6 +46,9 @@ class StudentChainsConfig(dg.Config):
     greedy_test: bool = True  # also decode one greedy chain per test problem (the OFF baseline)
     max_problems: int = 0  # 0 = all; >0 keeps the first N of each split (quick runs)
     batch_size: int = 32  # sequences per generate() call: CPU decoding is ~3x faster at 32 than at 8
+    # record the chains' step latents while sampling (staged for `latents`; the registry's
+    # latents_from_sampling must allow it too); false = `latents` teacher-forces them
+    capture_latents: bool = True
 
 
 class LatentsConfig(dg.Config):
@@ -53,6 +57,9 @@ class LatentsConfig(dg.Config):
     # swap commits the set (rjepa_core.llm.sharded); 1 extracts in the run's own process, as always
     workers: int = 1
     worker_threads: int = 0  # torch threads per worker process (0 = CPU cores // workers)
+    # true = teacher-forced extraction of every chain, ignoring the student chains' latents captured while
+    # sampling (`student_chains`); false = commit those and extract only the others (gold, teacher, ...)
+    teacher_forced: bool = False
 
 
 def _limit(rows: list[Problem], n: int) -> list[Problem]:
@@ -88,7 +95,9 @@ def student_chains(
         every = read_records(Problem, layout.problems_path(version))
         rows = _limit(every, config.max_problems)
         student = student_llm.load(tag)
-        chains = sample_student_chains(
+        capture = config.capture_latents and student.spec.latents_from_sampling
+        clear_captured(layout, tag, version)  # the staged latents of the previous chains are stale from here on
+        chains, captured, stats = sample_student_chains_with_latents(
             student,
             rows,
             examples=examples_of(every),  # the version's prompt examples, even when max_problems drops them
@@ -99,9 +108,12 @@ def student_chains(
             seed=config.seed,
             greedy_test=config.greedy_test,
             batch_size=config.batch_size,
+            capture=capture,
             log=context.log.info,
         )
         write_records(chains, layout.student_chains_path(tag, version), ChainOfThought)
+        if capture:
+            stage_captured(layout, tag, version, chains, captured, settings_of(student.spec))
         sampled = [c for c in chains if not c.meta.get("greedy")]
         greedy = [c for c in chains if c.meta.get("greedy")]
         meta[str(key)] = {
@@ -110,6 +122,8 @@ def student_chains(
             "sample_accuracy": round(float(np.mean([c.is_valid for c in sampled])), 4) if sampled else None,
             "greedy_accuracy": round(float(np.mean([c.is_valid for c in greedy])), 4) if greedy else None,
             "mean_new_tokens": round(float(np.mean([c.meta["num_new_tokens"] for c in chains])), 1),
+            "captured_latents": len(captured),
+            "capture_s": round(stats.seconds, 3) if stats is not None else None,
         }
     only = next(iter(meta.values())) if len(meta) == 1 else {}
     return dg.MaterializeResult(
@@ -151,6 +165,7 @@ def latents(
         spec = student_llm.spec(tag)
         shards = _extract_resumable(context, config, store, student_llm, spec, version)
         seqs = store.read(tag, version)
+        reused = shards.pop("captured_sequences")
         hidden = spec.hidden_size or student_llm.load(tag).hidden_size
         width = pooled_width(hidden, spec.pooling)
         finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
@@ -165,6 +180,8 @@ def latents(
             "question_pooling": spec.question_pooling,
             "extraction_workers": config.workers,
             **shards,
+            "captured_sequences": reused,  # committed from sampling, no second forward
+            "teacher_forced_sequences": len(seqs) - reused,
         }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
     with duckdb.get_connection() as con:
@@ -190,17 +207,26 @@ def latents(
     )
 
 
+def _captured(config: LatentsConfig, layout, spec, version: str, cots) -> dict:
+    """The student chains' latents captured while sampling that this materialization may commit as they are."""
+    if config.teacher_forced or not spec.latents_from_sampling:
+        return {}
+    return usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec))
+
+
 def _extract_resumable(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str) -> dict:
     """Extract the partition's shards into its resumable staging folder and swap the set in (one commit).
 
     Shards that an interrupted run of the same inputs committed there are kept (rjepa_core.llm.resume); the
-    others are extracted here (workers == 1) or by `config.workers` processes side by side.
+    others are extracted here (workers == 1) or by `config.workers` processes side by side. Student chains
+    whose latents were captured while sampling are committed as they are (no second forward).
     """
     layout, tag = store.layout, spec.llm_tag
     problems, cots = partition_inputs(layout, tag, version)
     plan = plan_shards(len(cots), config.shard_size)
     fingerprint = inputs_fingerprint(layout, spec, version, config.shard_size, student_llm.device)
     try:
+        captured = _captured(config, layout, spec, version, cots)
         with resumable_staging(layout, tag, version, fingerprint) as staging:
             kept = staged_shards(staging, plan)
             if kept:
@@ -211,12 +237,14 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
             if config.workers == 1:
                 student = student_llm.load(tag)
                 log = context.log.info
-                extract_shards(student, problems, cots, range(len(plan)), config.shard_size, staging, log=log)
+                extract_shards(
+                    student, problems, cots, range(len(plan)), config.shard_size, staging, log=log, captured=captured
+                )
                 ran = 1
             else:
                 kw = dict(shard_size=config.shard_size, device=student_llm.device, threads=config.worker_threads)
                 kw.update(layout=layout, spec=spec, version=version, folder=staging, log=context.log.info)
-                ranges = run_workers(config.workers, **kw)
+                ranges = run_workers(config.workers, teacher_forced=config.teacher_forced, **kw)
                 ran = len(ranges)
             store.commit_staged(tag, version, staging, [len(r) for r in plan])
         # committed: drop what is left of the staging folder, and for object storage its staged units in the bucket
@@ -227,4 +255,9 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
             f"far: re-materialize to extract only the rest): {e}"
         ) from e
     context.log.info(f"{len(plan)} shard(s) of {tag}/{version} committed ({len(kept)} kept, {ran} process(es))")
-    return {"shards_total": len(plan), "shards_kept": len(kept), "shards_extracted": len(plan) - len(kept)}
+    return {
+        "shards_total": len(plan),
+        "shards_kept": len(kept),
+        "shards_extracted": len(plan) - len(kept),
+        "captured_sequences": len(captured),
+    }

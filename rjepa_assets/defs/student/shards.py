@@ -21,6 +21,7 @@ from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS
 from rjepa_core.llm.sharded import (
+    captured_for,
     discard_staging,
     extract_shards,
     partition_inputs,
@@ -73,7 +74,9 @@ def extract_latent_shards(
     student = student_llm.load(tag)
     shards = range(task["start"], task["stop"])
     staging = layout.resolve(task["staging"])
-    extract_shards(student, problems, cots, shards, task["shard_size"], staging, log=context.log.info)
+    captured = captured_for(layout, student.spec, version, cots)  # student chains' latents from sampling
+    log = context.log.info
+    extract_shards(student, problems, cots, shards, task["shard_size"], staging, log=log, captured=captured)
     return task
 
 

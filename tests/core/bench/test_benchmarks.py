@@ -65,9 +65,12 @@ def test_scoring_benchmark_relates_scoring_to_generation(tmp_path):
     r = _check_common(
         run_benchmark("scoring", tmp_path, quick=True, device="cpu"), tmp_path / "scoring.json", "scoring"
     )
-    assert r["k"] == 8 and r["candidates"] == 8
-    expected = 100.0 * (r["extraction_s"] + r["jepa_scoring_s"]) / r["generation_s"]
+    assert r["k"] == 8 and r["candidates"] == 8 and r["same_samples"] is True
+    expected = 100.0 * (r["capture_s"] + r["jepa_scoring_s"]) / r["generation_s"]
     assert r["scoring_pct_of_generation"] == pytest.approx(expected)
+    old = 100.0 * (r["extraction_s"] + r["jepa_scoring_s"]) / r["generation_s"]
+    assert r["teacher_forced_scoring_pct_of_generation"] == pytest.approx(old)
+    assert r["capture_s"] >= r["capture_instrumented"]["seconds"] > 0
 
 
 def test_generation_benchmark_compares_batched_and_single(tmp_path):
@@ -77,6 +80,13 @@ def test_generation_benchmark_compares_batched_and_single(tmp_path):
     assert r["batched"]["batch_size"] == r["chains"] and r["single"]["batch_size"] == 1
     assert r["batched"]["tokens"] > 0 and r["single"]["tokens"] > 0
     assert r["speedup_batched"] > 0
+    chains = r["student_chains"]
+    assert chains["same_samples"] is True and chains["n_chains"] == 16 and chains["n_captured"] >= 1
+    assert r["extraction_pct_of_sampling"] == pytest.approx(100.0 * chains["capture_s"] / chains["sampling_s"])
+    agree = r["capture_agreement"]
+    assert agree["n_chains"] == chains["n_captured"] and agree["step_cosine"]["n"] == agree["n_steps"] > 0
+    assert agree["same_tokens_step_cosine"]["n"] + agree["other_step_cosine"]["n"] == agree["n_steps"]
+    assert -1.0 <= agree["step_cosine"]["min"] <= agree["step_cosine"]["mean"] <= 1.0 + 1e-6
 
 
 def test_ddp_benchmark_compares_one_and_two_torchrun_processes(tmp_path):

@@ -15,6 +15,7 @@ def test_shipped_registry():
     assert DEFAULT_LLM_TAG in reg
     smol = reg["smollm2-135m"]
     assert (smol.source, smol.hidden_size, smol.layer_idx, smol.batch_size) == ("embedded:smollm2", 576, 14, 8)
+    assert smol.latents_from_sampling is True  # student chains' latents are captured while sampling
     assert (reg["minilm-l6"].kind, reg["minilm-l6"].hidden_size) == ("encoder", 384)
     assert reg["qwen3-8b-awq"].quantization == "awq"
     assert (reg["qwen3-32b"].hidden_size, reg["llama-3.1-8b"].source) == (5120, "meta-llama/Llama-3.1-8B-Instruct")
@@ -32,6 +33,7 @@ def test_shipped_registry():
         ("llm_tag: x\nsource: embedded:gpt5\n", "field 'source'"),
         ("llm_tag: x\nsource: a/b\nbatch_size: 0\n", "field 'batch_size'"),
         ("llm_tag: x\nsource: a/b\npooling: max\n", "field 'pooling'"),
+        ("llm_tag: x\nsource: a/b\nlatents_from_sampling: maybe\n", "field 'latents_from_sampling'"),
         ("- just\n- a list\n", "expected a mapping"),
         ("llm_tag: [unclosed\n", "not valid YAML"),
     ],

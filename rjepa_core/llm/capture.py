@@ -1,0 +1,275 @@
+"""Step latents captured while the student samples (SPEC F3): no second forward over sampled chains.
+
+    >>> chains = llm.generate([llm.prompt_for("What is 3 + 4?")], k=4, seed=0, capture=True)[0]
+    >>> chains[0].latents.H.shape, chains[0].latents.H.dtype     # as llm.extract gives them
+    ((3, 576), dtype('float16'))
+
+How: a forward hook on the registry's layer (`layer_idx`) records that layer's output during
+`model.generate` — the prefill (B, P, D), then one (B, 1, D) per decode step — cast to float16 as it
+comes. Rows are left-padded, so row b's prompt sits at [P - L_b, P) and its t-th generated token at
+P + t. The last sampled token is never fed back, so its state does not exist: when a step needs it (a
+chain cut by `max_new_tokens`), one extra decode step on the generation's cache computes it
+(`finish_last=True`, the default), else that step is pooled without it (and a one-token step gets no
+latents). Each step's character span in the generated text is mapped onto the *generated* token ids
+through their offsets from incremental decoding (the re-tokenization of prompt + text that teacher-forced
+extraction uses can split differently), then pooled exactly as `extract` pools (`_pool`, same modes; the
+question latent from the prompt's tokens as `question_pooling` says).
+
+The latents are those of the text the model wrote. Teacher-forced extraction renders the steps
+canonically ("Step k: ..." lines); the two agree where the written text is that rendering (measured on
+SmolLM2 in bench/results/generation.json, `capture_agreement`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rjepa_core.llm import extraction
+from rjepa_core.segmentation import segment, token_spans
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    layer_idx: int | None = None  # student layer whose output is pooled (None: the registry entry's)
+    pooling: str | None = None  # mean | last | mean_last (None: the registry entry's)
+    question_pooling: str | None = None  # token | span (None: the registry entry's)
+    finish_last: bool = True  # run the never-fed last sampled token through the layer when a step needs it
+
+
+@dataclass
+class CaptureStats:
+    """Where capture spent its time (seconds, wall clock, summed over batches) and what it could not do."""
+
+    hook_s: float = 0.0  # inside the forward hook (float16 copies of the layer output)
+    pool_s: float = 0.0  # offsets, span mapping and pooling after each generate call
+    extra_step_s: float = 0.0  # the extra decode steps for never-fed last tokens
+    extra_steps: int = 0  # batches that needed one
+    chains: int = 0  # chains given latents
+    missed: int = 0  # chains left without latents (no text, or a span no generated token covers)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.hook_s + self.pool_s + self.extra_step_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hook_s": self.hook_s,
+            "pool_s": self.pool_s,
+            "extra_step_s": self.extra_step_s,
+            "seconds": self.seconds,
+            "extra_steps": self.extra_steps,
+            "chains": self.chains,
+            "missed": self.missed,
+            "missed_reasons": dict(self.reasons),
+        }
+
+    def miss(self, reason: str) -> None:
+        self.missed += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def resolve_capture(llm, capture: bool | CaptureSpec | None) -> CaptureSpec | None:
+    """None when nothing is captured; else the spec with the registry's defaults filled in and checked."""
+    if capture is None or capture is False:
+        return None
+    if llm.spec.kind != "causal":
+        raise ValueError(f"llm {llm.llm_tag!r} is an encoder: it cannot sample, so there is nothing to capture")
+    spec = CaptureSpec() if capture is True else capture
+    if not isinstance(spec, CaptureSpec):
+        raise TypeError(f"capture must be a bool or a CaptureSpec, got {type(capture).__name__}")
+    layer = llm.spec.layer_idx if spec.layer_idx is None else spec.layer_idx
+    extraction.resolve_layer(layer, llm.num_layers)
+    return CaptureSpec(
+        layer_idx=layer,
+        pooling=extraction.check_pooling(spec.pooling or llm.spec.pooling),
+        question_pooling=extraction.check_question_pooling(spec.question_pooling or llm.spec.question_pooling),
+        finish_last=spec.finish_last,
+    )
+
+
+class LayerRecorder:
+    """Forward hook on one decoder layer keeping its output (float16) of every forward while active."""
+
+    def __init__(self, layer, stats: CaptureStats | None = None) -> None:
+        self.layer, self.stats, self.chunks, self.handle = layer, stats, [], None
+
+    def __enter__(self) -> LayerRecorder:
+        self.chunks = []
+        self.handle = self.layer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+    def _hook(self, _module, _args, output) -> None:
+        import torch
+
+        tic = time.perf_counter()
+        h = output[0] if isinstance(output, tuple) else output
+        self.chunks.append(h.detach().to(torch.float16))  # (B, S, D): S = P at prefill, then 1
+        if self.stats is not None:
+            self.stats.hook_s += time.perf_counter() - tic
+
+    def states(self):
+        """(B, P + fed, D): the prefill's states then one per fed token, in sequence order."""
+        import torch
+
+        states, self.chunks = torch.cat(self.chunks, dim=1), []
+        return states
+
+
+def generated_offsets(tokenizer, ids: list[int], text: str) -> list[tuple[int, int]]:
+    """Character [start, end) in `text` of each generated token, from incremental decoding.
+
+    Token n covers the characters that decoding ids[:n+1] adds to decoding ids[:n] (matched against
+    `text`, so a byte token that only starts a multi-byte character covers nothing and the token that
+    completes it covers the character; tokens past `text` or special tokens cover nothing).
+    """
+    out, prev = [], 0
+    for n in range(1, len(ids) + 1):
+        dec = tokenizer.decode(ids[:n], skip_special_tokens=True)
+        if text.startswith(dec):
+            end = len(dec)
+        else:
+            end = 0
+            for a, b in zip(dec, text, strict=False):
+                if a != b:
+                    break
+                end += 1
+        end = max(end, prev)
+        out.append((prev, end))
+        prev = end
+    return out
+
+
+def step_char_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the chain's steps in its text: its segments, else the whole stripped text (the
+    pipeline's one-step fallback), else none."""
+    segments = segment(text, "auto")
+    if segments:
+        return [(s.start, s.end) for s in segments]
+    body = text.strip()
+    if not body:
+        return []
+    start = text.index(body)
+    return [(start, start + len(body))]
+
+
+@dataclass
+class _Row:
+    row: int  # batch row
+    chain: Any  # the GeneratedChain to give latents
+    prompt_ids: list[int]
+    gen_spans: list[tuple[int, int]]  # generated-token [start, end) of each step
+    qspan: tuple[int, int] | None  # prompt-token [start, end) of the question (question_pooling="span")
+
+
+def check_prompts(spec: CaptureSpec, prompts) -> None:
+    """Fail before sampling when the question latent cannot be taken from a prompt (question_pooling=span)."""
+    if spec.question_pooling != "span":
+        return
+    for n, prompt in enumerate(prompts):
+        extraction._question_chars(prompt, getattr(prompt, "question", None), n)
+
+
+def _plan_row(llm, spec: CaptureSpec, row: int, prompt: str, prompt_ids: list[int], new_ids: list[int], chain, stats):
+    spans = step_char_spans(chain.text)
+    if not spans:
+        stats.miss("no text")
+        return None
+    kept = new_ids[: chain.num_new_tokens]
+    try:
+        gen_spans = token_spans(generated_offsets(llm.tokenizer, kept, chain.text), spans)
+    except ValueError:
+        stats.miss("a step no generated token covers")
+        return None
+    qspan = None
+    if spec.question_pooling == "span":
+        question = getattr(prompt, "question", None)
+        _, offsets = extraction.encode_with_offsets(llm.tokenizer, prompt)
+        qspan = token_spans(offsets, [extraction._question_chars(prompt, question, row)])[0]
+    return _Row(row, chain, prompt_ids, gen_spans, qspan)
+
+
+def _extra_state(llm, layer_pos: int, result, attention_mask, new):
+    """The layer's state of the last sampled token of each row, (B, 1, D) float16, by one decode step on the
+    generation's cache (positions from the attention mask, as `generate` computes them)."""
+    import torch
+
+    T = new.shape[1]
+    mask = torch.cat([attention_mask, torch.ones_like(new)], dim=1)  # (B, P + T)
+    pos = mask.sum(dim=1, keepdim=True) - 1  # (B, 1)
+    h = extraction.layer_output(
+        llm,
+        new[:, T - 1 :],
+        mask,
+        layer_pos,
+        past_key_values=result.past_key_values,
+        position_ids=pos,
+        use_cache=True,
+    )  # (B, 1, D)
+    return h.to(torch.float16)
+
+
+def pool_captured(llm, spec: CaptureSpec, batch, prompts, chains, stats: CaptureStats) -> None:
+    """Give each chain of one generate call its `latents` (an `Extracted`) from the recorded states.
+
+    batch: the generate call's `_Batch` (rows' prompt ids, left-padded width, new token ids (B, T), the
+    recorder's states, the generate result and attention mask for the extra step).
+    """
+    import numpy as np
+    import torch
+
+    tic, extra_before = time.perf_counter(), stats.extra_step_s
+    width, new = batch.width, batch.new  # new: (B, T)
+    T = new.shape[1]
+    rows = []
+    for r, chain in enumerate(chains):
+        planned = _plan_row(llm, spec, r, prompts[r], batch.prompt_ids[r], new[r].tolist(), chain, stats)
+        if planned is not None:
+            rows.append(planned)
+    if not rows:
+        stats.pool_s += time.perf_counter() - tic
+        return
+    states = batch.states  # (B, width + T - 1, D): the last sampled token was never fed
+    layer_pos = extraction.resolve_layer(spec.layer_idx, llm.num_layers)
+    if any(e >= T for r in rows for _, e in r.gen_spans):  # a step ends on the never-fed token
+        if spec.finish_last:
+            t0 = time.perf_counter()
+            last = _extra_state(llm, layer_pos, batch.result, batch.attention_mask, new.to(llm.device))
+            states = torch.cat([states, last.to(states.device)], dim=1)  # (B, width + T, D)
+            stats.extra_step_s += time.perf_counter() - t0
+            stats.extra_steps += 1
+        else:
+            kept = []
+            for r in rows:
+                r.gen_spans = [(s, min(e, T - 1)) for s, e in r.gen_spans]
+                if any(e <= s for s, e in r.gen_spans):
+                    stats.miss("a one-token step on the never-fed last token")
+                else:
+                    kept.append(r)
+            rows = kept
+            if not rows:
+                stats.pool_s += time.perf_counter() - tic
+                return
+    padded = [[(width + s, width + e) for s, e in r.gen_spans] for r in rows]  # into the left-padded states
+    pooled = extraction._pool(states[[r.row for r in rows]], padded, spec.pooling)  # list of (J, D') float32
+    for r, H in zip(rows, pooled, strict=True):
+        L = len(r.prompt_ids)
+        if r.qspan is not None:
+            qs, qe = r.qspan
+            q = extraction._span_state(states[[r.row]], 0, (width - L + qs, width - L + qe), spec.pooling)
+        else:
+            q = extraction._question_state(llm, states[[r.row]], 0, width + r.gen_spans[0][0], spec.pooling)
+        kept_ids = new[r.row, : r.chain.num_new_tokens].tolist()
+        r.chain.latents = extraction.Extracted(
+            H=H.cpu().numpy().astype(np.float16),
+            token_ids=list(r.prompt_ids) + kept_ids,
+            step_spans=[(L + s, L + e) for s, e in r.gen_spans],
+            q=q.cpu().numpy().astype(np.float16) if q is not None else None,
+        )
+        stats.chains += 1
+    stats.pool_s += time.perf_counter() - tic - (stats.extra_step_s - extra_before)

@@ -48,6 +48,13 @@ VIEWS: dict[str, ViewSpec] = {
 }
 
 
+def _matches_from_root(rel: str, glob: str) -> bool:
+    """`rel` matches `glob` as a whole path from the root (PurePath.match alone matches from the right, so
+    chains/<llm>/<v>/captured/latents/<llm>/<v>/shard-*.parquet would pass for the latents view)."""
+    path, pattern = PurePosixPath(rel), PurePosixPath(glob)
+    return len(path.parts) == len(pattern.parts) and path.match(glob)
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -141,7 +148,7 @@ def connect_objects(layout: StorageLayout) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.register_filesystem(layout.remote.fs)
     for name, spec in VIEWS.items():
-        urls = [url for rel, url in sorted(files.items()) if PurePosixPath(rel).match(spec.glob)]
+        urls = [url for rel, url in sorted(files.items()) if _matches_from_root(rel, spec.glob)]
         if not urls:
             empty = spec.schema.empty_table()
             for col in spec.path_columns:

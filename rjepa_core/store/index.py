@@ -64,16 +64,21 @@ def _visible_files(layout: StorageLayout, spec: ViewSpec) -> list[Path]:
     return [p for p in root.glob(spec.glob) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
+def _create_empty(con: duckdb.DuckDBPyConnection, name: str, spec: ViewSpec) -> None:
+    """An empty table with the view's columns, for a view whose files do not exist yet."""
+    empty = spec.schema.empty_table()
+    for col in spec.path_columns:
+        empty = empty.append_column(col, pa.array([], pa.string()))
+    con.register("_empty", empty)
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
+    con.unregister("_empty")
+
+
 def _create_view(con: duckdb.DuckDBPyConnection, layout: StorageLayout, name: str, spec: ViewSpec) -> int:
     """Create one view (or empty table); returns how many files it covers now."""
     files = _visible_files(layout, spec)
     if not files:
-        empty = spec.schema.empty_table()
-        for col in spec.path_columns:
-            empty = empty.append_column(col, pa.array([], pa.string()))
-        con.register("_empty", empty)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
-        con.unregister("_empty")
+        _create_empty(con, name, spec)
         return 0
     root = str(layout.root)
     path_cols = ", ".join(f"string_split(filename, '/')[{idx}] AS {col}" for col, idx in spec.path_columns.items())
@@ -150,12 +155,7 @@ def connect_objects(layout: StorageLayout) -> duckdb.DuckDBPyConnection:
     for name, spec in VIEWS.items():
         urls = [url for rel, url in sorted(files.items()) if _matches_from_root(rel, spec.glob)]
         if not urls:
-            empty = spec.schema.empty_table()
-            for col in spec.path_columns:
-                empty = empty.append_column(col, pa.array([], pa.string()))
-            con.register("_empty", empty)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _empty")
-            con.unregister("_empty")
+            _create_empty(con, name, spec)
             continue
         # one more component than on disk: the sha256 folder between the unit and the file name
         cols = ", ".join(f"string_split(filename, '/')[{idx - 1}] AS {col}" for col, idx in spec.path_columns.items())

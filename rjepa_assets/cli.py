@@ -286,12 +286,22 @@ def _service_bench(args) -> None:
     raise SystemExit(rc)
 
 
+REPEATED_BENCHES = {"extraction", "scoring", "generation"}  # the benches that alternate two sides `repeats` times
+
+
 def cmd_bench(args) -> None:
     if args.name in SERVICE_BENCHES:
         return _service_bench(args)
     from rjepa_core.bench import run_benchmark
 
-    result = run_benchmark(args.name, out_dir=args.out, quick=args.quick)
+    kw = {}
+    if args.repeats is not None:
+        if args.name not in REPEATED_BENCHES:
+            raise SystemExit(f"--repeats applies to {', '.join(sorted(REPEATED_BENCHES))}, not to {args.name}")
+        if args.repeats < 1:
+            raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
+        kw["repeats"] = args.repeats
+    result = run_benchmark(args.name, out_dir=args.out, quick=args.quick, **kw)
     print(json.dumps(result, indent=2, default=str))
 
 
@@ -549,6 +559,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name", choices=["extraction", "training", "scoring", "generation", "ddp", *SERVICE_BENCHES])
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.add_argument("--quick", action="store_true", help="tiny model, seconds")
+    p.add_argument("--repeats", type=int, help="side-by-side pairs for extraction/scoring/generation (default 2-3)")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("train", help="train R-JEPA on stored latents, optionally on N torchrun processes (DDP)")
     p.add_argument("--llm", default="smollm2-135m")

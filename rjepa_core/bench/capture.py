@@ -5,11 +5,15 @@
     >>> agreement(llm, prompts, timing["chains"], spec)["step_cosine"]["mean"]
 
 Both sides sample the same prompts with the same seed (capture does not change what is sampled: the
-texts are checked equal), alternated `repeats` times, best time of each kept. The cost of capture is
-the larger of (a) the wall-clock difference between sampling with and without it and (b) the time
-measured inside it (the hook's float16 copies, span mapping and pooling, the extra decode step): (a)
-alone can come out below zero from timing noise, (b) alone misses the hook's dispatch. The
-teacher-forced cost is `StudentLLM.extract` over the sampled chains (one hooked layer, prompt shared
+texts are checked equal), `repeats` pairs, the order swapped every pair (plain first, then capture
+first) so that a drift of the machine's speed cancels. The cost of capture is the larger of (a) the
+wall-clock difference between sampling with and without it — the median over pairs of the paired
+difference (the best-of difference is kept beside it) — and (b) the time measured inside it (the
+hook's float16 copies, span mapping and pooling, the extra decode step): (a) alone can come out below
+zero from timing noise, (b) alone misses the hook's dispatch. On a shared machine the wall clock
+mostly measures the neighbours, so the same paired median is also taken over the process's CPU time
+(`capture_cpu_pct_of_sampling`), which other processes disturb far less; `capture_pct_of_sampling`
+uses the largest of the three. The teacher-forced cost is `StudentLLM.extract` over the sampled chains (one hooked layer, prompt shared
 per problem): the second forward capture replaces.
 """
 
@@ -54,22 +58,31 @@ def time_capture(llm, prompts, k: int, max_new_tokens: int, batch_size: int, spe
     from rjepa_core.llm.capture import CaptureStats
 
     t: dict[str, float] = {}
-    best = {"plain": float("inf"), "capture": float("inf")}
+    times: dict[str, list[float]] = {"plain": [], "capture": []}
+    cpu: dict[str, list[float]] = {"plain": [], "capture": []}
     instrumented, pairs, plain_pairs = None, None, None
-    for _ in range(repeats):
-        with timer(llm.device, t, "plain"):
-            plain_pairs = sample_pairs(llm, prompts, k, max_new_tokens, batch_size)
-        best["plain"] = min(best["plain"], t["plain"])
-        stats = CaptureStats()
-        with timer(llm.device, t, "capture"):
-            pairs = sample_pairs(llm, prompts, k, max_new_tokens, batch_size, spec, stats)
-        if t["capture"] < best["capture"]:
-            best["capture"], instrumented = t["capture"], stats
+    for i in range(repeats):
+        for side in ("plain", "capture") if i % 2 == 0 else ("capture", "plain"):
+            if side == "plain":
+                with timer(llm.device, t, "plain"):
+                    plain_pairs = sample_pairs(llm, prompts, k, max_new_tokens, batch_size)
+            else:
+                stats = CaptureStats()
+                with timer(llm.device, t, "capture"):
+                    pairs = sample_pairs(llm, prompts, k, max_new_tokens, batch_size, spec, stats)
+                if not times["capture"] or t["capture"] < min(times["capture"]):
+                    instrumented = stats
+            times[side].append(t[side])
+            cpu[side].append(t[f"{side}_cpu"])
+    best = {side: min(v) for side, v in times.items()}
     kept = [(p, c) for p, c in pairs if c.latents is not None]
     with timer(llm.device, t, "teacher_forced"):
         teacher_forced(llm, kept, spec, batch_size=llm.spec.batch_size)
-    wall = best["capture"] - best["plain"]
-    cost = max(wall, instrumented.seconds)
+    paired = [c - p for c, p in zip(times["capture"], times["plain"], strict=True)]
+    wall = float(np.median(paired))
+    cpu_pct = 100.0 * float(np.median([c - p for c, p in zip(cpu["capture"], cpu["plain"], strict=True)]))
+    cpu_pct /= float(np.median(cpu["plain"]))
+    cost = max(wall, instrumented.seconds, cpu_pct / 100.0 * best["plain"])
     return {
         "chains": pairs,
         "n_chains": len(pairs),
@@ -78,7 +91,15 @@ def time_capture(llm, prompts, k: int, max_new_tokens: int, batch_size: int, spe
         "generated_tokens": sum(c.num_new_tokens for _, c in pairs),
         "sampling_s": best["plain"],
         "sampling_with_capture_s": best["capture"],
-        "capture_wall_overhead_s": wall,
+        "capture_wall_overhead_s": wall,  # median paired difference
+        "capture_wall_overhead_best_of_s": best["capture"] - best["plain"],
+        "sampling_runs_s": times["plain"],
+        "sampling_with_capture_runs_s": times["capture"],
+        "sampling_cpu_runs_s": cpu["plain"],
+        "sampling_with_capture_cpu_runs_s": cpu["capture"],
+        "capture_wall_pct_of_sampling": 100.0 * wall / best["plain"],
+        "capture_cpu_pct_of_sampling": cpu_pct,
+        "capture_instrumented_pct_of_sampling": 100.0 * instrumented.seconds / best["plain"],
         "capture_instrumented": instrumented.to_dict(),
         "capture_s": cost,
         "teacher_forced_extraction_s": t["teacher_forced"],

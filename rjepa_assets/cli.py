@@ -7,6 +7,8 @@
     rjepa bench load | fuzz | faults # service under load, schemathesis fuzzing, kill -9 tests (JSON in bench/results)
     rjepa train --llm smollm2-135m --version v1 --nproc 2   # R-JEPA on 2 torchrun processes (DDP)
     rjepa llms add my-llm --source Qwen/Qwen3-0.6B --hidden-size 1024
+    rjepa llms add gemma3-270m --from configs/llms/gemma3-270m.yaml --registry /elsewhere/llms
+    rjepa llms list                  # entries, and the install command of any that cannot load here
     rjepa serve --port 8000
     rjepa promote --llm smollm2-135m --version v1.fb1   # deploy a checkpoint (the service reloads it)
     rjepa rollback --llm smollm2-135m                   # back to the previously deployed checkpoint
@@ -344,27 +346,56 @@ def cmd_train(args) -> None:
         layout.remote.push()
 
 
-def cmd_llms_add(args) -> None:
-    from rjepa_core.llm.registry import LLMSpec
+def _registry_dir(args) -> Path:
+    """Where the sensor reads the registry: --registry, else $RJEPA_CONFIGS/llms, else <project>/configs/llms."""
+    if getattr(args, "registry", None):
+        return Path(args.registry)
+    return Path(os.environ.get("RJEPA_CONFIGS") or PROJECT_ROOT / "configs") / "llms"
 
-    spec = LLMSpec(
-        llm_tag=args.tag,
-        source=args.source,
-        gguf_file=args.gguf_file,
-        layer_idx=args.layer_idx,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        hidden_size=args.hidden_size,
-        quantization=args.quantization,
-        description=args.description,
-    )
-    path = PROJECT_ROOT / "configs" / "llms" / f"{args.tag}.yaml"
+
+LLM_FLAGS = ("source", "gguf_file", "layer_idx", "dtype", "batch_size", "hidden_size", "quantization", "description")
+
+
+def cmd_llms_add(args) -> None:
+    """Write <registry>/<tag>.yaml from flags, or copy a YAML (`--from`, flags override its fields)."""
+    from rjepa_core.io import atomic_write_text
+    from rjepa_core.llm.embedded import missing_package
+    from rjepa_core.llm.registry import LLMSpec, load_registry, load_spec
+
+    overrides = {k: getattr(args, k) for k in LLM_FLAGS if getattr(args, k) is not None}
+    if args.from_yaml:
+        base = load_spec(args.from_yaml)
+    elif "source" not in overrides:
+        raise SystemExit("rjepa llms add: give --source (hub id, local folder, .gguf or embedded:…) or --from FILE")
+    else:
+        base = None
+    data = {**(base.to_dict() if base else {}), **overrides, "llm_tag": args.tag}
+    spec = LLMSpec(**data)  # validates: a bad field fails here, before anything is written
+    registry = _registry_dir(args)
+    path = registry / f"{args.tag}.yaml"
     if path.exists() and not args.force:
         raise SystemExit(f"{path} exists: pass --force to replace it")
-    from rjepa_core.io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    if registry.is_dir() and not path.exists() and args.tag in load_registry(registry):
+        raise SystemExit(f"llm_tag {args.tag!r} is already defined by another file in {registry}: pick another tag")
+    if base is not None and not overrides and base.llm_tag == args.tag:
+        text = Path(args.from_yaml).read_text(encoding="utf-8")  # a plain copy keeps the file's comments
+    else:
+        text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
+    atomic_write_text(path, text)
     print(f"wrote {path}: the llm_registry_sensor adds the `{args.tag}` partition and backfills it")
+    missing = missing_package(spec.source)
+    if missing:
+        print(f"note: {missing}; the sensor waits for it before it backfills `{args.tag}`")
+
+
+def cmd_llms_list(args) -> None:
+    from rjepa_core.llm.embedded import missing_package
+    from rjepa_core.llm.registry import load_registry
+
+    for tag, spec in load_registry(_registry_dir(args)).items():
+        status = missing_package(spec.source) or "ok"
+        row = f"{tag:<16} {spec.kind:<8} hidden {spec.hidden_size!s:<5} layer {spec.layer_idx:<3} {spec.source}"
+        print(f"{row}  [{status}]")
 
 
 def cmd_serve(args) -> None:
@@ -630,18 +661,23 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_rollback)
     p = sub.add_parser("llms", help="manage the LLM registry")
     lsub = p.add_subparsers(dest="llms_cmd", required=True)
-    a = lsub.add_parser("add", help="add configs/llms/<tag>.yaml")
+    a = lsub.add_parser("add", help="add configs/llms/<tag>.yaml (from flags, or a copy of a YAML with --from)")
     a.add_argument("tag")
-    a.add_argument("--source", required=True, help="hub id, local folder or .gguf path")
+    a.add_argument("--from", dest="from_yaml", default=None, help="registry YAML to copy (e.g. a shipped entry)")
+    a.add_argument("--source", default=None, help="hub id, local folder, .gguf path or embedded:smollm2|gemma3")
     a.add_argument("--gguf-file", default=None)
-    a.add_argument("--layer-idx", type=int, default=-2)
-    a.add_argument("--dtype", default="auto")
-    a.add_argument("--batch-size", type=int, default=8)
+    a.add_argument("--layer-idx", type=int, default=None, help="default -2 (second-to-last)")
+    a.add_argument("--dtype", default=None, help="auto | float32 | bfloat16 | float16 (default auto)")
+    a.add_argument("--batch-size", type=int, default=None, help="default 8")
     a.add_argument("--hidden-size", type=int, default=None)
     a.add_argument("--quantization", default=None)
-    a.add_argument("--description", default="")
+    a.add_argument("--description", default=None)
+    a.add_argument("--registry", default=None, help="registry folder (default $RJEPA_CONFIGS/llms or configs/llms)")
     a.add_argument("--force", action="store_true")
     a.set_defaults(fn=cmd_llms_add)
+    a = lsub.add_parser("list", help="the registry's entries and whether each can load here")
+    a.add_argument("--registry", default=None, help="registry folder (default $RJEPA_CONFIGS/llms or configs/llms)")
+    a.set_defaults(fn=cmd_llms_list)
     args = ap.parse_args(argv)
     try:
         args.fn(args)

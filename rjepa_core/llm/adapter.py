@@ -56,8 +56,13 @@ class StudentLLM:
         )
 
     def prompt_for(self, statement: str, examples: Sequence[Example] = ()) -> str:
-        """Prompt asking for "Step k:" lines and a final "Answer:" line, after any worked examples."""
-        return render(self.tokenizer, statement, examples)
+        """Prompt asking for "Step k:" lines and a final "Answer:" line, after any worked examples.
+
+        Without examples (a dataset version with `few_shot: 0`) the registry entry's own are shown, so a
+        base model sees the format wherever it is prompted: sampling, extraction, scoring, the service.
+        """
+        examples = list(examples) or self.spec.examples()
+        return render(self.tokenizer, statement, examples, fmt=self.spec.prompt_format)
 
     def generate(
         self,

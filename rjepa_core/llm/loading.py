@@ -3,7 +3,8 @@
     >>> from rjepa_core.llm.loading import load_model
     >>> tokenizer, model, device = load_model(spec, device="auto")
 
-Sources: "embedded:smollm2" / "embedded:minilm" (packaged models), a local folder, a .gguf file,
+Sources: "embedded:smollm2" / "embedded:minilm" / "embedded:gemma3" (packaged models; Gemma is the
+opt-in extra `.[gemma]`), a local folder, a .gguf file,
 or a Hugging Face hub id (read from the local cache only when HF_HUB_OFFLINE is set).
 """
 
@@ -14,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rjepa_core.llm.embedded import minilm_dir, smollm2_dir
+from rjepa_core.llm.embedded import gemma3_dir, minilm_dir, smollm2_dir
 from rjepa_core.llm.registry import LLMSpec
 
 _TORCH_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -66,6 +67,8 @@ def resolve_source(spec: LLMSpec) -> tuple[str, dict[str, Any]]:
         return str(smollm2_dir()), {}
     if spec.source == "embedded:minilm":
         return str(minilm_dir()), {}
+    if spec.source == "embedded:gemma3":
+        return str(gemma3_dir()), {}
     src = Path(spec.source).expanduser()
     if spec.source.endswith(".gguf"):
         if not src.is_file():

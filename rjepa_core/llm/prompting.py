@@ -10,7 +10,9 @@ sampling, teacher-forced extraction, the checkpoint's meta, the service — rend
     >>> print(render_plain("Calculate 4 + 4.", ex).splitlines()[-1])
     Solution:
 
-Examples are train-split problems only, so no test problem is ever shown to the student.
+Examples are train-split problems only, so no test problem is ever shown to the student. A version
+without examples shows the student its registry entry's own (`few_shot:` in configs/llms/<tag>.yaml,
+written for base models such as Gemma-3-270M, with numbers outside the datasets' one-digit range).
 """
 
 from __future__ import annotations
@@ -103,9 +105,21 @@ def render_plain(statement: str, examples: Sequence[Example] = ()) -> Prompt:
     return Prompt("\n\n".join(blocks), statement.strip())
 
 
-def render(tokenizer: Any, statement: str, examples: Sequence[Example] = ()) -> Prompt:
-    """The prompt: chat turns (one user/assistant pair per example) when the tokenizer has a template."""
-    if not getattr(tokenizer, "chat_template", None):
+def render(tokenizer: Any, statement: str, examples: Sequence[Example] = (), fmt: str = "auto") -> Prompt:
+    """The prompt: chat turns (one user/assistant pair per example) when the tokenizer has a template.
+
+    fmt: "auto" (chat when the tokenizer has a template), "plain" (always plain text: a base model's GGUF
+    may carry a chat template it was never tuned on), "chat" (a template is required).
+    """
+    if fmt not in ("auto", "plain", "chat"):
+        raise ValueError(f"prompt format {fmt!r} is not one of auto, plain, chat")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if fmt == "chat" and not has_template:
+        raise ValueError(
+            "prompt_format: chat needs a tokenizer with a chat template, and this one has none: "
+            "use prompt_format: plain (or auto) in the LLM's registry entry"
+        )
+    if fmt == "plain" or not has_template:
         return render_plain(statement, examples)
     turns: list[dict[str, str]] = []
     for e in examples:

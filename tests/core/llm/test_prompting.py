@@ -81,3 +81,45 @@ def test_sampling_and_extraction_use_the_marked_examples(tiny_student):
     without = tiny_student.extract([(tiny_student.prompt_for(statement), c.steps)])[0].H
     np.testing.assert_array_equal(s.H, with_ex)  # the latents were extracted under the sampling prompt
     assert not np.array_equal(with_ex, without)  # and the prompt matters to them
+
+
+def test_registry_examples_and_plain_format_for_a_base_model(tiny_llm_dir):
+    """A base model's registry entry brings its own worked examples (shown when the version has none) and can
+    force the plain prompt although its tokenizer carries a chat template."""
+    from rjepa_core.llm.adapter import StudentLLM
+    from rjepa_core.llm.registry import LLMSpec
+
+    own = {"statement": "Calculate 12 + 25.", "steps": ["12 + 25 = 37"], "answer": "37"}
+    spec = LLMSpec(llm_tag="base", source=str(tiny_llm_dir), prompt_format="plain", few_shot=[own], batch_size=4)
+    base = StudentLLM.load(spec, device="cpu")
+    assert base.tokenizer.chat_template  # the tiny tokenizer has one, and the entry overrides it
+    text = base.prompt_for("Calculate 4 + 4.")
+    assert text == render_plain("Calculate 4 + 4.", [Example("Calculate 12 + 25.", ["12 + 25 = 37"], "37")])
+    assert "<|im_start|>" not in text and text.index("Step 1: 12 + 25 = 37") < text.index("Calculate 4 + 4.")
+    # a version's own examples win over the entry's
+    version_ex = [Example("Calculate 1 + 2 + 3.", ["1 + 2 = 3", "3 + 3 = 6"], "6")]
+    with_version = base.prompt_for("Calculate 4 + 4.", version_ex)
+    assert "12 + 25" not in with_version and "Step 2: 3 + 3 = 6" in with_version
+
+    # sampling and teacher-forced extraction both use the entry's examples (the version has few_shot: 0)
+    problems = build_problems(version(0), parent_problems=[])
+    test = [p for p in problems if p.split == "test"][:2]
+    chains = sample_student_chains(base, test, k=1, k_test=1, max_new_tokens=6, seed=3)
+    seqs = extract_latents(base, test, chains)
+    statement = next(p.statement for p in test if p.problem_id == chains[0].problem_id)
+    H = base.extract([(base.prompt_for(statement), chains[0].steps)])[0].H
+    bare = base.extract([(render_plain(statement), chains[0].steps)])[0].H
+    np.testing.assert_array_equal(seqs[0].H, H)
+    assert not np.array_equal(H, bare)
+
+
+def test_prompt_format_errors_say_what_to_do(tiny_llm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    assert render(tok, "Calculate 4 + 4.", fmt="chat").startswith("<|im_start|>user")
+    tok.chat_template = None
+    with pytest.raises(ValueError, match="use prompt_format: plain"):
+        render(tok, "Calculate 4 + 4.", fmt="chat")
+    with pytest.raises(ValueError, match="not one of auto, plain, chat"):
+        render(tok, "Calculate 4 + 4.", fmt="jinja")

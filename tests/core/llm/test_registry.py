@@ -20,6 +20,37 @@ def test_shipped_registry():
     assert reg["qwen3-8b-awq"].quantization == "awq"
     assert (reg["qwen3-32b"].hidden_size, reg["llama-3.1-8b"].source) == (5120, "meta-llama/Llama-3.1-8B-Instruct")
     assert load_registry() == reg  # the relative default finds the repository's registry
+    gemma = reg["gemma3-270m"]
+    assert (gemma.source, gemma.hidden_size, gemma.dtype, gemma.prompt_format) == (
+        "embedded:gemma3",
+        640,
+        "float32",
+        "plain",
+    )
+    assert 0 <= gemma.layer_idx < 18 and smol.few_shot == [] and smol.examples() == []
+
+
+def test_gemma_examples_are_worked_and_never_a_dataset_problem():
+    """The base model's worked examples are arithmetic that checks out, and none of them is a problem of a
+    shipped dataset version (so no test problem is ever shown to the student as an example)."""
+    from rjepa_core.data.datasets import build_problems, load_dataset_configs
+
+    examples = load_registry(REPO_REGISTRY)["gemma3-270m"].examples()
+    assert len(examples) >= 2 and any(len(e.steps) >= 2 for e in examples)
+    for e in examples:
+        for step in e.steps:
+            lhs, rhs = step.split("=")
+            assert eval(lhs) == int(rhs), step  # noqa: S307 - the YAML's own arithmetic, digits and + - * only
+        assert e.steps[-1].split("=")[1].strip() == e.answer
+    configs = load_dataset_configs(REPO_REGISTRY.parent / "datasets")
+    statements: set[str] = set()
+    parents: dict[str, list] = {}
+    for name in ("v1", "v2"):
+        cfg = configs[name]
+        parents[name] = build_problems(cfg, parent_problems=parents.get(cfg.parent, []) if cfg.parent else [])
+        statements |= {p.statement.strip() for p in parents[name]}
+    assert len(statements) > 100
+    assert not statements & {e.statement for e in examples}
 
 
 @pytest.mark.parametrize(
@@ -34,6 +65,12 @@ def test_shipped_registry():
         ("llm_tag: x\nsource: a/b\nbatch_size: 0\n", "field 'batch_size'"),
         ("llm_tag: x\nsource: a/b\npooling: max\n", "field 'pooling'"),
         ("llm_tag: x\nsource: a/b\nlatents_from_sampling: maybe\n", "field 'latents_from_sampling'"),
+        ("llm_tag: x\nsource: a/b\nprompt_format: jinja\n", "field 'prompt_format'"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: 3\n", "field 'few_shot'"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: 1 + 1?}]\n", "field 'few_shot'.*item 0"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: [], answer: 2}]\n", "field 'few_shot'"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: ['Step 1: 1 + 1 = 2'], answer: 2}]\n", "few_shot"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: ['1 + 1 = 2'], answer: 2, why: x}]\n", "few_shot"),
         ("- just\n- a list\n", "expected a mapping"),
         ("llm_tag: [unclosed\n", "not valid YAML"),
     ],

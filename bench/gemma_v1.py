@@ -1,8 +1,12 @@
 """Gemma-3-270M (base) as the second student on v1: its own pipeline's cost and evaluation, beside SmolLM2.
 
     RJEPA_STORAGE=/work/store-replay .venv/bin/rjepa demo --llm smollm2-135m --version v1
-    RJEPA_STORAGE=/work/store-replay .venv/bin/rjepa demo --llm gemma3-270m --version v1 --k 1
-    RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --greedy-train-val --layers 4 9 13 16
+    RJEPA_STORAGE=/work/store-replay .venv/bin/dagster asset materialize -m rjepa_assets.definitions \
+        --partition 'v1|gemma3-270m' -c bench/gemma_v1_run.yaml \
+        --select student_chains,latents,jepa_checkpoint,latent_decoder,eval_report   # K 1 / 4: see that file
+    RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --pipeline
+    RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --greedy-train-val
+    RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --layers 4 9 13 16
 
 Reads what those Dagster runs left: minutes per step (the instance's step stats of each LLM's newest
 successful `llm_pipeline_job` run for `v1|<llm>`), and each LLM's own-checkpoint eval report (OFF/greedy,
@@ -16,7 +20,8 @@ on train/val problems only (never test):
   its held-out predictions in 5 folds grouped by problem. A cheap proxy for the layer choice, not the
   JEPA-loss AUROC itself.
 
-Writes bench/results/gemma_v1.json atomically, with the command and the machine's load.
+Writes bench/results/gemma_v1.json atomically (each part's command kept; a later invocation of one
+part keeps the others' results).
 """
 
 from __future__ import annotations
@@ -36,10 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LLMS = ("smollm2-135m", "gemma3-270m")
-# what made the runs this script reads (Gemma: one sampled chain per train/val problem instead of the
-# asset's two, to fit the time on 2 shared cores; 8 per test problem + greedy, as SmolLM2)
-_DEMO = "RJEPA_STORAGE=/work/store-replay nice -n 5 .venv/bin/rjepa demo --version v1 --llm "
-PIPELINE_COMMANDS = {"smollm2-135m": _DEMO + "smollm2-135m", "gemma3-270m": _DEMO + "gemma3-270m --k 1"}
+# what made the runs this script reads (Gemma: 1 sampled chain per train/val problem and 4 per test problem,
+# bench/gemma_v1_run.yaml, to fit the time on 2 shared cores; SmolLM2: the asset's 2 and 8)
+PIPELINE_COMMANDS = {
+    "smollm2-135m": "RJEPA_STORAGE=/work/store-replay nice -n 5 .venv/bin/rjepa demo --llm smollm2-135m --version v1",
+    "gemma3-270m": "DAGSTER_HOME=$PWD RJEPA_STORAGE=/work/store-replay nice -n 5 .venv/bin/dagster asset materialize "
+    "-m rjepa_assets.definitions --partition 'v1|gemma3-270m' -c bench/gemma_v1_run.yaml "
+    "--select student_chains,latents,jepa_checkpoint,latent_decoder,eval_report",
+}
 METHODS = ("greedy", "majority", "jepa", "jepa_vote", "jepa_filter_majority", "composite", "logprob_mean", "random")
 
 
@@ -151,53 +160,69 @@ def layer_probe(llm_tag: str, layout, version: str, layers: list[int], folds: in
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--version", default="v1")
-    ap.add_argument("--greedy-train-val", action="store_true", help="also measure greedy accuracy on train/val")
+    ap.add_argument("--pipeline", action="store_true", help="read both LLMs' Dagster runs and eval reports")
+    ap.add_argument("--greedy-train-val", action="store_true", help="measure greedy accuracy on train/val")
     ap.add_argument("--layers", nargs="*", type=int, default=[], help="Gemma layers for the linear-probe study")
+    ap.add_argument("--llms", nargs="*", default=list(LLMS), choices=LLMS, help="students to measure")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gemma_v1.json"))
     args = ap.parse_args(argv)
 
     os.chdir(ROOT)
     os.environ.setdefault("DAGSTER_HOME", str(ROOT))
-    import dagster as dg
-
     from rjepa_assets.defs.resources import StorageResource
     from rjepa_core.io import atomic_write_text
     from rjepa_core.llm.registry import load_registry
     from rjepa_core.schemas import Problem, read_records
 
-    instance = dg.DagsterInstance.get()
+    out = Path(args.out)
+    # each part (pipeline, greedy, layers) may be measured by its own invocation: keep the others' results
+    result: dict = json.loads(out.read_text()) if out.exists() else {"llms": {}}
+    command = f"RJEPA_STORAGE={os.environ.get('RJEPA_STORAGE', '')} .venv/bin/python bench/gemma_v1.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
     layout = StorageResource().layout()
     registry = load_registry()
-    result: dict = {
-        "command": "RJEPA_STORAGE=" + os.environ.get("RJEPA_STORAGE", "") + " .venv/bin/python bench/gemma_v1.py "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
-        "pipeline_commands": PIPELINE_COMMANDS,
-        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "storage": layout.uri,
-        "version": args.version,
-        "llms": {},
-    }
-    problems = read_records(Problem, layout.problems_path(args.version))
-    for tag in LLMS:
-        spec = registry[tag]
-        row = {
-            "source": spec.source,
-            "layer_idx": spec.layer_idx,
-            "hidden_size": spec.hidden_size,
-            "prompt_format": spec.prompt_format,
-            "registry_few_shot": len(spec.few_shot),
-            **step_minutes(instance, tag, args.version),
-            "own_checkpoint_eval": own_eval(layout, tag, args.version),
+    result.update(
+        {
+            "pipeline_commands": PIPELINE_COMMANDS,
+            "storage": layout.uri,
+            "version": args.version,
+            "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with two other agents' jobs"},
         }
+    )
+    result.setdefault("commands", {})
+    problems = read_records(Problem, layout.problems_path(args.version))
+    for tag in args.llms:
+        spec = registry[tag]
+        row = result["llms"].setdefault(tag, {})
+        row.update(
+            {
+                "source": spec.source,
+                "layer_idx": spec.layer_idx,
+                "hidden_size": spec.hidden_size,
+                "prompt_format": spec.prompt_format,
+                "registry_few_shot": len(spec.few_shot),
+            }
+        )
+        if args.pipeline:
+            import dagster as dg
+
+            instance = dg.DagsterInstance.get()
+            row.update(step_minutes(instance, tag, args.version))
+            row["own_checkpoint_eval"] = own_eval(layout, tag, args.version)
+            result["commands"]["pipeline"] = command
         if args.greedy_train_val:
             row["greedy_train_val"] = greedy_train_val(tag, problems)
+            row["greedy_train_val"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+            result["commands"]["greedy_train_val"] = command
             print(f"[gemma_v1] {tag} greedy train/val: {row['greedy_train_val']['accuracy']}", flush=True)
-        result["llms"][tag] = row
     if args.layers:
-        result["llms"]["gemma3-270m"]["layer_probe"] = layer_probe("gemma3-270m", layout, args.version, args.layers)
-    atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
-    print(f"[gemma_v1] wrote {args.out}")
+        probe = layer_probe("gemma3-270m", layout, args.version, args.layers)
+        result["llms"]["gemma3-270m"]["layer_probe"] = probe
+        result["commands"]["layer_probe"] = command
+    result["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    print(f"[gemma_v1] wrote {out}")
 
 
 if __name__ == "__main__":

@@ -6,19 +6,12 @@
         --select student_chains,latents,jepa_checkpoint,latent_decoder,eval_report   # K 1 / 4: see that file
     RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --pipeline
     RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --greedy-train-val
-    RJEPA_STORAGE=/work/store-replay .venv/bin/python bench/gemma_v1.py --layers 4 9 13 16
 
 Reads what those Dagster runs left: minutes per step (the instance's step stats of each LLM's newest
 successful `llm_pipeline_job` run for `v1|<llm>`), and each LLM's own-checkpoint eval report (OFF/greedy,
-majority, JEPA selection accuracies with their 95 % intervals, JEPA-loss AUROC). Optionally measures,
-on train/val problems only (never test):
-
-- `--greedy-train-val`: greedy accuracy of each student on every v1 train/val problem, under the prompt
-  the pipeline uses (Gemma: its registry entry's three worked examples, plain text);
-- `--layers L ...`: for Gemma, which layer separates its correct from its incorrect sampled train/val
-  chains — a linear probe (logistic regression on the chain's mean step latent at that layer), AUROC of
-  its held-out predictions in 5 folds grouped by problem. A cheap proxy for the layer choice, not the
-  JEPA-loss AUROC itself.
+majority, JEPA selection accuracies with their 95 % intervals, JEPA-loss AUROC). With `--greedy-train-val`
+it also measures each student's greedy accuracy on every v1 train/val problem (never test), under the
+prompt the pipeline uses (Gemma: its registry entry's three worked examples, plain text).
 
 Writes bench/results/gemma_v1.json atomically (each part's command kept; a later invocation of one
 part keeps the others' results).
@@ -34,8 +27,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,25 +44,27 @@ METHODS = ("greedy", "majority", "jepa", "jepa_vote", "jepa_filter_majority", "c
 
 
 def step_minutes(instance, llm: str, version: str) -> dict:
-    """Minutes per step of the newest successful llm_pipeline_job run of `version|llm`."""
+    """Minutes per step of the newest successful run of `version|llm` that sampled the chains (the
+    `llm_pipeline_job` of `rjepa demo`, or the asset job of `dagster asset materialize`)."""
     import dagster as dg
 
     runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            job_name="llm_pipeline_job",
-            tags={"dagster/partition": f"{version}|{llm}"},
-            statuses=[dg.DagsterRunStatus.SUCCESS],
-        ),
-        limit=1,
+        filters=dg.RunsFilter(tags={"dagster/partition": f"{version}|{llm}"}, statuses=[dg.DagsterRunStatus.SUCCESS])
     )
-    if not runs:
-        raise SystemExit(f"no successful llm_pipeline_job run for {version}|{llm}: run `rjepa demo --llm {llm}` first")
-    run = runs[0]
-    stats = instance.get_run_step_stats(run.run_id)
-    steps = {s.step_key: round((s.end_time - s.start_time) / 60, 2) for s in stats if s.end_time and s.start_time}
-    record = instance.get_run_record_by_id(run.run_id)
-    wall = (record.end_time - record.start_time) / 60 if record.end_time and record.start_time else None
-    return {"run_id": run.run_id, "minutes_per_step": steps, "run_minutes": round(wall, 2) if wall else None}
+    for run in runs:  # newest first
+        stats = instance.get_run_step_stats(run.run_id)
+        steps = {s.step_key: round((s.end_time - s.start_time) / 60, 2) for s in stats if s.end_time and s.start_time}
+        if "student_chains" not in steps:
+            continue
+        record = instance.get_run_record_by_id(run.run_id)
+        wall = (record.end_time - record.start_time) / 60 if record.end_time and record.start_time else None
+        return {
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "minutes_per_step": steps,
+            "run_minutes": round(wall, 2) if wall else None,
+        }
+    raise SystemExit(f"no successful pipeline run for {version}|{llm}: run `rjepa demo --llm {llm}` first")
 
 
 def own_eval(layout, llm: str, version: str) -> dict:
@@ -119,50 +112,11 @@ def greedy_train_val(llm_tag: str, problems, batch: int = 32) -> dict:
     }
 
 
-def layer_probe(llm_tag: str, layout, version: str, layers: list[int], folds: int = 5) -> dict:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from rjepa_core.llm.adapter import StudentLLM
-    from rjepa_core.llm.prompting import examples_of
-    from rjepa_core.schemas import ChainOfThought, Problem, read_records
-
-    problems = {p.problem_id: p for p in read_records(Problem, layout.problems_path(version))}
-    examples = examples_of(problems.values())
-    chains = [
-        c
-        for c in read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
-        if problems[c.problem_id].split in ("train", "val") and not c.meta.get("greedy")
-    ]
-    y = np.array([int(c.is_valid) for c in chains])
-    groups = np.array([c.problem_id for c in chains])
-    llm = StudentLLM.load(llm_tag)
-    items = [(llm.prompt_for(problems[c.problem_id].statement, examples), c.steps) for c in chains]
-    out: dict = {"n_chains": len(chains), "n_correct": int(y.sum()), "folds": folds, "auroc": {}, "seconds": {}}
-    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=0)
-    for layer in layers:
-        tic = time.monotonic()
-        X = np.stack([e.H.astype(np.float32).mean(0) for e in llm.extract(items, layer_idx=layer)])  # (N, 640)
-        pred = np.zeros(len(y))
-        for train, held in cv.split(X, y, groups):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
-            model.fit(X[train], y[train])
-            pred[held] = model.predict_proba(X[held])[:, 1]
-        out["auroc"][str(layer)] = round(float(roc_auc_score(y, pred)), 4)
-        out["seconds"][str(layer)] = round(time.monotonic() - tic, 1)
-        print(f"[gemma_v1] layer {layer}: probe AUROC {out['auroc'][str(layer)]}", flush=True)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--version", default="v1")
     ap.add_argument("--pipeline", action="store_true", help="read both LLMs' Dagster runs and eval reports")
     ap.add_argument("--greedy-train-val", action="store_true", help="measure greedy accuracy on train/val")
-    ap.add_argument("--layers", nargs="*", type=int, default=[], help="Gemma layers for the linear-probe study")
     ap.add_argument("--llms", nargs="*", default=list(LLMS), choices=LLMS, help="students to measure")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gemma_v1.json"))
     args = ap.parse_args(argv)
@@ -216,10 +170,6 @@ def main(argv: list[str] | None = None) -> None:
             row["greedy_train_val"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
             result["commands"]["greedy_train_val"] = command
             print(f"[gemma_v1] {tag} greedy train/val: {row['greedy_train_val']['accuracy']}", flush=True)
-    if args.layers:
-        probe = layer_probe("gemma3-270m", layout, args.version, args.layers)
-        result["llms"]["gemma3-270m"]["layer_probe"] = probe
-        result["commands"]["layer_probe"] = command
     result["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     print(f"[gemma_v1] wrote {out}")

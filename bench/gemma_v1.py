@@ -40,7 +40,20 @@ PIPELINE_COMMANDS = {
     "-m rjepa_assets.definitions --partition 'v1|gemma3-270m' -c bench/gemma_v1_run.yaml "
     "--select student_chains,latents,jepa_checkpoint,latent_decoder,eval_report",
 }
-METHODS = ("greedy", "majority", "jepa", "jepa_vote", "jepa_filter_majority", "composite", "logprob_mean", "random")
+METHODS = (
+    "greedy",
+    "majority",
+    "jepa",
+    "jepa_vote",
+    "jepa_filter_majority",
+    "jepa_last_filter_majority",
+    "composite",
+    "verifier",
+    "probe",
+    "logprob_sum",
+    "logprob_mean",
+    "random",
+)
 
 
 def step_minutes(instance, llm: str, version: str) -> dict:

@@ -93,8 +93,9 @@ def resolve_capture(llm, capture: bool | CaptureSpec | None) -> CaptureSpec | No
 class LayerRecorder:
     """Forward hook on one decoder layer keeping its output (float16) of every forward while active."""
 
-    def __init__(self, layer, stats: CaptureStats | None = None) -> None:
+    def __init__(self, layer, stats: CaptureStats | None = None, clip: float | None = None) -> None:
         self.layer, self.stats, self.chunks, self.handle = layer, stats, [], None
+        self.clip = clip  # the registry's latent_clip: clamp before the float16 copy (Gemma-3 overflows it)
 
     def __enter__(self) -> LayerRecorder:
         self.chunks = []
@@ -109,7 +110,8 @@ class LayerRecorder:
 
         tic = time.perf_counter()
         h = output[0] if isinstance(output, tuple) else output
-        self.chunks.append(h.detach().to(torch.float16))  # (B, S, D): S = P at prefill, then 1
+        h = extraction.clip_states(h.detach(), self.clip)
+        self.chunks.append(h.to(torch.float16))  # (B, S, D): S = P at prefill, then 1
         if self.stats is not None:
             self.stats.hook_s += time.perf_counter() - tic
 

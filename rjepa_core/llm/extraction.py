@@ -106,7 +106,12 @@ def layer_output(llm, input_ids, attention_mask, layer_pos: int, **forward_kwarg
         handle.remove()
     if "h" not in captured:
         raise RuntimeError(f"layer {layer_pos} of {llm.llm_tag!r} did not run: the hook never fired")
-    return captured["h"]
+    return clip_states(captured["h"], llm.spec.latent_clip)
+
+
+def clip_states(h, clip: float | None):
+    """States clamped to ±clip (the registry's `latent_clip`), unchanged when clip is None."""
+    return h if clip is None else h.clamp(-clip, clip)
 
 
 def _question_state(llm, h, row: int, start: int, pooling: str = "mean"):

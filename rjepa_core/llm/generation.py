@@ -242,7 +242,7 @@ def generate(
         cap.check_prompts(spec, prompts)
         capture_stats = capture_stats if capture_stats is not None else cap.CaptureStats()
         layer_pos = cap.extraction.resolve_layer(spec.layer_idx, llm.num_layers)
-        recorder = cap.LayerRecorder(llm.layers[layer_pos], capture_stats)
+        recorder = cap.LayerRecorder(llm.layers[layer_pos], capture_stats, clip=llm.spec.latent_clip)
     config = _config(llm, temperature, max_new_tokens, top_p, None)
     eos = set(config.eos_token_id)
     out: list[list[GeneratedChain]] = [[] for _ in prompts]

@@ -57,6 +57,9 @@ class LLMSpec:
     # student chains' step latents are recorded while they are sampled (no second forward, llm.capture);
     # false = teacher-forced extraction of every chain, as for gold and external ones
     latents_from_sampling: bool = True
+    # clamp the hooked layer's per-token states to ±latent_clip before pooling (and before the float16 copy of
+    # capture): Gemma-3's residual stream has a massive-activation channel beyond float16's range (inf latents)
+    latent_clip: float | None = None
     # auto = chat turns when the tokenizer has a chat template, else plain text | plain | chat (llm.prompting)
     prompt_format: str = "auto"
     # worked examples [{statement, steps: [..], answer}] shown before every problem when the dataset version
@@ -99,6 +102,10 @@ class LLMSpec:
             raise bad("kind", f"is {self.kind!r}; use one of {KINDS}")
         if not isinstance(self.latents_from_sampling, bool):
             raise bad("latents_from_sampling", f"must be true or false, got {self.latents_from_sampling!r}")
+        if self.latent_clip is not None and (
+            not isinstance(self.latent_clip, int | float) or isinstance(self.latent_clip, bool) or self.latent_clip <= 0
+        ):
+            raise bad("latent_clip", f"must be a positive number or null, got {self.latent_clip!r}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise bad("prompt_format", f"is {self.prompt_format!r}; use one of {PROMPT_FORMATS}")
         if not isinstance(self.few_shot, list):

@@ -172,3 +172,30 @@ def test_generated_offsets_follow_incremental_decoding(tiny_student):
 def test_span_question_pooling_needs_the_question_before_sampling(tiny_student):
     with pytest.raises(ValueError, match="question"):
         tiny_student.generate("Problem: 2 + 2\n", k=1, max_new_tokens=4, capture=CaptureSpec(question_pooling="span"))
+
+
+def test_latent_clip_bounds_extracted_and_captured_states(tiny_llm_dir):
+    """`latent_clip` clamps the hooked layer's states before pooling (teacher-forced) and before the float16 copy
+    (captured while sampling): what keeps Gemma-3's massive-activation channel from becoming inf in float16."""
+    from rjepa_core.llm.adapter import StudentLLM
+    from rjepa_core.llm.registry import LLMSpec
+
+    free = StudentLLM.load(LLMSpec(llm_tag="t", source=str(tiny_llm_dir), batch_size=4), device="cpu")
+    prompt = free.prompt_for("What is 3 + 4?")
+    items = [(prompt, ["3 + 4 = 7", "Answer: 7"])]
+    top = float(np.abs(free.extract(items)[0].H.astype(np.float32)).max())
+    clip = top / 4
+    clipped = StudentLLM.load(
+        LLMSpec(llm_tag="t", source=str(tiny_llm_dir), batch_size=4, latent_clip=clip), device="cpu"
+    )
+    H = clipped.extract(items)[0].H.astype(np.float32)
+    assert np.abs(H).max() <= clip * 1.001 and np.abs(H).max() > clip * 0.9  # bounded, and the bound is reached
+    from rjepa_core.llm.capture import LayerRecorder
+
+    ids = clipped.tokenizer(prompt, return_tensors="pt")
+    layer = clipped.layers[resolve_layer(clipped.spec.layer_idx, clipped.num_layers)]
+    for bound, ok in ((clip, True), (None, False)):
+        with LayerRecorder(layer, clip=bound) as rec, torch.inference_mode():
+            clipped.model(**ids)
+        states = torch.cat(rec.chunks, dim=1).float()  # (1, S, D) float16 copies, as captured while sampling
+        assert bool(states.abs().max() <= clip * 1.001) is ok

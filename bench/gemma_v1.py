@@ -57,27 +57,23 @@ METHODS = (
 
 
 def step_minutes(instance, llm: str, version: str) -> dict:
-    """Minutes per step of the newest successful run of `version|llm` that sampled the chains (the
-    `llm_pipeline_job` of `rjepa demo`, or the asset job of `dagster asset materialize`)."""
+    """Minutes of each pipeline step's newest successful execution for `version|llm`, and the run it ran in
+    (a step re-materialized later, e.g. `latents` after a registry change, counts from its newest run)."""
     import dagster as dg
+    from dagster._core.execution.stats import StepEventStatus
 
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={"dagster/partition": f"{version}|{llm}"}, statuses=[dg.DagsterRunStatus.SUCCESS])
-    )
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": f"{version}|{llm}"}))
+    steps: dict[str, float] = {}
+    where: dict[str, str] = {}
     for run in runs:  # newest first
-        stats = instance.get_run_step_stats(run.run_id)
-        steps = {s.step_key: round((s.end_time - s.start_time) / 60, 2) for s in stats if s.end_time and s.start_time}
-        if "student_chains" not in steps:
-            continue
-        record = instance.get_run_record_by_id(run.run_id)
-        wall = (record.end_time - record.start_time) / 60 if record.end_time and record.start_time else None
-        return {
-            "run_id": run.run_id,
-            "job": run.job_name,
-            "minutes_per_step": steps,
-            "run_minutes": round(wall, 2) if wall else None,
-        }
-    raise SystemExit(f"no successful pipeline run for {version}|{llm}: run `rjepa demo --llm {llm}` first")
+        for st in instance.get_run_step_stats(run.run_id):
+            if st.step_key in steps or st.status != StepEventStatus.SUCCESS or not (st.start_time and st.end_time):
+                continue
+            steps[st.step_key] = round((st.end_time - st.start_time) / 60, 2)
+            where[st.step_key] = f"{run.job_name} {run.run_id[:8]}"
+    if "student_chains" not in steps:
+        raise SystemExit(f"no successful student_chains step for {version}|{llm}: run `rjepa demo --llm {llm}` first")
+    return {"minutes_per_step": steps, "runs_per_step": where}
 
 
 def own_eval(layout, llm: str, version: str) -> dict:

@@ -15,6 +15,11 @@ There are two runners: `generation` (the student: sampling, log-probs, extractio
 candidates) and `scoring` (/score, /predict_masked), so a latent-scoring call does not queue behind a
 long generation. R-JEPA inference is read-only (eval mode, no grad, no buffers written), which is what
 makes its use from both threads safe; the student is only ever used by the generation thread.
+
+An llm with no checkpoint of its own but a published latent adapter (the `calibration_adapter` asset,
+`rjepa_core.transfer`) is served through it: its latents go through W_in into the checkpoint the adapter
+was fitted against, predictions come back through W_out. When the llm's own LATEST lands, the next reload
+switches to it; `/health` says which of the two is served.
 """
 
 from __future__ import annotations
@@ -66,6 +71,15 @@ class ModelState:
     meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta.json
     question_pooling: str = "token"  # how the question latent was taken (token | span), from the checkpoint
     decoder: DecoderSlot | None = None  # the latent decoder of the checkpoint's llm and dataset version
+    adapter_id: str | None = None  # run id of the latent adapter the llm is served through (None: own checkpoint)
+    reference_llm: str | None = None  # the llm whose checkpoint is served through the adapter
+
+    @property
+    def serving(self) -> str:
+        """What /health reports: the llm's own checkpoint, or an adapter into another llm's."""
+        if self.adapter_id is None:
+            return f"own checkpoint {self.checkpoint_id}"
+        return f"adapter {self.adapter_id} → reference checkpoint {self.checkpoint_id} ({self.reference_llm})"
 
 
 class DecoderSlot:
@@ -206,21 +220,46 @@ class RecentChats:
 
 def no_checkpoint_message(settings: ServeSettings) -> str:
     return (
-        f"no R-JEPA checkpoint has been published for llm {settings.llm_tag!r} under {settings.storage}: "
-        f"materialize the `jepa_checkpoint` asset for this llm (Dagster UI, or `rjepa demo`), "
-        "then POST /admin/reload or wait for the next poll"
+        f"no R-JEPA checkpoint has been published for llm {settings.llm_tag!r} under {settings.storage}, nor a "
+        f"latent adapter into another llm's: materialize the `jepa_checkpoint` asset for this llm (Dagster UI, or "
+        f"`rjepa demo`), or `calibration_adapter` to serve it through a reference checkpoint meanwhile "
+        f"(`rjepa replay --llms {settings.llm_tag} --adapters-only`), then POST /admin/reload or wait for the next poll"
     )
 
 
 def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
-    """The LATEST checkpoint pointer of the configured llm (None when nothing was published)."""
+    """The LATEST checkpoint pointer of the configured llm; without one, a pointer to the checkpoint its newest
+    latent adapter was fitted against (with an "adapter" entry); None when there is neither."""
     from rjepa_core.store.layout import StorageLayout
     from rjepa_core.store.pointers import read_latest_checkpoint
 
     layout = StorageLayout(settings.storage, pull=False)
     # object storage: fetch only what serving needs (the pointer, its checkpoints and decoders; not latents)
     layout.pull(layout.checkpoints_root(settings.llm_tag), layout.decoders_root(settings.llm_tag))
-    return read_latest_checkpoint(layout, settings.llm_tag)
+    own = read_latest_checkpoint(layout, settings.llm_tag)
+    return own if own is not None else adapter_pointer(layout, settings.llm_tag)
+
+
+def adapter_pointer(layout: Any, llm_tag: str) -> dict[str, Any] | None:
+    """The reference checkpoint an adapter of `llm_tag` maps into, as a pointer carrying that adapter."""
+    import json
+
+    from rjepa_core.transfer.store import META, find_latest_adapter
+
+    layout.pull(layout.root / "adapters")
+    adapter = find_latest_adapter(layout, llm_tag)
+    if adapter is None:
+        return None
+    meta = json.loads((Path(adapter["path"]) / META).read_text())
+    reference = str(meta["reference_llm"])
+    layout.pull(layout.checkpoints_root(reference))
+    return {
+        "llm_tag": reference,
+        "dataset_version": meta.get("reference_dataset_version"),
+        "run_id": meta.get("reference_checkpoint"),
+        "path": str(layout.resolve(meta["reference_checkpoint_path"])),
+        "adapter": adapter,
+    }
 
 
 def interactions_dir(settings: ServeSettings) -> Path:
@@ -288,16 +327,24 @@ def load_model_state(
     meta = dict(ck.meta)
     hidden = int(meta.get("hidden_size") or ck.config.model.hidden_size)
     pooling = check_pooling(str(meta.get("pooling") or "mean"))  # checkpoints before the option pooled means
+    scorer = JEPAScorer.from_checkpoint(ck, device=device)
+    model, adapter_id, reference = ck.model, None, None
+    version = pointer.get("dataset_version") or meta.get("dataset_version")
+    if pointer.get("adapter"):
+        scorer, meta, adapter_id = _through_adapter(ck, pointer["adapter"], device)
+        model, reference = scorer.model, str(pointer.get("llm_tag"))
+        hidden, pooling = model.hidden_size, check_pooling(str(meta.get("pooling") or "mean"))
+        version = pointer["adapter"].get("dataset_version") or version
     if student is not None and pooled_width(int(student.hidden_size), pooling) != hidden:
         student_error = (
             f"checkpoint {pointer.get('run_id')} was trained on latents of width {hidden} ({pooling} pooling) "
-            f"but llm {settings.llm_tag!r} gives {pooled_width(int(student.hidden_size), pooling)}: "
-            "add a calibration adapter or train on its latents"
+            f"but llm {settings.llm_tag!r} gives {pooled_width(int(student.hidden_size), pooling)}: materialize "
+            f"`calibration_adapter` for {settings.llm_tag!r} (`rjepa replay --llms {settings.llm_tag} "
+            "--adapters-only`) or `jepa_checkpoint` on its latents"
         )
         student = None
     layer = meta.get("layer_idx")
-    version = pointer.get("dataset_version") or meta.get("dataset_version")
-    llm_tag = str(pointer.get("llm_tag") or settings.llm_tag)
+    llm_tag = settings.llm_tag if adapter_id else str(pointer.get("llm_tag") or settings.llm_tag)
     decoder = None
     if version:
         from rjepa_core.store.layout import StorageLayout
@@ -314,8 +361,8 @@ def load_model_state(
         max_steps=int(ck.config.model.max_steps),
         layer_idx=int(layer) if layer is not None else None,
         pooling=pooling,
-        scorer=JEPAScorer.from_checkpoint(ck, device=device),
-        model=ck.model,
+        scorer=scorer,
+        model=model,
         weights=RerankWeights.from_score_config(ck.config.score),
         student=student,
         student_error=student_error,
@@ -323,7 +370,33 @@ def load_model_state(
         meta=meta,
         question_pooling=check_question_pooling(str(meta.get("question_pooling") or "token")),
         decoder=decoder,
+        adapter_id=adapter_id,
+        reference_llm=reference,
     )
+
+
+def _through_adapter(ck: Any, pointer: dict[str, Any], device: str) -> tuple[Any, dict[str, Any], str]:
+    """(scorer of the reference checkpoint read through the adapter, meta for the served llm, adapter run id).
+
+    The adapter's own calibration (fitted on the llm's held-out chains through it) replaces the reference's;
+    the reference's nudge threshold and surprise normaliser are in its own latents' units, so they are dropped.
+    """
+    from rjepa_core.jepa.calibration import Calibration
+    from rjepa_core.jepa.scoring import JEPAScorer
+    from rjepa_core.transfer.adapter import AdaptedRJEPA
+    from rjepa_core.transfer.store import load_adapter
+
+    loaded = load_adapter(pointer["path"])
+    model = AdaptedRJEPA(ck.model, loaded.adapter.to(device)).eval()
+    cal = loaded.meta.get("calibration")
+    scorer = JEPAScorer(
+        model, ck.config.score, device, Calibration.from_dict(cal) if cal else None, ck.config.loss.kind
+    )
+    dropped = ("nudge", "surprise_norm", "calibration", "pooling", "question_pooling", "layer_idx")
+    meta = {k: v for k, v in ck.meta.items() if k not in dropped}
+    meta.update({k: loaded.meta[k] for k in ("pooling", "question_pooling", "layer_idx") if k in loaded.meta})
+    meta.update(hidden_size=loaded.adapter.in_width, adapter=pointer)
+    return scorer, meta, str(pointer.get("run_id"))
 
 
 class ServiceState:
@@ -373,11 +446,13 @@ class ServiceState:
                 self.last_error = no_checkpoint_message(self.settings)
                 return False, self.last_error
             cur = self.current
-            if cur is not None and (cur.checkpoint_id, cur.pointer_path) == (
+            adapter = (pointer.get("adapter") or {}).get("run_id")
+            if cur is not None and (cur.checkpoint_id, cur.pointer_path, cur.adapter_id) == (
                 str(pointer.get("run_id")),
                 str(pointer.get("path")),
+                adapter,
             ):
-                return False, f"checkpoint {cur.checkpoint_id} is already served"
+                return False, f"{cur.serving} is already served"
             try:
                 new = await asyncio.to_thread(self._load, pointer)
             except Exception as exc:
@@ -390,8 +465,8 @@ class ServiceState:
             self._count_reload("loaded")
             if self.metrics is not None:
                 self.metrics.set_model(new.checkpoint_id, new.llm_tag, new.dataset_version)
-            log.info("serving checkpoint %s (%s/%s)", new.checkpoint_id, new.llm_tag, new.dataset_version)
-            return True, f"now serving checkpoint {new.checkpoint_id}"
+            log.info("serving %s (%s/%s)", new.serving, new.llm_tag, new.dataset_version)
+            return True, f"now serving {new.serving}"
 
     def _count_reload(self, result: str) -> None:
         if self.metrics is not None:

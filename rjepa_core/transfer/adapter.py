@@ -21,6 +21,7 @@ to match the two students' total variance, with W_out its transpose (its pseudo-
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ class LatentAdapter(nn.Module):
             self.c_ref.copy_(torch.as_tensor(np.asarray(c_ref, dtype=np.float32)))
         return self
 
-    def set_maps(self, w_in: np.ndarray | torch.Tensor, w_out: np.ndarray | torch.Tensor | None = None) -> LatentAdapter:
+    def set_maps(self, w_in: np.ndarray | torch.Tensor, w_out: Any = None) -> LatentAdapter:
         """Set W_in (ref, in) and W_out (in, ref); W_out defaults to the pseudo-inverse of W_in."""
         w_in_t = torch.as_tensor(np.asarray(w_in, dtype=np.float32))  # (ref, in)
         w_out_t = torch.linalg.pinv(w_in_t) if w_out is None else torch.as_tensor(np.asarray(w_out, dtype=np.float32))

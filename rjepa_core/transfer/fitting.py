@@ -14,15 +14,16 @@ Two ways to fit W_in (new width -> reference width):
   Procrustes (the semi-orthogonal U Vᵀ of the SVD of Xᵀ Y, scaled) fit W_in on them.
 - jepa (F13): the reference R-JEPA frozen, only W_in trained by the JEPA objective on a calibration set
   (`calibration_fraction` of the new student's validated train chains), starting from Procrustes when
-  pairs exist (whichever does best on held-out chains; else a random semi-orthogonal map); W_out is then fitted by least squares from the reference's
-  `to_hidden` outputs to the new student's latents.
+  pairs exist (whichever does best on held-out chains; else a random semi-orthogonal map); W_out is then
+  fitted by least squares from the reference's `to_hidden` outputs to the new student's latents.
 
 Collapse guard and measure. The targets come from the frozen target encoder through the same W_in, so a
 W_in that made every latent alike would make every step predictable. The adapter's centres are fixed
-buffers (a bias cannot take over), W_in's Gram matrix is anchored to the starting map's by a penalty (it
-may rotate, but its scale cannot shrink nor its rank drop), and early stopping watches the held-out *ratio*: the JEPA-loss over the
-loss of the trivial predictor (the mean target). A collapsed map lowers the loss but not the ratio, as
-both shrink together; `std_targets` (per-dimension spread of the held-out targets) is reported beside it.
+buffers (a bias cannot take over), W_in's Gram matrix is anchored to the starting map's by a penalty
+(it may rotate, but its scale cannot shrink nor its rank drop), and early stopping watches the held-out
+*ratio*: the JEPA-loss over the loss of the trivial predictor (the mean target). A collapsed map lowers
+the loss but not the ratio, as both shrink together; `std_targets` (per-dimension spread of the held-out
+targets) is reported beside it.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from rjepa_core.jepa.calibration import fit_calibration
 from rjepa_core.jepa.checkpoint import LoadedCheckpoint
 from rjepa_core.jepa.collate import Chain, Collator, as_chain
 from rjepa_core.jepa.losses import token_loss
 from rjepa_core.jepa.masks import make_masker
 from rjepa_core.jepa.model import gather_steps
+from rjepa_core.jepa.scoring import JEPAScorer
 from rjepa_core.transfer.adapter import AdaptedRJEPA, LatentAdapter, semi_orthogonal
 
 METHODS = ("jepa", "procrustes", "ridge")
@@ -151,7 +154,9 @@ def fit_procrustes(X: np.ndarray, Y: np.ndarray) -> LinearMap:
     return LinearMap((scale * (U @ Vt)).T.astype(np.float32), cx, cy, "procrustes")
 
 
-def pad_map(in_width: int, ref_width: int, c_in: np.ndarray | None = None, c_ref: np.ndarray | None = None) -> LinearMap:
+def pad_map(
+    in_width: int, ref_width: int, c_in: np.ndarray | None = None, c_ref: np.ndarray | None = None
+) -> LinearMap:
     """The identity (equal widths) or pad/truncate map, centres matched when given: the do-nothing baseline."""
     c_in = np.zeros(in_width, np.float32) if c_in is None else c_in
     c_ref = np.zeros(ref_width, np.float32) if c_ref is None else c_ref
@@ -210,7 +215,8 @@ def jepa_held_out(model: AdaptedRJEPA, chains: Sequence[Chain], ck: LoadedCheckp
         preds.append(p.float())
         tgts.append(t.float())
     if not preds:
-        return {"n_targets": 0, "loss": float("nan"), "trivial": float("nan"), "ratio": float("nan"), "std_targets": 0.0}
+        nan = float("nan")
+        return {"n_targets": 0, "loss": nan, "trivial": nan, "ratio": nan, "std_targets": 0.0}
     P, T = torch.cat(preds), torch.cat(tgts)  # (N, D)
     kind = ck.config.loss.kind
     loss = float(token_loss(P, T, kind).mean())
@@ -399,6 +405,9 @@ def fit_adapter(
     if cfg.fit_out:
         fit_w_out(ck, adapter, calib, cfg.ridge_alpha, cfg.seed)
     sv = torch.linalg.svdvals(adapter.W_in.weight.detach())
+    # the 0-1 score scale of JEPA-losses through this adapter, on the llm's held-out validated chains (F10)
+    scorer = JEPAScorer(AdaptedRJEPA(ck.model, adapter), ck.config.score, loss_kind=ck.config.loss.kind)
+    calibration = fit_calibration(scorer, held_seqs)
     report = {
         "method": cfg.method,
         "started_from": start,
@@ -412,6 +421,7 @@ def fit_adapter(
         "paired": paired,
         "hidden_r2": {"pinv": r2_pinv, "fitted" if cfg.fit_out else "pinv_kept": hidden_r2(ck, adapter, held)},
         "w_in_singular_values": {"min": float(sv.min()), "max": float(sv.max())},
+        "calibration": calibration.to_dict(),
         "fit_seconds": round(time.perf_counter() - tic, 2),
         "history": history,
     }

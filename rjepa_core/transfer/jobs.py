@@ -1,5 +1,7 @@
 """One adapter from the store to the store: what the `calibration_adapter` asset and `rjepa replay` run.
 
+Reads the target llm's latents and the reference llm's LATEST checkpoint (and latents), fits, publishes:
+
     >>> out = fit_and_publish_adapter(layout, "gemma3-270m", "v1", reference="smollm2-135m", run_id="20261207-ab")
     >>> out["pointer"]["path"], out["report"]["held_out"]["jepa"]["ratio"]
 """
@@ -39,6 +41,8 @@ def fit_and_publish_adapter(
     run_id: str,
     cfg: AdapterFitConfig | None = None,
     device: str = "cpu",
+    pooling: str = "mean",
+    question_pooling: str = "token",
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fit the adapter of `target`'s latents (this version) into `reference`'s LATEST checkpoint and publish
@@ -77,6 +81,10 @@ def fit_and_publish_adapter(
         "held_out": report["held_out"],
         "paired": report["paired"],
         "hidden_r2": report["hidden_r2"],
+        "calibration": report["calibration"],
+        "layer_idx": new_seqs[0].layer_idx,
+        "pooling": pooling,  # how the llm's step latents were pooled: the service extracts them the same way
+        "question_pooling": question_pooling,
         "fit_seconds": report["fit_seconds"],
         "num_calibration_chains": report["num_calibration_chains"],
         "history": report["history"],

@@ -41,7 +41,8 @@ class LoadedAdapter:
 
 
 def adapter_run_dir(layout: StorageLayout, reference: str, target: str, version: str, run_id: str) -> Path:
-    return layout.adapters_dir(reference, target) / check_name("dataset version", version) / check_name("run_id", run_id)
+    root = layout.adapters_dir(reference, target)
+    return root / check_name("dataset version", version) / check_name("run_id", run_id)
 
 
 def save_adapter(path: str | Path, adapter: LatentAdapter, meta: dict[str, Any]) -> Path:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import dagster as dg
 import numpy as np
 
+from rjepa_assets.defs.jepa.assets import pooling_of, question_pooling_of
 from rjepa_assets.defs.metadata import fmt, md_table
 from rjepa_assets.defs.partitions import llm_x_version, multi_key, split_key
-from rjepa_assets.defs.resources import StorageResource
+from rjepa_assets.defs.resources import ConfigsResource, StorageResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS, GPU_POOL, latents
 from rjepa_core.jepa.checkpoint import load_checkpoint
 from rjepa_core.store.latents import LatentStore
@@ -53,7 +54,9 @@ def _redo(tag: str, version: str) -> str:
     description="Latent adapter W_in/W_out from this llm into the reference llm's LATEST checkpoint (F13): "
     "R-JEPA frozen, W_in fitted on a calibration set; paired ridge/Procrustes baselines on shared chains.",
 )
-def calibration_adapter(context: dg.AssetExecutionContext, config: AdapterConfig, storage: StorageResource):
+def calibration_adapter(
+    context: dg.AssetExecutionContext, config: AdapterConfig, storage: StorageResource, configs: ConfigsResource
+):
     layout = storage.layout()
     fit_cfg = AdapterFitConfig(
         method=config.method, calibration_fraction=config.calibration_fraction, steps=config.steps, lr=config.lr,
@@ -66,9 +69,17 @@ def calibration_adapter(context: dg.AssetExecutionContext, config: AdapterConfig
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + context.run_id[:8]
         try:
             out = fit_and_publish_adapter(
-                layout, tag, version, reference=config.reference_llm, run_id=run_id, cfg=fit_cfg,
-                device=config.device, log=context.log.info,
-            )  # fmt: skip
+                layout,
+                tag,
+                version,
+                reference=config.reference_llm,
+                run_id=run_id,
+                cfg=fit_cfg,
+                device=config.device,
+                pooling=pooling_of(configs, tag),
+                question_pooling=question_pooling_of(configs, tag),
+                log=context.log.info,
+            )
         except (FileNotFoundError, ValueError) as exc:
             raise dg.Failure(f"calibration_adapter {key}: {exc}") from exc
         rep, held = out["report"], out["report"]["held_out"]
@@ -113,17 +124,15 @@ def _check_stored(layout, out: dict, tag: str, version: str, checks: dict) -> No
     stored = load_adapter(out["pointer"]["path"])
     ad, held = stored.adapter, out["report"]["held_out"]
     bad = [k for k, v in ad.state_dict().items() if not np.isfinite(v.numpy()).all()]
-    checks["adapter_finite"].append({"key": key, "passed": not bad, "numbers": {"non_finite_tensors": bad},
-                                     "why": f"{key}: non-finite {bad}: lower lr, then {_redo(tag, version)}"})  # fmt: skip
+    why = f"{key}: non-finite {bad}: lower lr, then {_redo(tag, version)}"
+    checks["adapter_finite"].append({"key": key, "passed": not bad, "numbers": {"non_finite_tensors": bad}, "why": why})
     want_in = LatentStore(layout).hidden_size(tag, version)
     want_ref = load_checkpoint(out["reference"]["path"]).config.model.hidden_size
     ok = (ad.in_width, ad.ref_width) == (want_in, want_ref)
-    checks["adapter_widths"].append({
-        "key": key, "passed": ok,
-        "numbers": {"in_width": ad.in_width, "llm_width": want_in, "ref_width": ad.ref_width, "checkpoint_width": want_ref},
-        "why": f"{key}: adapter {ad.in_width}->{ad.ref_width} but latents {want_in}, checkpoint {want_ref}: "
-        f"{_redo(tag, version)}",
-    })  # fmt: skip
+    widths = {"in_width": ad.in_width, "llm_width": want_in, "ref_width": ad.ref_width, "checkpoint_width": want_ref}
+    why = f"{key}: adapter {ad.in_width}->{ad.ref_width}, latents {want_in}, checkpoint {want_ref}: "
+    why += _redo(tag, version)
+    checks["adapter_widths"].append({"key": key, "passed": ok, "numbers": widths, "why": why})
     chosen = held[out["report"]["method"]]["ratio"]
     numbers = {m: held[m]["ratio"] for m in held} | {"chosen": out["report"]["method"]}
     beats = chosen < held["pad"]["ratio"] and chosen < held["random"]["ratio"]

@@ -21,8 +21,10 @@ Collapse guard and measure. The targets come from the frozen target encoder thro
 W_in that made every latent alike would make every step predictable. The adapter's centres are fixed
 buffers (a bias cannot take over), W_in's Gram matrix is anchored to the starting map's by a penalty
 (it may rotate, but its scale cannot shrink nor its rank drop), and early stopping watches the held-out
-*ratio*: the JEPA-loss over the loss of the trivial predictor (the mean target). A collapsed map lowers
-the loss but not the ratio, as both shrink together; `std_targets` (per-dimension spread of the held-out
+*ratio*: the JEPA-loss over the loss of the trivial predictor (the mean target at the same step position
+and domain, all the model knows besides the chain itself). A collapsed map leaves targets that depend on
+position and domain only: it lowers the loss, but the trivial predictor's loss falls faster and the ratio
+rises; `std_targets` (per-dimension spread of the held-out
 targets) is reported beside it.
 """
 
@@ -209,18 +211,26 @@ def jepa_held_out(model: AdaptedRJEPA, chains: Sequence[Chain], ck: LoadedCheckp
     """Held-out JEPA-loss through the adapter, the trivial predictor's loss, their ratio and the target spread."""
     model.eval()
     col = _collator(ck, ck.config.mask.seed + HELD_OUT_SEED)
-    preds, tgts = [], []
+    preds, tgts, slots = [], [], []
     for k, i in enumerate(range(0, len(chains), batch)):
-        p, t, _ = _masked(model, col(chains[i : i + batch], step=k))
+        b = col(chains[i : i + batch], step=k)
+        p, t, _ = _masked(model, b)
+        w = b.tgt_valid & b.is_valid[:, None]  # (B, T)
+        slot = b.tgt_idx * len(ck.config.model.domains) + b.domain_ids[:, None]  # (B, T): (step index, domain)
         preds.append(p.float())
         tgts.append(t.float())
+        slots.append(slot[w])
     if not preds:
         nan = float("nan")
         return {"n_targets": 0, "loss": nan, "trivial": nan, "ratio": nan, "std_targets": 0.0}
-    P, T = torch.cat(preds), torch.cat(tgts)  # (N, D)
+    P, T, S = torch.cat(preds), torch.cat(tgts), torch.cat(slots)  # (N, D), (N, D), (N,)
     kind = ck.config.loss.kind
     loss = float(token_loss(P, T, kind).mean())
-    trivial = float(token_loss(T.mean(0, keepdim=True).expand_as(T), T, kind).mean())
+    # the trivial predictor knows what the model knows besides the chain: the step's position and domain
+    _, inv = torch.unique(S, return_inverse=True)  # (N,)
+    means = torch.zeros(int(inv.max()) + 1, T.shape[1]).index_add_(0, inv, T)  # (slots, D)
+    means /= torch.bincount(inv).clamp(min=1)[:, None].float()
+    trivial = float(token_loss(means[inv], T, kind).mean())
     return {
         "n_targets": int(T.shape[0]),
         "loss": loss,
@@ -274,7 +284,7 @@ def fit_jepa(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        history.append({"step": step, "kind": "train", "loss": float(jepa), "anchor": float(anchor)})
+        history.append({"step": step, "kind": "train", "loss": float(jepa.detach()), "anchor": float(anchor.detach())})
         if step % cfg.eval_every == 0 or step == cfg.steps:
             ev = jepa_held_out(model, held, ck)
             history.append({"step": step, "kind": "val", **ev})

@@ -152,8 +152,9 @@ def fit_procrustes(X: np.ndarray, Y: np.ndarray) -> LinearMap:
     cx, cy = X.mean(0), Y.mean(0)
     Xc, Yc = (X - cx).astype(np.float64), (Y - cy).astype(np.float64)
     U, S, Vt = np.linalg.svd(Xc.T @ Yc, full_matrices=False)  # (in, k), (k,), (k, ref)
-    scale = float(S.sum() / max((Xc**2).sum(), 1e-12))
-    return LinearMap((scale * (U @ Vt)).T.astype(np.float32), cx, cy, "procrustes")
+    R = U @ Vt  # (in, ref) semi-orthogonal
+    scale = float(S.sum() / max(((Xc @ R) ** 2).sum(), 1e-12))  # least squares for this R (what R keeps of X)
+    return LinearMap((scale * R).T.astype(np.float32), cx, cy, "procrustes")
 
 
 def pad_map(
@@ -260,8 +261,17 @@ def fit_jepa(
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train W_in in place with the reference R-JEPA frozen; keeps the best held-out ratio; returns the curve."""
+    flags = [p.requires_grad for p in ck.model.parameters()]
     for p in ck.model.parameters():
         p.requires_grad_(False)
+    try:
+        return _fit_jepa(ck, adapter, calib, held, cfg, log)
+    finally:
+        for p, flag in zip(ck.model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _fit_jepa(ck, adapter, calib, held, cfg, log) -> list[dict[str, float]]:
     model = AdaptedRJEPA(ck.model, adapter)
     params = [adapter.W_in.weight]
     adapter.W_out.weight.requires_grad_(False)
@@ -435,4 +445,4 @@ def fit_adapter(
         "fit_seconds": round(time.perf_counter() - tic, 2),
         "history": history,
     }
-    return adapter.eval(), report
+    return adapter.requires_grad_(False).eval(), report

@@ -190,9 +190,14 @@ def replay(
         model = AdaptedRJEPA(ref_ck.model, loaded.adapter.to(device))
         scorer = JEPAScorer(model, ref_ck.config.score, device, Calibration.from_dict(cal) if cal else None,
                             ref_ck.config.loss.kind)  # fmt: skip
-        cond["adapter"] = {"adapter": loaded.path.name, "reference_checkpoint": ref_pointer["run_id"],
-                           "method": loaded.meta.get("method"), "minutes": fit_min,
-                           "held_out_ratio": {k: v["ratio"] for k, v in (loaded.meta.get("held_out") or {}).items()}}  # fmt: skip
+        ratios = {k: v["ratio"] for k, v in (loaded.meta.get("held_out") or {}).items()}
+        cond["adapter"] = {
+            "adapter": loaded.path.name,
+            "reference_checkpoint": ref_pointer["run_id"],
+            "method": loaded.meta.get("method"),
+            "minutes": fit_min,
+            "held_out_ratio": ratios,
+        }
         cond["adapter"].update(part.evaluate(scorer, ks, bootstrap, seed))
         cond["warm_start"], cond["scratch"] = _transfer(
             layout, part, ref_ck, loaded.adapter, transfer_steps, transfer_lr, val_every, device, ks, bootstrap, seed,

@@ -32,7 +32,8 @@ def two_llm_store(project, instance, tmp_path):
     instance.add_dynamic_partitions("llm", ["tiny", NEW])
     assert defs.resolve_job_def("dataset_job").execute_in_process(partition_key="v1", instance=instance).success
     job = defs.resolve_job_def("llm_pipeline_job")
-    for tag, assets in (("tiny", {"student_chains", "latents", "jepa_checkpoint"}), (NEW, {"student_chains", "latents"})):
+    plan = (("tiny", {"student_chains", "latents", "jepa_checkpoint"}), (NEW, {"student_chains", "latents"}))
+    for tag, assets in plan:
         sub = job.get_subset(asset_selection={dg.AssetKey(a) for a in assets})
         ops = {k: v for k, v in FAST_RUN_CONFIG["ops"].items() if k in assets}
         run = sub.execute_in_process(partition_key=multi_key("v1", tag), instance=instance, run_config={"ops": ops})
@@ -84,9 +85,11 @@ def test_replay_compares_own_adapter_and_warm_start(two_llm_store, instance, tmp
     from rjepa_core.transfer.replay import markdown_table, replay, write_replay
 
     defs, layout = two_llm_store
-    assert _adapter_job(defs).execute_in_process(
-        partition_key=multi_key("v1", NEW), instance=instance, run_config=ADAPTER_RUN
-    ).success
+    assert (
+        _adapter_job(defs)
+        .execute_in_process(partition_key=multi_key("v1", NEW), instance=instance, run_config=ADAPTER_RUN)
+        .success
+    )
     report = replay(layout, ["tiny", NEW, "minilm-l6"], "v1", reference="tiny", ks=(2, 3), bootstrap=50,
                     transfer_steps=20, val_every=10)  # fmt: skip
     path = write_replay(report, tmp_path / "replay.json")
@@ -125,3 +128,28 @@ def test_adapter_without_a_reference_checkpoint_says_what_to_do(two_llm_store, i
     assert not run.success
     failure = next(e for e in run.all_events if e.is_step_failure).event_specific_data.error
     assert "reference llm 'nope' has no published checkpoint: materialize `jepa_checkpoint`" in failure.message
+
+
+def test_rjepa_replay_command_materializes_the_adapter_then_compares(two_llm_store, project, tmp_path, monkeypatch):
+    from rjepa_assets.cli import main
+
+    _, layout = two_llm_store
+    _, configs, store = project
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)  # the CLI changes into the project root; restored after the test
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("RJEPA_CONFIGS", str(configs))
+    common = ["--store", str(store), "--version", "v1", "--llms", "tiny", NEW, "--reference", "tiny"]
+    main(["replay", *common, "--adapter-steps", "10", "--adapters-only"])
+    first = read_latest_adapter(layout, "tiny", NEW)
+    assert first is not None
+    out = tmp_path / "results" / "replay.json"
+    main(["replay", *common, "--ks", "2", "3", "--bootstrap", "50", "--transfer-steps", "10", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["students"][NEW]["conditions"]["adapter"]["adapter"] == first["run_id"]  # reused, not refitted
+    assert "| tiny48 | 48 | adapter |" in out.with_suffix(".md").read_text()
+    cli_instance = dg.DagsterInstance.get()  # the CLI's instance ($DAGSTER_HOME) holds the adapter materialization
+    mat = cli_instance.get_latest_materialization_event(dg.AssetKey("calibration_adapter")).asset_materialization
+    assert mat.partition == "v1|tiny48" and mat.metadata["adapter_run_id"].value == first["run_id"]
+    cli_instance.dispose()

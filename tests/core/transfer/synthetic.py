@@ -58,10 +58,18 @@ def two_students(n: int, widths: dict[str, int], seed: int = 0) -> dict[str, lis
             H = (Z @ W + mean + 0.05 * rng.normal(size=(steps, W.shape[1]))).astype(np.float16)
             out[tag].append(
                 LatentSequence(
-                    cot_id=f"c{i}", problem_id=f"p{i}", llm_tag=tag, layer_idx=-2, hidden_size=W.shape[1],
-                    num_steps=steps, step_spans=[(j, j + 1) for j in range(steps)], token_ids=list(range(steps)),
-                    is_valid=valid, split=split, H=H,
-                )  # fmt: skip
+                    cot_id=f"c{i}",
+                    problem_id=f"p{i}",
+                    llm_tag=tag,
+                    layer_idx=-2,
+                    hidden_size=W.shape[1],
+                    num_steps=steps,
+                    step_spans=[(j, j + 1) for j in range(steps)],
+                    token_ids=list(range(steps)),
+                    is_valid=valid,
+                    split=split,
+                    H=H,
+                )
             )
     return out
 

@@ -237,29 +237,9 @@ def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
     # object storage: fetch only what serving needs (the pointer, its checkpoints and decoders; not latents)
     layout.pull(layout.checkpoints_root(settings.llm_tag), layout.decoders_root(settings.llm_tag))
     own = read_latest_checkpoint(layout, settings.llm_tag)
+    from rjepa_serve.adapted import adapter_pointer
+
     return own if own is not None else adapter_pointer(layout, settings.llm_tag)
-
-
-def adapter_pointer(layout: Any, llm_tag: str) -> dict[str, Any] | None:
-    """The reference checkpoint an adapter of `llm_tag` maps into, as a pointer carrying that adapter."""
-    import json
-
-    from rjepa_core.transfer.store import META, find_latest_adapter
-
-    layout.pull(layout.root / "adapters")
-    adapter = find_latest_adapter(layout, llm_tag)
-    if adapter is None:
-        return None
-    meta = json.loads((Path(adapter["path"]) / META).read_text())
-    reference = str(meta["reference_llm"])
-    layout.pull(layout.checkpoints_root(reference))
-    return {
-        "llm_tag": reference,
-        "dataset_version": meta.get("reference_dataset_version"),
-        "run_id": meta.get("reference_checkpoint"),
-        "path": str(layout.resolve(meta["reference_checkpoint_path"])),
-        "adapter": adapter,
-    }
 
 
 def interactions_dir(settings: ServeSettings) -> Path:
@@ -331,7 +311,9 @@ def load_model_state(
     model, adapter_id, reference = ck.model, None, None
     version = pointer.get("dataset_version") or meta.get("dataset_version")
     if pointer.get("adapter"):
-        scorer, meta, adapter_id = _through_adapter(ck, pointer["adapter"], device)
+        from rjepa_serve.adapted import through_adapter
+
+        scorer, meta, adapter_id = through_adapter(ck, pointer["adapter"], device)
         model, reference = scorer.model, str(pointer.get("llm_tag"))
         hidden, pooling = model.hidden_size, check_pooling(str(meta.get("pooling") or "mean"))
         version = pointer["adapter"].get("dataset_version") or version
@@ -373,30 +355,6 @@ def load_model_state(
         adapter_id=adapter_id,
         reference_llm=reference,
     )
-
-
-def _through_adapter(ck: Any, pointer: dict[str, Any], device: str) -> tuple[Any, dict[str, Any], str]:
-    """(scorer of the reference checkpoint read through the adapter, meta for the served llm, adapter run id).
-
-    The adapter's own calibration (fitted on the llm's held-out chains through it) replaces the reference's;
-    the reference's nudge threshold and surprise normaliser are in its own latents' units, so they are dropped.
-    """
-    from rjepa_core.jepa.calibration import Calibration
-    from rjepa_core.jepa.scoring import JEPAScorer
-    from rjepa_core.transfer.adapter import AdaptedRJEPA
-    from rjepa_core.transfer.store import load_adapter
-
-    loaded = load_adapter(pointer["path"])
-    model = AdaptedRJEPA(ck.model, loaded.adapter.to(device)).eval()
-    cal = loaded.meta.get("calibration")
-    scorer = JEPAScorer(
-        model, ck.config.score, device, Calibration.from_dict(cal) if cal else None, ck.config.loss.kind
-    )
-    dropped = ("nudge", "surprise_norm", "calibration", "pooling", "question_pooling", "layer_idx")
-    meta = {k: v for k, v in ck.meta.items() if k not in dropped}
-    meta.update({k: loaded.meta[k] for k in ("pooling", "question_pooling", "layer_idx") if k in loaded.meta})
-    meta.update(hidden_size=loaded.adapter.in_width, adapter=pointer)
-    return scorer, meta, str(pointer.get("run_id"))
 
 
 class ServiceState:

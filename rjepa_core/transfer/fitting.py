@@ -1,17 +1,12 @@
 """Fitting a latent adapter (SPEC F13): paired-latent baselines and the JEPA fit with R-JEPA frozen.
 
-    >>> X, Y, _ = pair_latents(new_seqs, ref_seqs)           # the same chains teacher-forced through both students
-    >>> pro = fit_procrustes(X, Y)                            # semi-orthogonal W (SVD), scaled
-    >>> map_r2(pro, X_held, Y_held), map_r2(pad_map(X.shape[1], Y.shape[1]), X_held, Y_held)
     >>> adapter, report = fit_adapter(ref_checkpoint, new_seqs, ref_seqs, AdapterFitConfig(method="jepa"))
     >>> report["held_out"]["jepa"]["ratio"] < report["held_out"]["pad"]["ratio"]
 
 Two ways to fit W_in (new width -> reference width):
 
-- paired: the stored latents of one dataset version share their chains (gold and teacher chains have the
-  same cot_id for every student), so the same texts teacher-forced through both students pair step by
-  step; `paired_from_students` makes such pairs from any ChainInput list. Ridge regression and orthogonal
-  Procrustes (the semi-orthogonal U Vᵀ of the SVD of Xᵀ Y, scaled) fit W_in on them.
+- paired (`rjepa_core.transfer.paired`): the chains both students encoded (gold and teacher chains have
+  the same cot_id for every student), ridge regression and orthogonal Procrustes on their step pairs.
 - jepa (F13): the reference R-JEPA frozen, only W_in trained by the JEPA objective on a calibration set
   (`calibration_fraction` of the new student's validated train chains), starting from Procrustes when
   pairs exist (whichever does best on held-out chains; else a random semi-orthogonal map); W_out is then
@@ -46,7 +41,17 @@ from rjepa_core.jepa.losses import token_loss
 from rjepa_core.jepa.masks import make_masker
 from rjepa_core.jepa.model import gather_steps
 from rjepa_core.jepa.scoring import JEPAScorer
-from rjepa_core.transfer.adapter import AdaptedRJEPA, LatentAdapter, semi_orthogonal
+from rjepa_core.transfer.adapter import AdaptedRJEPA, LatentAdapter
+from rjepa_core.transfer.paired import (
+    LinearMap,
+    fit_procrustes,
+    fit_ridge,
+    map_r2,
+    pad_map,
+    pair_latents,
+    random_map,
+    rows_of,
+)
 
 METHODS = ("jepa", "procrustes", "ridge")
 HELD_OUT_SEED = 1_000_003  # held-out masks come from their own seed, fixed across fits and runs
@@ -78,109 +83,8 @@ class AdapterFitConfig:
         return self
 
 
-# ---- paired latents and closed-form maps ---------------------------------------------------------
-def rows_of(seqs: Sequence[Any]) -> np.ndarray:
-    """Every step latent (and question latent) of the sequences as rows (N, width) float32."""
-    rows = [np.asarray(s.H, dtype=np.float32) for s in seqs]
-    rows += [np.asarray(s.Q, dtype=np.float32)[None] for s in seqs if getattr(s, "Q", None) is not None]
-    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
-
-
-def pair_latents(new_seqs: Sequence[Any], ref_seqs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step-by-step pairs of the chains both students encoded: X new (N, in), Y reference (N, ref), and the
-    cot_id of each row (N,)."""
-    ref = {s.cot_id: s for s in ref_seqs}
-    xs, ys, ids = [], [], []
-    for s in new_seqs:
-        r = ref.get(s.cot_id)
-        if r is None or r.num_steps != s.num_steps:
-            continue
-        xs.append(np.asarray(s.H, np.float32))
-        ys.append(np.asarray(r.H, np.float32))
-        ids += [s.cot_id] * s.num_steps
-        if s.Q is not None and r.Q is not None:
-            xs.append(np.asarray(s.Q, np.float32)[None])
-            ys.append(np.asarray(r.Q, np.float32)[None])
-            ids.append(s.cot_id)
-    if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), np.array([], dtype=object)
-    return np.concatenate(xs), np.concatenate(ys), np.asarray(ids, dtype=object)
-
-
-def paired_from_students(new_student: Any, ref_student: Any, inputs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The same ChainInputs teacher-forced through both students (`StudentLLM.extract`): (X (N, in), Y (N, ref))."""
-    new, ref = new_student.extract(list(inputs)), ref_student.extract(list(inputs))
-    xs, ys = [], []
-    for a, b in zip(new, ref, strict=True):
-        if a.H.shape[0] == b.H.shape[0]:  # both segment the same step texts: one row per step in each
-            xs.append(np.asarray(a.H, np.float32))
-            ys.append(np.asarray(b.H, np.float32))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-@dataclass
-class LinearMap:
-    W: np.ndarray  # (ref, in): x_ref = W (x - c_in) + c_ref
-    c_in: np.ndarray  # (in,)
-    c_ref: np.ndarray  # (ref,)
-    method: str
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.c_in) @ self.W.T + self.c_ref  # (N, ref)
-
-    def adapter(self) -> LatentAdapter:
-        ad = LatentAdapter(self.W.shape[1], self.W.shape[0])
-        return ad.set_maps(self.W).set_centres(self.c_in, self.c_ref)
-
-
-def variance_scale(X: np.ndarray, Y: np.ndarray) -> float:
-    """s0 = sqrt(total variance of Y / total variance of X): the scale of a variance-matching orthogonal map."""
-    vx, vy = float(X.var(0).sum()), float(Y.var(0).sum())
-    return math.sqrt(vy / vx) if vx > 0 and vy > 0 else 1.0
-
-
-def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float = 1e-2) -> LinearMap:
-    cx, cy = X.mean(0), Y.mean(0)
-    Xc, Yc = (X - cx).astype(np.float64), (Y - cy).astype(np.float64)
-    lam = alpha * float((Xc**2).sum()) / Xc.shape[1]
-    W = np.linalg.solve(Xc.T @ Xc + lam * np.eye(Xc.shape[1]), Xc.T @ Yc).T  # (ref, in)
-    return LinearMap(W.astype(np.float32), cx, cy, "ridge")
-
-
-def fit_procrustes(X: np.ndarray, Y: np.ndarray) -> LinearMap:
-    """Scaled orthogonal Procrustes; for different widths the semi-orthogonal U Vᵀ of the SVD of Xcᵀ Yc."""
-    cx, cy = X.mean(0), Y.mean(0)
-    Xc, Yc = (X - cx).astype(np.float64), (Y - cy).astype(np.float64)
-    U, S, Vt = np.linalg.svd(Xc.T @ Yc, full_matrices=False)  # (in, k), (k,), (k, ref)
-    R = U @ Vt  # (in, ref) semi-orthogonal
-    scale = float(S.sum() / max(((Xc @ R) ** 2).sum(), 1e-12))  # least squares for this R (what R keeps of X)
-    return LinearMap((scale * R).T.astype(np.float32), cx, cy, "procrustes")
-
-
-def pad_map(
-    in_width: int, ref_width: int, c_in: np.ndarray | None = None, c_ref: np.ndarray | None = None
-) -> LinearMap:
-    """The identity (equal widths) or pad/truncate map, centres matched when given: the do-nothing baseline."""
-    c_in = np.zeros(in_width, np.float32) if c_in is None else c_in
-    c_ref = np.zeros(ref_width, np.float32) if c_ref is None else c_ref
-    return LinearMap(np.eye(ref_width, in_width, dtype=np.float32), c_in, c_ref, "pad")
-
-
-def random_map(X: np.ndarray, Y: np.ndarray, seed: int) -> LinearMap:
-    """A random semi-orthogonal map, variance-matched and centred: what the F13 fit starts from without pairs."""
-    W = semi_orthogonal(Y.shape[1], X.shape[1], seed).numpy() * variance_scale(X, Y)
-    return LinearMap(W.astype(np.float32), X.mean(0), Y.mean(0), "random")
-
-
-def map_r2(m: LinearMap, X: np.ndarray, Y: np.ndarray) -> float:
-    """Held-out R² of the map on pairs: 1 - SSE / SST (1 = perfect, 0 = the mean, < 0 worse)."""
-    sse = float(((m.apply(X) - Y) ** 2).sum())
-    sst = float(((Y - Y.mean(0)) ** 2).sum())
-    return 1.0 - sse / sst if sst > 0 else float("nan")
-
-
 # ---- the JEPA objective through an adapter -------------------------------------------------------
-def _chains(seqs: Sequence[Any], ck: LoadedCheckpoint) -> list[Chain]:
+def jepa_chains(seqs: Sequence[Any], ck: LoadedCheckpoint) -> list[Chain]:
     """Validated chains long enough to mask, cut to the model's max_steps (a question latent counts as context)."""
     m = ck.config.model
     masker = make_masker(ck.config.mask)
@@ -382,7 +286,7 @@ def fit_adapter(
             "pass the latents of the llm the checkpoint was trained on"
         )
     calib_seqs, held_seqs = calibration_split(new_seqs, cfg)
-    calib, held = _chains(calib_seqs, ck), _chains(held_seqs, ck)
+    calib, held = jepa_chains(calib_seqs, ck), jepa_chains(held_seqs, ck)
     if not calib or not held:
         raise ValueError(
             f"too few validated chains to fit an adapter ({len(calib)} calibration, {len(held)} held out): "

@@ -33,7 +33,7 @@ from rjepa_core.config import RJEPAConfig
 from rjepa_core.jepa.checkpoint import LoadedCheckpoint, save_checkpoint
 from rjepa_core.jepa.model import RJEPA
 from rjepa_core.transfer.adapter import LatentAdapter
-from rjepa_core.transfer.fitting import rows_of
+from rjepa_core.transfer.paired import rows_of
 
 WIDTH_PARAMS = ("in_norm.weight", "in_norm.bias", "proj.weight")  # per encoder: shaped by the student's width
 MAX_FOLD_ROWS = 20_000  # latent rows the input projection is fitted on

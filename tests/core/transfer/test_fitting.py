@@ -7,19 +7,8 @@ import pytest
 import torch
 
 from rjepa_core.transfer.adapter import AdaptedRJEPA, LatentAdapter
-from rjepa_core.transfer.fitting import (
-    AdapterFitConfig,
-    _chains,
-    calibration_split,
-    fit_adapter,
-    fit_procrustes,
-    fit_ridge,
-    jepa_held_out,
-    map_r2,
-    pad_map,
-    pair_latents,
-    paired_from_students,
-)
+from rjepa_core.transfer.fitting import AdapterFitConfig, calibration_split, fit_adapter, jepa_chains, jepa_held_out
+from rjepa_core.transfer.paired import fit_procrustes, fit_ridge, map_r2, pad_map, pair_latents, paired_from_students
 
 
 @pytest.mark.parametrize("in_width,ref_width", [(24, 16), (16, 24)])
@@ -119,7 +108,7 @@ def test_the_held_out_ratio_exposes_a_collapsed_map(students, reference):
     (collapse looks like success), the ratio to the position/domain-aware trivial predictor shoots up."""
     adapter, _ = fit_adapter(reference, students["new"], students["ref"], AdapterFitConfig(method="procrustes"))
     _, held_seqs = calibration_split(students["new"], AdapterFitConfig())
-    held = _chains(held_seqs, reference)
+    held = jepa_chains(held_seqs, reference)
     good = jepa_held_out(AdaptedRJEPA(reference.model, adapter), held, reference)
     collapsed = LatentAdapter(24, 16).set_maps(adapter.W_in.weight * 1e-6, torch.zeros(24, 16))
     collapsed.set_centres(adapter.c_in, adapter.c_ref)

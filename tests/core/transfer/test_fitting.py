@@ -83,7 +83,7 @@ def test_jepa_fit_beats_the_baselines_without_pairs(students, reference):
     ratio = {k: v["ratio"] for k, v in rep["held_out"].items()}
     assert rep["started_from"] == "random" and rep["paired"] == {"n_chains": 0}
     assert rep["num_calibration_chains"] == pytest.approx(0.1 * rep["num_train_chains"], abs=1)
-    assert ratio["jepa"] < ratio["random"] - 0.1 and ratio["jepa"] < ratio["pad"] - 0.5, ratio
+    assert ratio["jepa"] < 0.95 * ratio["random"] and ratio["jepa"] < 0.8 * ratio["pad"], ratio
     # no collapse: the fitted map keeps the held-out targets spread, W_in's spectrum stays where it started
     assert rep["held_out"]["jepa"]["std_targets"] > 0.5 * rep["held_out"]["random"]["std_targets"]
     sv = rep["w_in_singular_values"]

@@ -554,6 +554,7 @@ def _adapter_materializer(args, store: str):
 def cmd_replay(args) -> None:
     """SPEC F13 comparison of students on one dataset version (rjepa_core.transfer.replay)."""
     from rjepa_assets.defs.resources import StorageResource
+    from rjepa_core.store.latents import LatentStore
     from rjepa_core.store.layout import StorageLayout
     from rjepa_core.transfer.fitting import AdapterFitConfig
     from rjepa_core.transfer.replay import markdown_table, replay, write_replay
@@ -567,6 +568,13 @@ def cmd_replay(args) -> None:
                 ensure(llm)
         return
     chains_of = dict(item.split("=", 1) for item in args.chains_of)
+    for tag in [t for t in args.encode if t in args.llms]:  # an encoder's latents of another's chains, once
+        if LatentStore(layout).count(tag, args.version) == 0:
+            from rjepa_assets.defs.resources import StudentLLMResource
+            from rjepa_core.transfer.replay import encode_latents
+
+            student = StudentLLMResource(device=args.device).load(tag)
+            encode_latents(layout, student, args.version, chains_of.get(tag, args.reference), log=print)
     fit_cfg = AdapterFitConfig(method=args.adapter_method, steps=args.adapter_steps)
     t = time.monotonic()
     report = replay(
@@ -696,6 +704,12 @@ def main(argv: list[str] | None = None) -> None:
         nargs="*",
         default=["minilm-l6=smollm2-135m"],
         help="LLM=OTHER: evaluate LLM's latents on OTHER's sampled chains (an encoder writes none)",
+    )
+    p.add_argument(
+        "--encode",
+        nargs="*",
+        default=["minilm-l6"],
+        help="llms (encoders) whose latents of their --chains-of chains are extracted here when the store has none",
     )
     p.add_argument("--ks", nargs="+", type=int, default=[4, 8])
     p.add_argument("--bootstrap", type=int, default=1000)

@@ -15,7 +15,8 @@ the same selection methods, bootstrap intervals and AUROC as `eval_report`):
   from a fresh init. Both learning curves (validation loss per evaluation) are recorded.
 
 An encoder (MiniLM) writes no chains: `chains_of={"minilm-l6": "smollm2-135m"}` evaluates it on the
-chains of another student, whose cot_ids its latents carry.
+chains of another student, whose cot_ids its latents carry; `encode_latents` teacher-forces those chains
+(and the gold ones) through it once and stores the set as latents/<encoder>/<version>/.
 """
 
 from __future__ import annotations
@@ -111,6 +112,26 @@ class _Partition:
             out[key]["jepa_minus_majority_ci95"] = rep["rerank_minus_majority_ci95"].get(key)
         out["eval_minutes"] = _minutes(time.perf_counter() - tic)
         return out
+
+
+def encode_latents(layout: StorageLayout, student: Any, version: str, chains_of: str, log: Log = None):
+    """Latents of the version's gold chains and of `chains_of`'s sampled chains through `student` (an encoder
+    such as MiniLM, or any student), written as the latent set of its llm_tag; returns the sequences."""
+    llm_tag = student.llm_tag
+    from rjepa_core.pipeline import extract_latents
+
+    problems = read_records(Problem, layout.problems_path(version))
+    cots = read_records(ChainOfThought, layout.cots_path(version))
+    path = layout.student_chains_path(chains_of, version)
+    if not path.exists():
+        raise FileNotFoundError(f"no sampled chains of {chains_of}/{version}: materialize `student_chains` for it")
+    cots += read_records(ChainOfThought, path)
+    tic = time.perf_counter()
+    seqs = extract_latents(student, problems, cots, log=log)
+    LatentStore(layout).write(llm_tag, version, seqs)
+    if log:
+        log(f"{llm_tag}: {len(seqs)} chains of {chains_of}/{version} encoded in {time.perf_counter() - tic:.0f} s")
+    return seqs
 
 
 def _adapter(layout, llm, version, reference, fit_cfg, refit, ensure, device, log) -> tuple[Any, float]:

@@ -82,20 +82,30 @@ def test_calibration_adapter_materializes_with_its_checks(two_llm_store, instanc
 
 
 def test_replay_compares_own_adapter_and_warm_start(two_llm_store, instance, tmp_path):
-    from rjepa_core.transfer.replay import markdown_table, replay, write_replay
+    from rjepa_core.llm.adapter import StudentLLM
+    from rjepa_core.llm.registry import LLMSpec
+    from rjepa_core.llm.testing import build_tiny_llm
+    from rjepa_core.transfer.replay import encode_latents, markdown_table, replay, write_replay
 
     defs, layout = two_llm_store
+    # a third latent source that writes no chains of its own (as MiniLM): it encodes the reference's chains
+    enc = StudentLLM.load(LLMSpec(llm_tag="enc32", source=str(build_tiny_llm(tmp_path / "enc", hidden_size=32))))
+    encoded = encode_latents(layout, enc, "v1", chains_of="tiny")
+    assert {s.hidden_size for s in encoded} == {32} and {s.llm_tag for s in encoded} == {"enc32"}
     assert (
         _adapter_job(defs)
         .execute_in_process(partition_key=multi_key("v1", NEW), instance=instance, run_config=ADAPTER_RUN)
         .success
     )
-    report = replay(layout, ["tiny", NEW, "minilm-l6"], "v1", reference="tiny", ks=(2, 3), bootstrap=50,
-                    transfer_steps=20, val_every=10)  # fmt: skip
+    report = replay(layout, ["tiny", NEW, "minilm-l6", "enc32"], "v1", reference="tiny", chains_of={"enc32": "tiny"},
+                    ks=(2, 3), bootstrap=50, transfer_steps=20, val_every=10)  # fmt: skip
     path = write_replay(report, tmp_path / "replay.json")
     assert json.loads(path.read_text())["reference_llm"] == "tiny"
     ref, new = report["students"]["tiny"], report["students"][NEW]
     assert "no latents for minilm-l6/v1" in report["students"]["minilm-l6"]["missing"]
+    enc_row = report["students"]["enc32"]
+    assert enc_row["chains_of"] == "tiny" and enc_row["hidden_size"] == 32
+    assert enc_row["conditions"]["adapter"]["k=3"]["greedy"] == ref["conditions"]["own"]["k=3"]["greedy"]
     assert ref["hidden_size"] == 64 and new["hidden_size"] == 48
     assert "reference itself" in ref["conditions"]["adapter"]["missing"]
     assert "materialize `jepa_checkpoint`" in new["conditions"]["own"]["missing"]
@@ -141,7 +151,7 @@ def test_rjepa_replay_command_materializes_the_adapter_then_compares(two_llm_sto
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("RJEPA_CONFIGS", str(configs))
     common = ["--store", str(store), "--version", "v1", "--llms", "tiny", NEW, "--reference", "tiny"]
-    main(["replay", *common, "--adapter-steps", "10", "--adapters-only"])
+    main(["replay", *common, "--adapter-steps", "10", "--adapters-only", "--encode"])
     first = read_latest_adapter(layout, "tiny", NEW)
     assert first is not None
     out = tmp_path / "results" / "replay.json"

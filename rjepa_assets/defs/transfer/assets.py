@@ -21,6 +21,7 @@ from rjepa_core.transfer.jobs import fit_and_publish_adapter
 from rjepa_core.transfer.store import load_adapter
 
 CHECKS = ("adapter_finite", "adapter_widths", "adapter_beats_baselines")
+COLUMNS = ("ratio", "loss", "trivial", "std_targets")  # per candidate map, held-out (rjepa_core.transfer.fitting)
 
 
 class AdapterConfig(dg.Config):
@@ -97,7 +98,10 @@ def calibration_adapter(
             "num_calibration_chains": rep["num_calibration_chains"],
             "num_train_chains": rep["num_train_chains"],
             "num_held_out_chains": rep["num_held_out_chains"],
-            "held_out_ratio": md_table([{"map": m, **{k: fmt(v) for k, v in h.items()}} for m, h in held.items()]),
+            # lower ratio = better: the JEPA-loss over the position/domain-only predictor's, on held-out chains
+            "held_out": md_table([{"map": m, **{k: fmt(h[k]) for k in COLUMNS}} for m, h in held.items()]),
+            "held_out_ratio": held.get(rep["method"], {}).get("ratio", float("nan")),
+            "fit_curve": dg.MetadataValue.json([[r["step"], r["ratio"]] for r in rep["history"] if r["kind"] == "val"]),
             "paired_r2": dg.MetadataValue.json(rep["paired"]),
             "hidden_r2": dg.MetadataValue.json(rep["hidden_r2"]),
             "fit_seconds": rep["fit_seconds"],

@@ -207,21 +207,24 @@ def replay(
         if log:
             log(f"{llm}: adapter into {reference} {ref_pointer['run_id']}")
         loaded, fit_min = _adapter(layout, llm, version, reference, fit_cfg, refit, ensure_adapter, device, log)
+        # the checkpoint the adapter was fitted into (the reference's LATEST may have moved since)
+        fitted_into = layout.resolve(loaded.meta["reference_checkpoint_path"])
+        ck = ref_ck if Path(fitted_into) == Path(ref_ck.path) else load_checkpoint(fitted_into, device=device)
         cal = loaded.meta.get("calibration")
-        model = AdaptedRJEPA(ref_ck.model, loaded.adapter.to(device))
-        scorer = JEPAScorer(model, ref_ck.config.score, device, Calibration.from_dict(cal) if cal else None,
-                            ref_ck.config.loss.kind)  # fmt: skip
+        model = AdaptedRJEPA(ck.model, loaded.adapter.to(device))
+        scorer = JEPAScorer(model, ck.config.score, device, Calibration.from_dict(cal) if cal else None,
+                            ck.config.loss.kind)  # fmt: skip
         ratios = {k: v["ratio"] for k, v in (loaded.meta.get("held_out") or {}).items()}
         cond["adapter"] = {
             "adapter": loaded.path.name,
-            "reference_checkpoint": ref_pointer["run_id"],
+            "reference_checkpoint": loaded.meta.get("reference_checkpoint"),
             "method": loaded.meta.get("method"),
             "minutes": fit_min,
             "held_out_ratio": ratios,
         }
         cond["adapter"].update(part.evaluate(scorer, ks, bootstrap, seed))
         cond["warm_start"], cond["scratch"] = _transfer(
-            layout, part, ref_ck, loaded.adapter, transfer_steps, transfer_lr, val_every, device, ks, bootstrap, seed,
+            layout, part, ck, loaded.adapter, transfer_steps, transfer_lr, val_every, device, ks, bootstrap, seed,
             log,
         )  # fmt: skip
         cond["warm_start"]["minutes"] = round(fit_min + cond["warm_start"]["train_minutes"], 3)

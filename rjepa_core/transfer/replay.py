@@ -86,8 +86,17 @@ class _Partition:
                 f"`student_chains` (and `latents`) for {chains_of}"
             )
 
+    def usable_ks(self, ks: Sequence[int]) -> list[int]:
+        """The ks every test problem has candidates for (a student sampled with a smaller k_test has fewer)."""
+        counts: dict[str, int] = {}
+        for c in self.test_chains:
+            counts[c.problem_id] = counts.get(c.problem_id, 0) + 1
+        fewest = min(counts.values()) if counts else 0
+        return [k for k in ks if k <= fewest] or [fewest]
+
     def evaluate(self, scorer: Any, ks: Sequence[int], bootstrap: int, seed: int) -> dict[str, Any]:
         tic = time.perf_counter()
+        ks = self.usable_ks(ks)
         rep = evaluate(
             self.test_problems,
             self.test_chains,
@@ -103,7 +112,7 @@ class _Partition:
             n_resamples=bootstrap,
             questions=self.Q,
         )
-        out: dict[str, Any] = {"n_problems": rep["n_problems"], "auroc_jepa": rep["auroc_jepa"]}
+        out: dict[str, Any] = {"n_problems": rep["n_problems"], "auroc_jepa": rep["auroc_jepa"], "ks": rep["ks"]}
         out["auroc_jepa_within_problem"] = rep["auroc_jepa_within_problem"]
         for k in rep["ks"]:
             key = f"k={k}"
@@ -278,27 +287,28 @@ def write_replay(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The README table: one row per student × condition at the largest K."""
-    k = f"k={max(report['ks'])}"
+    """The README table: one row per student × condition at the largest K its candidates allow."""
     lines = [
-        f"Dataset {report['dataset_version']}, test split, K={k[2:]}, accuracy [95 % CI]; reference "
+        f"Dataset {report['dataset_version']}, test split, accuracy [95 % CI] at K candidates; reference "
         f"{report['reference_llm']} checkpoint {report['reference_checkpoint']}.",
         "",
-        "| student | width | condition | OFF | majority | JEPA | JEPA-loss AUROC | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| student | width | condition | K | OFF | majority | JEPA | JEPA-loss AUROC | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def acc(row: dict, m: str) -> str:
+    def acc(row: dict, k: str, m: str) -> str:
         a = row[k][m]
         return f"{a['accuracy']:.3f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}]"
 
     for llm, entry in report["students"].items():
         for name, row in entry.get("conditions", {}).items():
-            if k not in row:
+            if not row.get("ks"):
                 continue
+            k = f"k={max(row['ks'])}"
             auroc = row.get("auroc_jepa")
             lines.append(
-                f"| {llm} | {entry.get('hidden_size', '')} | {name} | {acc(row, 'greedy')} | {acc(row, 'majority')} "
-                f"| {acc(row, 'jepa')} | {'' if auroc is None else f'{auroc:.3f}'} | {row.get('minutes')} |"
+                f"| {llm} | {entry.get('hidden_size', '')} | {name} | {k[2:]} | {acc(row, k, 'greedy')} "
+                f"| {acc(row, k, 'majority')} | {acc(row, k, 'jepa')} | {'' if auroc is None else f'{auroc:.3f}'} "
+                f"| {row.get('minutes')} |"
             )
     return "\n".join(lines)

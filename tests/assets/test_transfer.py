@@ -124,7 +124,7 @@ def test_replay_compares_own_adapter_and_warm_start(two_llm_store, instance, tmp
     assert [s for s, _ in conds["scratch"]["learning_curve"]] == [0, 10, 20]
     assert conds["warm_start"]["minutes"] >= conds["adapter"]["minutes"]
     table = markdown_table(report)
-    assert "| tiny48 | 48 | warm_start |" in table and "| tiny | 64 | own |" in table
+    assert "| tiny48 | 48 | warm_start | 3 |" in table and "| tiny | 64 | own | 3 |" in table
 
 
 def test_adapter_without_a_reference_checkpoint_says_what_to_do(two_llm_store, instance):
@@ -158,7 +158,7 @@ def test_rjepa_replay_command_materializes_the_adapter_then_compares(two_llm_sto
     main(["replay", *common, "--ks", "2", "3", "--bootstrap", "50", "--transfer-steps", "10", "--out", str(out)])
     report = json.loads(out.read_text())
     assert report["students"][NEW]["conditions"]["adapter"]["adapter"] == first["run_id"]  # reused, not refitted
-    assert "| tiny48 | 48 | adapter |" in out.with_suffix(".md").read_text()
+    assert "| tiny48 | 48 | adapter | 3 |" in out.with_suffix(".md").read_text()
     cli_instance = dg.DagsterInstance.get()  # the CLI's instance ($DAGSTER_HOME) holds the adapter materialization
     mat = cli_instance.get_latest_materialization_event(dg.AssetKey("calibration_adapter")).asset_materialization
     assert mat.partition == "v1|tiny48" and mat.metadata["adapter_run_id"].value == first["run_id"]

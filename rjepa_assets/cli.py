@@ -12,6 +12,8 @@
     rjepa serve --port 8000
     rjepa promote --llm smollm2-135m --version v1.fb1   # deploy a checkpoint (the service reloads it)
     rjepa rollback --llm smollm2-135m                   # back to the previously deployed checkpoint
+    rjepa replay --llms smollm2-135m gemma3-270m --version v1   # own / adapter / warm start → bench/results/replay.json
+    rjepa replay --llms gemma3-270m --version v1 --adapters-only  # materialize calibration_adapter only
 
 Dagster state lives in the project's own instance (DAGSTER_HOME = the project root, storage under
 .dagster_home/), so what `rjepa demo` materializes is what `rjepa ui` shows.
@@ -555,6 +557,78 @@ def cmd_ablate(args) -> None:
     print(f"[rjepa] wrote {out}")
 
 
+def _adapter_materializer(args, store: str):
+    """A function materializing `calibration_adapter` for one llm on args.version (a real Dagster run)."""
+
+    def ensure(llm_tag: str) -> None:
+        instance = _instance()
+        import dagster as dg
+
+        from rjepa_assets.defs.partitions import multi_key
+        from rjepa_assets.defs.resources import ConfigsResource, StorageResource
+        from rjepa_assets.defs.transfer.assets import calibration_adapter
+
+        _register(instance, llm_tag, args.version)
+        op = {"reference_llm": args.reference, "method": args.adapter_method, "steps": args.adapter_steps,
+              "device": args.device}  # fmt: skip
+        t = time.monotonic()
+        res = dg.materialize(
+            [calibration_adapter],
+            partition_key=multi_key(args.version, llm_tag),
+            instance=instance,
+            resources={"storage": StorageResource(root=store), "configs": ConfigsResource()},
+            run_config={**QUIET, "ops": {"calibration_adapter": {"config": op}}},
+            raise_on_error=False,
+        )
+        _check(res, f"calibration_adapter {args.version}|{llm_tag}", t)
+        for ev in res.get_asset_check_evaluations():
+            print(f"[rjepa]   check {ev.check_name}: {'passed' if ev.passed else 'FAILED'}", flush=True)
+
+    return ensure
+
+
+def cmd_replay(args) -> None:
+    """SPEC F13 comparison of students on one dataset version (rjepa_core.transfer.replay)."""
+    from rjepa_assets.defs.resources import StorageResource
+    from rjepa_core.store.latents import LatentStore
+    from rjepa_core.store.layout import StorageLayout
+    from rjepa_core.transfer.fitting import AdapterFitConfig
+    from rjepa_core.transfer.replay import markdown_table, replay, write_replay
+
+    store = args.store or StorageResource().uri()
+    layout = StorageLayout(store)
+    ensure = _adapter_materializer(args, store)
+    if args.adapters_only:
+        for llm in args.llms:
+            if llm != args.reference:
+                ensure(llm)
+        return
+    chains_of = dict(item.split("=", 1) for item in args.chains_of)
+    for tag in [t for t in args.encode if t in args.llms]:  # an encoder's latents of another's chains, once
+        if LatentStore(layout).count(tag, args.version) == 0:
+            from rjepa_assets.defs.resources import StudentLLMResource
+            from rjepa_core.transfer.replay import encode_latents
+
+            student = StudentLLMResource(device=args.device).load(tag)
+            encode_latents(layout, student, args.version, chains_of.get(tag, args.reference), log=print)
+    fit_cfg = AdapterFitConfig(method=args.adapter_method, steps=args.adapter_steps)
+    t = time.monotonic()
+    report = replay(
+        layout, args.llms, args.version, reference=args.reference, chains_of=chains_of, ks=tuple(args.ks),
+        bootstrap=args.bootstrap, transfer_steps=args.transfer_steps, transfer_lr=args.transfer_lr,
+        fit_cfg=fit_cfg, refit=args.refit, ensure_adapter=ensure, device=args.device,
+        log=lambda m: print(f"[rjepa] {m}", flush=True),
+    )  # fmt: skip
+    report["wall_minutes"] = round((time.monotonic() - t) / 60, 2)
+    report["store"] = str(store)
+    out = Path(args.out)
+    write_replay(report, out)
+    table = markdown_table(report)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"[rjepa] wrote {out} and {out.with_suffix('.md')}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="rjepa", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -656,6 +730,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("replay", help="students under own checkpoint / reference via adapter / warm start (F13)")
+    p.add_argument("--store", default="", help="storage root (default $RJEPA_STORAGE or <project>/.rjepa/store)")
+    p.add_argument("--version", default="v1")
+    p.add_argument("--llms", nargs="+", default=["smollm2-135m", "gemma3-270m", "minilm-l6"])
+    p.add_argument("--reference", default="smollm2-135m", help="llm whose LATEST checkpoint the adapters map into")
+    p.add_argument(
+        "--chains-of",
+        nargs="*",
+        default=["minilm-l6=smollm2-135m"],
+        help="LLM=OTHER: evaluate LLM's latents on OTHER's sampled chains (an encoder writes none)",
+    )
+    p.add_argument(
+        "--encode",
+        nargs="*",
+        default=["minilm-l6"],
+        help="llms (encoders) whose latents of their --chains-of chains are extracted here when the store has none",
+    )
+    p.add_argument("--ks", nargs="+", type=int, default=[4, 8])
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--transfer-steps", type=int, default=300, help="fine-tune steps (warm start and scratch)")
+    p.add_argument("--transfer-lr", type=float, default=1e-4)
+    p.add_argument("--adapter-method", default="jepa", choices=["jepa", "procrustes", "ridge"])
+    p.add_argument("--adapter-steps", type=int, default=300)
+    p.add_argument("--refit", action="store_true", help="fit the adapters again even when one is published")
+    p.add_argument("--adapters-only", action="store_true", help="only materialize calibration_adapter")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results" / "replay.json"))
+    p.set_defaults(fn=cmd_replay)
+
     p = sub.add_parser("promote", help="deploy a checkpoint by hand (moves LATEST; the service reloads it)")
     p.add_argument("--llm", default="smollm2-135m")
     p.add_argument("--version", required=True, help="dataset version of the checkpoint's partition")

@@ -28,6 +28,7 @@ from rjepa_assets.defs.student.assets import latents, student_chains
 from rjepa_assets.defs.student.checks import latents_integrity_job, latents_shards_intact
 from rjepa_assets.defs.student.shards import latents_by_shard_job
 from rjepa_assets.defs.teacher.assets import create_dataset_job, teacher_data
+from rjepa_assets.defs.transfer.assets import calibration_adapter
 
 
 def build_defs(resources: dict | None = None) -> dg.Definitions:
@@ -43,6 +44,7 @@ def build_defs(resources: dict | None = None) -> dg.Definitions:
             jepa_checkpoint,
             ab_gate,
             latent_decoder,
+            calibration_adapter,
             eval_report,
             modes_report,
         ],

@@ -472,6 +472,11 @@ class HealthResponse(BaseModel):
     uptime_s: float
     loaded_at: str | None
     message: str | None = None
+    # "own checkpoint <id>", or "adapter <id> → reference checkpoint <id> (<llm>)" for an llm served through
+    # the latent adapter of another llm's checkpoint until its own lands (None: nothing served)
+    serving: str | None = None
+    adapter_id: str | None = None  # the adapter's run id when served through one
+    reference_llm: str | None = None  # the llm whose checkpoint is served through the adapter
 
 
 class ReloadResponse(BaseModel):

@@ -15,6 +15,11 @@ There are two runners: `generation` (the student: sampling, log-probs, extractio
 candidates) and `scoring` (/score, /predict_masked), so a latent-scoring call does not queue behind a
 long generation. R-JEPA inference is read-only (eval mode, no grad, no buffers written), which is what
 makes its use from both threads safe; the student is only ever used by the generation thread.
+
+An llm with no checkpoint of its own but a published latent adapter (the `calibration_adapter` asset,
+`rjepa_core.transfer`) is served through it: its latents go through W_in into the checkpoint the adapter
+was fitted against, predictions come back through W_out. When the llm's own LATEST lands, the next reload
+switches to it; `/health` says which of the two is served.
 """
 
 from __future__ import annotations
@@ -66,6 +71,15 @@ class ModelState:
     meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's meta.json
     question_pooling: str = "token"  # how the question latent was taken (token | span), from the checkpoint
     decoder: DecoderSlot | None = None  # the latent decoder of the checkpoint's llm and dataset version
+    adapter_id: str | None = None  # run id of the latent adapter the llm is served through (None: own checkpoint)
+    reference_llm: str | None = None  # the llm whose checkpoint is served through the adapter
+
+    @property
+    def serving(self) -> str:
+        """What /health reports: the llm's own checkpoint, or an adapter into another llm's."""
+        if self.adapter_id is None:
+            return f"own checkpoint {self.checkpoint_id}"
+        return f"adapter {self.adapter_id} → reference checkpoint {self.checkpoint_id} ({self.reference_llm})"
 
 
 class DecoderSlot:
@@ -206,21 +220,26 @@ class RecentChats:
 
 def no_checkpoint_message(settings: ServeSettings) -> str:
     return (
-        f"no R-JEPA checkpoint has been published for llm {settings.llm_tag!r} under {settings.storage}: "
-        f"materialize the `jepa_checkpoint` asset for this llm (Dagster UI, or `rjepa demo`), "
-        "then POST /admin/reload or wait for the next poll"
+        f"no R-JEPA checkpoint has been published for llm {settings.llm_tag!r} under {settings.storage}, nor a "
+        f"latent adapter into another llm's: materialize the `jepa_checkpoint` asset for this llm (Dagster UI, or "
+        f"`rjepa demo`), or `calibration_adapter` to serve it through a reference checkpoint meanwhile "
+        f"(`rjepa replay --llms {settings.llm_tag} --adapters-only`), then POST /admin/reload or wait for the next poll"
     )
 
 
 def read_pointer(settings: ServeSettings) -> dict[str, Any] | None:
-    """The LATEST checkpoint pointer of the configured llm (None when nothing was published)."""
+    """The LATEST checkpoint pointer of the configured llm; without one, a pointer to the checkpoint its newest
+    latent adapter was fitted against (with an "adapter" entry); None when there is neither."""
     from rjepa_core.store.layout import StorageLayout
     from rjepa_core.store.pointers import read_latest_checkpoint
 
     layout = StorageLayout(settings.storage, pull=False)
     # object storage: fetch only what serving needs (the pointer, its checkpoints and decoders; not latents)
     layout.pull(layout.checkpoints_root(settings.llm_tag), layout.decoders_root(settings.llm_tag))
-    return read_latest_checkpoint(layout, settings.llm_tag)
+    own = read_latest_checkpoint(layout, settings.llm_tag)
+    from rjepa_serve.adapted import adapter_pointer
+
+    return own if own is not None else adapter_pointer(layout, settings.llm_tag)
 
 
 def interactions_dir(settings: ServeSettings) -> Path:
@@ -288,16 +307,26 @@ def load_model_state(
     meta = dict(ck.meta)
     hidden = int(meta.get("hidden_size") or ck.config.model.hidden_size)
     pooling = check_pooling(str(meta.get("pooling") or "mean"))  # checkpoints before the option pooled means
+    scorer = JEPAScorer.from_checkpoint(ck, device=device)
+    model, adapter_id, reference = ck.model, None, None
+    version = pointer.get("dataset_version") or meta.get("dataset_version")
+    if pointer.get("adapter"):
+        from rjepa_serve.adapted import through_adapter
+
+        scorer, meta, adapter_id = through_adapter(ck, pointer["adapter"], device)
+        model, reference = scorer.model, str(pointer.get("llm_tag"))
+        hidden, pooling = model.hidden_size, check_pooling(str(meta.get("pooling") or "mean"))
+        version = pointer["adapter"].get("dataset_version") or version
     if student is not None and pooled_width(int(student.hidden_size), pooling) != hidden:
         student_error = (
             f"checkpoint {pointer.get('run_id')} was trained on latents of width {hidden} ({pooling} pooling) "
-            f"but llm {settings.llm_tag!r} gives {pooled_width(int(student.hidden_size), pooling)}: "
-            "add a calibration adapter or train on its latents"
+            f"but llm {settings.llm_tag!r} gives {pooled_width(int(student.hidden_size), pooling)}: materialize "
+            f"`calibration_adapter` for {settings.llm_tag!r} (`rjepa replay --llms {settings.llm_tag} "
+            "--adapters-only`) or `jepa_checkpoint` on its latents"
         )
         student = None
     layer = meta.get("layer_idx")
-    version = pointer.get("dataset_version") or meta.get("dataset_version")
-    llm_tag = str(pointer.get("llm_tag") or settings.llm_tag)
+    llm_tag = settings.llm_tag if adapter_id else str(pointer.get("llm_tag") or settings.llm_tag)
     decoder = None
     if version:
         from rjepa_core.store.layout import StorageLayout
@@ -314,8 +343,8 @@ def load_model_state(
         max_steps=int(ck.config.model.max_steps),
         layer_idx=int(layer) if layer is not None else None,
         pooling=pooling,
-        scorer=JEPAScorer.from_checkpoint(ck, device=device),
-        model=ck.model,
+        scorer=scorer,
+        model=model,
         weights=RerankWeights.from_score_config(ck.config.score),
         student=student,
         student_error=student_error,
@@ -323,6 +352,8 @@ def load_model_state(
         meta=meta,
         question_pooling=check_question_pooling(str(meta.get("question_pooling") or "token")),
         decoder=decoder,
+        adapter_id=adapter_id,
+        reference_llm=reference,
     )
 
 
@@ -373,11 +404,13 @@ class ServiceState:
                 self.last_error = no_checkpoint_message(self.settings)
                 return False, self.last_error
             cur = self.current
-            if cur is not None and (cur.checkpoint_id, cur.pointer_path) == (
+            adapter = (pointer.get("adapter") or {}).get("run_id")
+            if cur is not None and (cur.checkpoint_id, cur.pointer_path, cur.adapter_id) == (
                 str(pointer.get("run_id")),
                 str(pointer.get("path")),
+                adapter,
             ):
-                return False, f"checkpoint {cur.checkpoint_id} is already served"
+                return False, f"{cur.serving} is already served"
             try:
                 new = await asyncio.to_thread(self._load, pointer)
             except Exception as exc:
@@ -390,8 +423,8 @@ class ServiceState:
             self._count_reload("loaded")
             if self.metrics is not None:
                 self.metrics.set_model(new.checkpoint_id, new.llm_tag, new.dataset_version)
-            log.info("serving checkpoint %s (%s/%s)", new.checkpoint_id, new.llm_tag, new.dataset_version)
-            return True, f"now serving checkpoint {new.checkpoint_id}"
+            log.info("serving %s (%s/%s)", new.serving, new.llm_tag, new.dataset_version)
+            return True, f"now serving {new.serving}"
 
     def _count_reload(self, result: str) -> None:
         if self.metrics is not None:

@@ -9,18 +9,24 @@
 score01(loss) = 1 - F(loss), F the empirical CDF of the JEPA-losses of validated held-out chains:
 the fraction of lawful validation chains that the chain beats. Higher = more lawful; it falls
 monotonically as the loss grows. It is stored as JSON in the checkpoint's meta ("calibration").
+
+This module sits below `scoring` (which imports `Calibration`): `fit_calibration` takes any scorer with a
+`score(seqs, domains, questions)` method (`JEPAScorer`, or one reading latents through a cross-LLM
+adapter) and never imports the scoring module back.
+
+Not to be confused with the cross-LLM latent adapters of `rjepa_core.transfer` (SPEC F13), which map one
+student's latents into another's space: this is only the 0-1 scale of one checkpoint's JEPA-loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from rjepa_core.jepa.scoring import JEPAScorer
+from rjepa_core.jepa.collate import as_chain
 
 MAX_POINTS = 2001  # quantiles kept: enough for a smooth CDF, small enough for meta.json
 
@@ -60,10 +66,16 @@ class Calibration:
         return cls([float(x) for x in d["losses"]], float(d["mean"]), float(d["std"]), int(d["count"]))
 
 
-def fit_calibration(scorer: JEPAScorer, val_seqs: Sequence[Any]) -> Calibration:
-    """Score the validated chains of val_seqs (LatentSequence, Chain or arrays) and keep their loss CDF."""
-    from rjepa_core.jepa.collate import as_chain
+class ChainScorer(Protocol):
+    """What calibration needs of a scorer: chain JEPA-losses (`rjepa_core.jepa.scoring.JEPAScorer` is one)."""
 
+    def score(self, seqs: Sequence[np.ndarray], domains: Sequence[str | None], questions: Sequence[Any]) -> list[Any]:
+        """One result with a `.jepa_loss` per chain."""
+        ...
+
+
+def fit_calibration(scorer: ChainScorer, val_seqs: Sequence[Any]) -> Calibration:
+    """Score the validated chains of val_seqs (LatentSequence, Chain or arrays) and keep their loss CDF."""
     chains = [c for c in map(as_chain, val_seqs) if c.is_valid]
     if not chains:
         raise ValueError("fit_calibration needs validated chains (is_valid=True) from the validation split")

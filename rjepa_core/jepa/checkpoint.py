@@ -96,9 +96,12 @@ def load_checkpoint(
     trained = config.model.hidden_size
     if hidden_size is not None and hidden_size != trained:
         who = f"llm {llm_tag!r}" if llm_tag else "the requested student"
+        tag = llm_tag or "<llm>"
         raise ValueError(
-            f"checkpoint {path} was trained on hidden size {trained} but {who} has {hidden_size}: "
-            f"add a calibration adapter ({hidden_size} -> {trained}) for this LLM, or train a checkpoint on its latents"
+            f"checkpoint {path} was trained on hidden size {trained} but {who} has {hidden_size}: read its latents "
+            f"through a calibration adapter ({hidden_size} -> {trained}): materialize the `calibration_adapter` asset "
+            f"for {tag} (`rjepa replay --llms {tag} --adapters-only`), or train a checkpoint on its latents "
+            "(`jepa_checkpoint`)"
         )
     model = RJEPA(config.model)
     model.load_state_dict(load_file(str(found / WEIGHTS)), strict=True)

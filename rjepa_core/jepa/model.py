@@ -55,7 +55,8 @@ class RJEPA(nn.Module):
         if H.shape[-1] != self.cfg.hidden_size:
             raise ValueError(
                 f"latents have width {H.shape[-1]} but this R-JEPA was built for hidden size {self.cfg.hidden_size}: "
-                "use latents of the same student LLM or a calibration adapter"
+                "use latents of the same student LLM, or read them through its calibration adapter "
+                "(`rjepa_core.transfer.AdaptedRJEPA` with the `calibration_adapter` asset of that llm)"
             )
         if H.shape[1] > self.cfg.max_steps:
             raise ValueError(

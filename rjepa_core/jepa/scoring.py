@@ -103,7 +103,8 @@ class JEPAScorer:
             if h.shape[1] != m.hidden_size:
                 raise ValueError(
                     f"chain {i}: latent width {h.shape[1]} but the checkpoint was trained on hidden size "
-                    f"{m.hidden_size}: score latents of the same student or add a calibration adapter"
+                    f"{m.hidden_size}: score latents of the same student, or through that llm's calibration adapter "
+                    "(`rjepa_core.transfer.AdaptedRJEPA` around the model, from the `calibration_adapter` asset)"
                 )
             if h.shape[0] > m.max_steps:
                 raise ValueError(

@@ -15,7 +15,8 @@ router = APIRouter()
 
 @router.get("/health", response_model=HealthResponse, tags=["service"])
 async def health(svc: Service) -> HealthResponse:
-    """Which checkpoint is served (or why none is), for which LLM, on which device, since when."""
+    """Which checkpoint is served (or why none is), for which LLM, on which device, since when; `serving` says
+    whether it is the llm's own checkpoint or another llm's read through a latent adapter."""
     ms = svc.current
     status = (
         "ok"
@@ -33,6 +34,9 @@ async def health(svc: Service) -> HealthResponse:
         uptime_s=round(svc.uptime(), 3),
         loaded_at=ms.loaded_at if ms else None,
         message=svc.last_error if ms is None else (ms.student_error or svc.last_error),
+        serving=ms.serving if ms else None,
+        adapter_id=ms.adapter_id if ms else None,
+        reference_llm=ms.reference_llm if ms else None,
     )
 
 

@@ -26,7 +26,9 @@ def as_matrix(latents: list[list[float]], ms: ModelState, max_steps: int, where:
     if H64.shape[1] != ms.hidden_size:
         raise client_error(
             f"{where}: latent width {H64.shape[1]} does not match hidden size {ms.hidden_size} of checkpoint "
-            f"{ms.checkpoint_id} (llm {ms.llm_tag}): send latents of that student, or use a calibration adapter"
+            f"{ms.checkpoint_id} (llm {ms.llm_tag}): send latents of that student, or serve your llm through its "
+            "calibration adapter (materialize `calibration_adapter` for it, then run the service with "
+            "RJEPA_LLM_TAG=<your llm>)"
         )
     cap = min(max_steps, ms.max_steps)
     if H64.shape[0] > cap:

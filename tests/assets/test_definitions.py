@@ -18,6 +18,7 @@ ASSETS = {
     "latent_decoder",
     "eval_report",
     "modes_report",
+    "calibration_adapter",
 }
 
 
@@ -45,6 +46,9 @@ def test_checks_jobs_schedules_sensors():
         ("jepa_checkpoint", "checkpoint_not_collapsed"),
         ("latent_decoder", "decoder_reads_the_latent"),
         ("eval_report", "rerank_not_worse_than_off"),
+        ("calibration_adapter", "adapter_finite"),
+        ("calibration_adapter", "adapter_widths"),
+        ("calibration_adapter", "adapter_beats_baselines"),
     }
     assert {
         "dataset_job",
@@ -70,6 +74,7 @@ def test_gpu_heavy_assets_share_one_pool():
     graph = default_defs.get_repository_def().asset_graph
     pools = {
         k: graph.get(dg.AssetKey(k)).pools
-        for k in ("student_chains", "latents", "jepa_checkpoint", "ab_gate", "latent_decoder", "eval_report")
+        for k in ("student_chains", "latents", "jepa_checkpoint", "ab_gate", "latent_decoder", "eval_report",
+                  "calibration_adapter")  # fmt: skip
     }
     assert all(p == {"gpu"} for p in pools.values()), pools

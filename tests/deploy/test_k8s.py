@@ -24,6 +24,7 @@ GPU_ASSETS = {
     "eval_report",
     "modes_report",
     "ab_gate",
+    "calibration_adapter",
 }
 
 

@@ -13,8 +13,8 @@ hook's float16 copies, span mapping and pooling, the extra decode step): (a) alo
 zero from timing noise, (b) alone misses the hook's dispatch. On a shared machine the wall clock
 mostly measures the neighbours, so the same paired median is also taken over the process's CPU time
 (`capture_cpu_pct_of_sampling`), which other processes disturb far less; `capture_pct_of_sampling`
-uses the largest of the three. The teacher-forced cost is `StudentLLM.extract` over the sampled chains (one hooked layer, prompt shared
-per problem): the second forward capture replaces.
+uses the largest of the three. The teacher-forced cost is `StudentLLM.extract` over the sampled chains
+(one hooked layer, prompt shared per problem): the second forward capture replaces.
 """
 
 from __future__ import annotations

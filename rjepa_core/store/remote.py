@@ -391,8 +391,11 @@ class ObjectMirror:
                 elif tmp.exists():
                     tmp.unlink()
             files = self._unit_files(unit)
-            state = {rel: {"sha256": e["sha256"], "size": e["size"], "stamp": self._stamp(files[rel])}
-                     for rel, e in stamps.items() if rel in files}
+            state = {
+                rel: {"sha256": e["sha256"], "size": e["size"], "stamp": self._stamp(files[rel])}
+                for rel, e in stamps.items()
+                if rel in files
+            }
             self._save_state(unit, {"etag": etag, "files": state})
         return True
 

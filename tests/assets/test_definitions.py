@@ -74,7 +74,14 @@ def test_gpu_heavy_assets_share_one_pool():
     graph = default_defs.get_repository_def().asset_graph
     pools = {
         k: graph.get(dg.AssetKey(k)).pools
-        for k in ("student_chains", "latents", "jepa_checkpoint", "ab_gate", "latent_decoder", "eval_report",
-                  "calibration_adapter")  # fmt: skip
+        for k in (
+            "student_chains",
+            "latents",
+            "jepa_checkpoint",
+            "ab_gate",
+            "latent_decoder",
+            "eval_report",
+            "calibration_adapter",
+        )  # fmt: skip
     }
     assert all(p == {"gpu"} for p in pools.values()), pools

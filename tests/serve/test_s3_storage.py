@@ -27,8 +27,13 @@ def test_service_follows_the_bucket_and_publishes_its_interactions(bucket):
     publish_tiny_checkpoint(bucket.uri, "run1")
     LatentStore(bucket.layout("pipeline")).write(LLM_TAG, "v1", make_seqs(3, hidden=64), shard_size=2)
     settings = ServeSettings(
-        storage=bucket.uri, llm_tag=LLM_TAG, load_student=False, device="cpu", torch_threads=1,
-        reload_interval_s=0, admin_token="t0ken",
+        storage=bucket.uri,
+        llm_tag=LLM_TAG,
+        load_student=False,
+        device="cpu",
+        torch_threads=1,
+        reload_interval_s=0,
+        admin_token="t0ken",
     )
     bucket.on("service")  # the service's own cache folder: it shares nothing with the pipeline but the bucket
     with TestClient(create_app(settings)) as c:

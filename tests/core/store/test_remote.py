@@ -50,7 +50,11 @@ def problems(n: int, version: str = "v1") -> list[Problem]:
 def chains(ps: list[Problem], origin: str = "gold") -> list[ChainOfThought]:
     return [
         ChainOfThought(
-            cot_id=f"{p.problem_id}-c", problem_id=p.problem_id, steps=["a", "b"], final_answer="1", is_valid=True,
+            cot_id=f"{p.problem_id}-c",
+            problem_id=p.problem_id,
+            steps=["a", "b"],
+            final_answer="1",
+            is_valid=True,
             origin=origin,
         )
         for p in ps
@@ -241,8 +245,9 @@ def test_duckdb_queries_the_shards_in_the_bucket(bucket):
     rows = con.execute(
         "SELECT llm_tag, dataset_version, count(*), sum(num_steps) FROM latents GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    local = query(a, "SELECT llm_tag, dataset_version, count(*) AS n, sum(num_steps) AS s FROM latents "
-                     "GROUP BY ALL ORDER BY ALL")
+    local = query(
+        a, "SELECT llm_tag, dataset_version, count(*) AS n, sum(num_steps) AS s FROM latents GROUP BY ALL ORDER BY ALL"
+    )
     assert rows == [(r["llm_tag"], r["dataset_version"], r["n"], r["s"]) for r in local]
     assert [r[0] for r in rows] == ["other", "tiny"] and rows[1][2] == 7
     assert con.execute("SELECT dataset_version, count(*) FROM problems GROUP BY ALL").fetchall() == [("v1", 6)]

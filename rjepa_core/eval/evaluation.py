@@ -276,6 +276,10 @@ def evaluate(
             "problem (student_chains k_test)"
         )
     pids = sorted(groups)
+    most = max(len(g) for g in groups.values())
+    ks_skipped = [k for k in ks if k > most]  # no problem has that many candidates: nothing to measure at k
+    ks = [k for k in ks if k <= most]
+    kmax = ks[-1]
     greedy_map = {**found_greedy, **(greedy or {})}
     n_greedy = sum(p in greedy_map for p in pids)
     greedy_source = "greedy_decoding" if n_greedy == len(pids) else ("mixed" if n_greedy else "first_sample")
@@ -444,6 +448,7 @@ def evaluate(
     report: dict[str, Any] = {
         "k": kmax,
         "ks": ks,
+        "ks_skipped": ks_skipped,
         "n_problems": len(pids),
         "n_problems_per_k": n_problems,
         "n_candidates": len(flat),

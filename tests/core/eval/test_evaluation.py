@@ -173,3 +173,10 @@ def test_fit_selection_gives_the_checkpoint_the_settings_the_report_fits(dataset
         == report["localisation"]["position_normalised"]["hit_rate"]
     )
     assert fit_selection(scorer, dataset.problems, [], dataset.train_latents) == {}
+
+
+def test_a_k_no_problem_reaches_is_skipped_and_reported(dataset):
+    """Candidates for K=8 at most: asking for (4, 64) measures K=4 and says 64 was skipped (no crash)."""
+    rep = evaluate(dataset.problems, dataset.test_chains, dataset.test_latents, None, ks=(4, 64))
+    assert rep["ks"] == [4] and rep["ks_skipped"] == [64]
+    assert set(rep["methods"]["majority"]) == {"k=4"}

@@ -621,6 +621,7 @@ def cmd_replay(args) -> None:
     )  # fmt: skip
     report["wall_minutes"] = round((time.monotonic() - t) / 60, 2)
     report["store"] = str(store)
+    report["command"] = " ".join(["rjepa", *sys.argv[1:]])
     out = Path(args.out)
     write_replay(report, out)
     table = markdown_table(report)

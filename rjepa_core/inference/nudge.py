@@ -22,6 +22,13 @@ that share of lawful steps at this position". `budget_tokens` caps the tokens ge
 (the chain plus every alternative): a step is nudged only while the budget left covers M more lines
 of its length; once spent, the chain goes on without nudges. Every step's decision and its reason
 are in `NudgeResult.trace`.
+
+Step latents: when the student captures latents while sampling (registry `latents_from_sampling`, the
+default) each line's step latent is recorded during the `next_steps` call that wrote it, and a chain's
+latents are its kept lines' (earlier steps' from when they were written): no teacher-forced forward in
+the loop. `NudgeConfig(teacher_forced=True)` re-extracts the chain prefix after every line instead
+(`student.extract`, as before), which is also the fallback for a line whose latent could not be
+captured (`NudgeResult.latent_fallbacks`).
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ class NudgeConfig:
     temperature: float = 0.0  # the chain's own steps (0 = greedy, as OFF)
     alt_temperature: float = 0.8  # the alternatives
     seed: int | None = 0
+    # re-extract each chain prefix teacher-forced after every line, even when the student captures latents
+    # while sampling (`latents_from_sampling`); false: each line's step latent comes from its own sampling call
+    teacher_forced: bool = False
 
     def __post_init__(self) -> None:
         for name in ("m", "budget_tokens", "max_new_tokens", "step_tokens", "max_steps"):
@@ -160,6 +170,11 @@ class NudgeResult:
     trace: list[StepTrace]
     tokens_used: int  # all generated tokens, alternatives included
     chain_tokens: int  # tokens of the kept chain
+    latents: str = "teacher_forced"  # where step latents came from: captured (while sampling) | teacher_forced
+    latent_fallbacks: int = 0  # lines whose latent could not be captured: extracted teacher-forced instead
+    # (steps, D') float32 latents of the kept steps, as NUDGE scored them (None when no step was kept)
+    H: np.ndarray | None = None
+    q: np.ndarray | None = None  # the question latent NUDGE scored with (None without one)
 
     @property
     def nudged_steps(self) -> list[int]:
@@ -176,14 +191,23 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class _World:
-    """The student and R-JEPA around one problem: latents of chains, surprise and prediction of the newest step."""
+    """The student and R-JEPA around one problem: latents of chains, surprise and prediction of the newest step.
 
-    def __init__(self, student, scorer, prompt: str, domain: str | None, layer_idx, pooling, question_pooling) -> None:
+    capture: a `CaptureSpec` when step latents come from sampling (`next_steps(capture=...)`), else None.
+    """
+
+    def __init__(
+        self, student, scorer, prompt: str, domain: str | None, layer_idx, pooling, question_pooling, capture=None
+    ) -> None:
         self.student, self.scorer, self.prompt, self.domain = student, scorer, prompt, domain
         self.layer_idx, self.pooling, self.question_pooling = layer_idx, pooling, question_pooling
+        self.capture = capture
         self.q: np.ndarray | None = None
+        self.H = np.zeros((0, 0), np.float32)  # (j, D') latents of the steps kept so far
+        self.fallbacks = 0
 
     def latents(self, chains: Sequence[list[str]]) -> list[np.ndarray]:
+        """Teacher-forced latents of whole chains (prompt + the rendered steps)."""
         ex = self.student.extract(
             [(self.prompt, steps) for steps in chains],
             layer_idx=self.layer_idx,
@@ -193,6 +217,29 @@ class _World:
         if self.q is None and ex and ex[0].q is not None:
             self.q = np.asarray(ex[0].q, dtype=np.float32)
         return [np.asarray(e.H, dtype=np.float32) for e in ex]
+
+    def with_lines(self, steps: list[str], lines: Sequence[Any]) -> list[np.ndarray]:
+        """Latents of the chain `steps` + each line's step: the kept steps' then the line's captured latent;
+        teacher-forced (`latents`) for every line without one, and for all lines when not capturing."""
+        out: list[np.ndarray | None] = [None] * len(lines)
+        if self.capture is not None:
+            for i, line in enumerate(lines):
+                lat = line.latents
+                if lat is None:
+                    continue
+                if self.q is None and lat.q is not None:
+                    self.q = np.asarray(lat.q, dtype=np.float32)
+                h = np.asarray(lat.H, dtype=np.float32)  # (1, D')
+                out[i] = np.concatenate([self.H, h]) if len(self.H) else h
+        missing = [i for i, h in enumerate(out) if h is None]
+        if missing:
+            if self.capture is not None:
+                self.fallbacks += len(missing)
+            forced = self.latents([[*steps, _step_text(lines[i].text)] for i in missing])
+            for i, h in zip(missing, forced, strict=True):
+                # capturing: only the new step is teacher-forced, the kept steps keep the latents they were written with
+                out[i] = np.concatenate([self.H, h[-1:]]) if self.capture is not None and len(self.H) else h
+        return out  # type: ignore[return-value]
 
     def surprise(self, Hs: Sequence[np.ndarray]) -> list[float]:
         return self.scorer.last_step_surprise(list(Hs), [self.domain] * len(Hs), [self.q] * len(Hs))
@@ -204,6 +251,16 @@ class _World:
         q = self.q if model.cfg.question_token else None
         _, hidden = predict_masked(model, H_before, [H_before.shape[0]], self.domain, q)
         return hidden[0]
+
+
+def _capture_spec(student, cfg: NudgeConfig, layer_idx, pooling, question_pooling):
+    """The CaptureSpec NUDGE samples with, None when it extracts teacher-forced."""
+    spec = getattr(student, "spec", None)
+    if cfg.teacher_forced or not getattr(spec, "latents_from_sampling", False):
+        return None
+    from rjepa_core.llm.capture import CaptureSpec
+
+    return CaptureSpec(layer_idx=layer_idx, pooling=pooling, question_pooling=question_pooling)
 
 
 def nudge(
@@ -222,14 +279,16 @@ def nudge(
     """Write a chain step by step after `prompt`, regenerating surprising steps (see the module docstring)."""
     if cfg.alpha > 0 and decoder is None:
         raise ValueError("nudge alpha > 0 biases toward the decoded prediction: it needs a latent decoder")
-    world = _World(student, scorer, prompt, domain, layer_idx, pooling, question_pooling)
+    capture = _capture_spec(student, cfg, layer_idx, pooling, question_pooling)
+    world = _World(student, scorer, prompt, domain, layer_idx, pooling, question_pooling, capture)
+    sample = {"capture": capture, "prompt": prompt} if capture is not None else {}
     max_steps = min(cfg.max_steps, scorer.model.cfg.max_steps)
     text, steps, trace = "", [], []
     used = chain_tokens = 0
     seed = cfg.seed
     while chain_tokens < cfg.max_new_tokens and len(steps) < max_steps:
         limit = min(cfg.step_tokens, cfg.max_new_tokens - chain_tokens)
-        line = student.next_steps(prompt + text, 1, cfg.temperature, limit, seed)[0]
+        line = student.next_steps(prompt + text, 1, cfg.temperature, limit, seed, **sample)[0]
         seed = None if seed is None else seed + 1
         used += line.num_tokens
         step = "" if line.is_answer else _step_text(line.text)
@@ -239,7 +298,7 @@ def nudge(
                 chain_tokens += line.num_tokens
             break
         j = len(steps)
-        H = world.latents([[*steps, step]])[0]
+        H = world.with_lines(steps, [line])[0]
         s = world.surprise([H])[0]
         t = threshold.at(j)
         entry = StepTrace(j, step, s, t, False, "")
@@ -259,11 +318,11 @@ def nudge(
                 if cfg.alpha > 0:
                     entry.alpha_eff = cfg.alpha * float(np.clip(s / t - 1 if t > 0 else 1.0, 0.0, 1.0))
                     bias = {i: entry.alpha_eff for i in set(decoder.generate_ids(pred[None])[0])} or None
-            alts = student.next_steps(prompt + text, cfg.m, cfg.alt_temperature, limit, seed, token_bias=bias)
+            alts = student.next_steps(prompt + text, cfg.m, cfg.alt_temperature, limit, seed, token_bias=bias, **sample)
             seed = None if seed is None else seed + cfg.m
             used += sum(a.num_tokens for a in alts)
             lines = [line, *[a for a in alts if not a.is_answer and _step_text(a.text)]]
-            Hs = [H, *world.latents([[*steps, _step_text(a.text)] for a in lines[1:]])] if len(lines) > 1 else [H]
+            Hs = [H, *world.with_lines(steps, lines[1:])] if len(lines) > 1 else [H]
             surprises = [s, *world.surprise(Hs[1:])] if len(Hs) > 1 else [s]
             cosines = [_cos(h[j], pred) for h in Hs]
             entry.alternatives = [
@@ -281,6 +340,7 @@ def nudge(
                 entry.nudged, entry.original = True, step
                 entry.text = step = entry.alternatives[best].text
                 kept_line, kept_tokens, kept_ended = lines[best].text, lines[best].num_tokens, lines[best].ended
+                H = Hs[best]
                 entry.reason = (
                     f"surprise {s:.3f} above the threshold {t:.3f}: alternative {best} of {len(lines) - 1} is the "
                     f"closest to the predicted step (cosine {cosines[best]:.3f} vs {cosines[0]:.3f} for the "
@@ -288,9 +348,21 @@ def nudge(
                 )
         trace.append(entry)
         steps.append(step)
+        world.H = H
         text += kept_line + "\n"
         chain_tokens += kept_tokens
         if kept_ended:
             break
     text = text.rstrip()
-    return NudgeResult(text, steps, extract_final_answer(text) if text else None, trace, used, chain_tokens)
+    return NudgeResult(
+        text,
+        steps,
+        extract_final_answer(text) if text else None,
+        trace,
+        used,
+        chain_tokens,
+        latents="captured" if capture is not None else "teacher_forced",
+        latent_fallbacks=world.fallbacks,
+        H=world.H if len(world.H) else None,
+        q=world.q,
+    )

@@ -102,10 +102,27 @@ class StudentLLM:
         max_new_tokens: int = 64,
         seed: int | None = None,
         token_bias: dict[int, float] | None = None,
+        capture=None,
+        prompt: str | None = None,
+        capture_stats=None,
     ) -> list[generation.NextStep]:
-        """k samples of the next line after `context` (prompt + chain so far): step-wise generation (NUDGE, PLAN)."""
+        """k samples of the next line after `context` (prompt + chain so far): step-wise generation (NUDGE, PLAN).
+
+        capture: True or a `CaptureSpec` also gives each line the latent of the step it states, recorded while
+        sampling (`NextStep.latents`); prompt: the prompt part of `context` (its question latent); capture_stats:
+        a `CaptureStats` to fill.
+        """
         return generation.next_steps(
-            self, context, k=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, token_bias=token_bias
+            self,
+            context,
+            k=k,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            token_bias=token_bias,
+            capture=capture,
+            prompt=prompt,
+            capture_stats=capture_stats,
         )
 
     def extract(

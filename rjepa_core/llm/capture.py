@@ -163,10 +163,14 @@ def step_char_spans(text: str) -> list[tuple[int, int]]:
 @dataclass
 class _Row:
     row: int  # batch row
-    chain: Any  # the GeneratedChain to give latents
-    prompt_ids: list[int]
+    target: Any  # what gets the latents: a GeneratedChain, or a NextStep (llm.generation)
+    prompt_ids: list[int]  # the row's context token ids (the prompt, or prompt + chain so far)
+    kept: int  # generated tokens kept
     gen_spans: list[tuple[int, int]]  # generated-token [start, end) of each step
-    qspan: tuple[int, int] | None  # prompt-token [start, end) of the question (question_pooling="span")
+    qspan: tuple[int, int] | None  # context-token [start, end) of the question (question_pooling="span")
+    # question_pooling="token" with the chain's first step already in the context: that step's first context
+    # token (the question state is the one before it); None: before the first generated step
+    q_before: int | None = None
 
 
 def check_prompts(spec: CaptureSpec, prompts) -> None:
@@ -177,23 +181,41 @@ def check_prompts(spec: CaptureSpec, prompts) -> None:
         extraction._question_chars(prompt, getattr(prompt, "question", None), n)
 
 
-def _plan_row(llm, spec: CaptureSpec, row: int, prompt: str, prompt_ids: list[int], new_ids: list[int], chain, stats):
-    spans = step_char_spans(chain.text)
+def line_step_span(line: str) -> tuple[int, int] | None:
+    """Character span in a generated line of the step it states (NUDGE's step: the "Step k:" marker dropped,
+    several sentences one step), None for a line that states none (blank, or the final-answer line)."""
+    segments = segment(line) if line.strip() else []
+    return (segments[0].start, segments[-1].end) if segments else None
+
+
+def _question_tokens(llm, spec: CaptureSpec, context: str, prompt: str, row: int):
+    """(qspan, q_before) of a row whose context is `prompt` + the chain so far (see `_Row`)."""
+    qspan = q_before = None
+    if spec.question_pooling == "span":
+        question = getattr(prompt, "question", None) or getattr(context, "question", None)
+        _, offsets = extraction.encode_with_offsets(llm.tokenizer, context)
+        qspan = token_spans(offsets, [extraction._question_chars(prompt, question, row)])[0]
+    elif len(context) > len(prompt):
+        written = step_char_spans(context[len(prompt) :])
+        if written:
+            _, offsets = extraction.encode_with_offsets(llm.tokenizer, context)
+            start = len(prompt) + written[0][0]
+            q_before = token_spans(offsets, [(start, start + 1)])[0][0]
+    return qspan, q_before
+
+
+def _plan(llm, spec, row, context, prompt_ids, kept_ids, text, spans, target, stats, prompt=None) -> _Row | None:
+    """How to pool one generated row: `spans` are step character spans in `text`, what `kept_ids` decode to."""
     if not spans:
         stats.miss("no text")
         return None
-    kept = new_ids[: chain.num_new_tokens]
     try:
-        gen_spans = token_spans(generated_offsets(llm.tokenizer, kept, chain.text), spans)
+        gen_spans = token_spans(generated_offsets(llm.tokenizer, kept_ids, text), spans)
     except ValueError:
         stats.miss("a step no generated token covers")
         return None
-    qspan = None
-    if spec.question_pooling == "span":
-        question = getattr(prompt, "question", None)
-        _, offsets = extraction.encode_with_offsets(llm.tokenizer, prompt)
-        qspan = token_spans(offsets, [extraction._question_chars(prompt, question, row)])[0]
-    return _Row(row, chain, prompt_ids, gen_spans, qspan)
+    qspan, q_before = _question_tokens(llm, spec, context, context if prompt is None else prompt, row)
+    return _Row(row, target, prompt_ids, len(kept_ids), gen_spans, qspan, q_before)
 
 
 def _extra_state(llm, layer_pos: int, result, attention_mask, new):
@@ -222,17 +244,44 @@ def pool_captured(llm, spec: CaptureSpec, batch, prompts, chains, stats: Capture
     batch: the generate call's `_Batch` (rows' prompt ids, left-padded width, new token ids (B, T), the
     recorder's states, the generate result and attention mask for the extra step).
     """
+    tic = time.perf_counter()
+    rows = []
+    for r, chain in enumerate(chains):
+        kept_ids = batch.new[r, : chain.num_new_tokens].tolist()
+        spans = step_char_spans(chain.text)
+        planned = _plan(llm, spec, r, prompts[r], batch.prompt_ids[r], kept_ids, chain.text, spans, chain, stats)
+        if planned is not None:
+            rows.append(planned)
+    _pool_rows(llm, spec, batch, rows, stats, tic)
+
+
+def pool_lines(llm, spec: CaptureSpec, batch, context: str, prompt: str, lines, kept, stats: CaptureStats) -> None:
+    """Give each sampled next line (`NextStep`, llm.generation) of one `next_steps` call the `latents` of the
+    step it states: H (1, D') pooled over that step's generated tokens, q from the context's prompt part.
+
+    kept: per row, (the text the kept generated tokens decode to, where the line starts in it).
+    """
+    tic = time.perf_counter()
+    rows = []
+    for r, (line, (text, at)) in enumerate(zip(lines, kept, strict=True)):
+        span = None if line.is_answer else line_step_span(text[at:])
+        if span is None:
+            continue  # nothing to pool: the answer line or a blank one (not a miss, NUDGE takes no step from it)
+        kept_ids = batch.new[r, : line.num_tokens].tolist()
+        spans = [(at + span[0], at + span[1])]
+        planned = _plan(llm, spec, r, context, batch.prompt_ids[r], kept_ids, text, spans, line, stats, prompt)
+        if planned is not None:
+            rows.append(planned)
+    _pool_rows(llm, spec, batch, rows, stats, tic)
+
+
+def _pool_rows(llm, spec: CaptureSpec, batch, rows: list[_Row], stats: CaptureStats, tic: float) -> None:
     import numpy as np
     import torch
 
-    tic, extra_before = time.perf_counter(), stats.extra_step_s
+    extra_before = stats.extra_step_s
     width, new = batch.width, batch.new  # new: (B, T)
     T = new.shape[1]
-    rows = []
-    for r, chain in enumerate(chains):
-        planned = _plan_row(llm, spec, r, prompts[r], batch.prompt_ids[r], new[r].tolist(), chain, stats)
-        if planned is not None:
-            rows.append(planned)
     if not rows:
         stats.pool_s += time.perf_counter() - tic
         return
@@ -264,10 +313,12 @@ def pool_captured(llm, spec: CaptureSpec, batch, prompts, chains, stats: Capture
         if r.qspan is not None:
             qs, qe = r.qspan
             q = extraction._span_state(states[[r.row]], 0, (width - L + qs, width - L + qe), spec.pooling)
+        elif r.q_before is not None:
+            q = extraction._question_state(llm, states[[r.row]], 0, width - L + r.q_before, spec.pooling)
         else:
             q = extraction._question_state(llm, states[[r.row]], 0, width + r.gen_spans[0][0], spec.pooling)
-        kept_ids = new[r.row, : r.chain.num_new_tokens].tolist()
-        r.chain.latents = extraction.Extracted(
+        kept_ids = new[r.row, : r.kept].tolist()
+        r.target.latents = extraction.Extracted(
             H=H.cpu().numpy().astype(np.float16),
             token_ids=list(r.prompt_ids) + kept_ids,
             step_spans=[(L + s, L + e) for s, e in r.gen_spans],

@@ -206,13 +206,6 @@ def _sample_batches(
             yield batch
 
 
-def _sample(llm, prompts: Sequence[str], k: int, config, stopping, seed: int | None, batch_size: int | None):
-    """Yield (prompt index, new token ids, their log-probs at temperature 1) for k samples per prompt."""
-    for batch in _sample_batches(llm, prompts, k, config, stopping, seed, batch_size):
-        for row, p in enumerate(batch.rows):
-            yield p, batch.new[row].tolist(), batch.logps[row].tolist()
-
-
 def generate(
     llm,
     prompts: Sequence[str] | str,
@@ -269,6 +262,10 @@ class NextStep:
     num_tokens: int  # generated tokens kept
     is_answer: bool  # the line states the final answer ("Answer: ..."): the chain ends with it
     ended: bool  # the model ended the chain (EOS) or states the answer: nothing follows
+    # the latent of the step the line states, captured while sampling (`next_steps(capture=...)`): H (1, D')
+    # pooled over its generated tokens, q the question latent from the context's prompt part, token_ids the
+    # context ids + the kept generated ids; None when not captured, or the line states no step
+    latents: Extracted | None = None
 
 
 def next_steps(
@@ -281,28 +278,56 @@ def next_steps(
     seed: int | None = None,
     token_bias: dict[int, float] | None = None,
     batch_size: int | None = None,
+    capture=None,
+    prompt: str | None = None,
+    capture_stats=None,
 ) -> list[NextStep]:
     """k samples of the line that follows `context` (prompt + the chain so far, ending at a line break).
 
     token_bias: added to those token ids' logits at every position (NUDGE's optional bias toward the
     tokens of the world model's predicted step).
+    capture: True or a `llm.capture.CaptureSpec` gives each line that states a step its latent, recorded
+    while sampling (`NextStep.latents`, pooled as `extract` pools that step after the same context).
+    prompt: the prompt part of `context` (default: all of it), where the question latent is taken: a rendered
+    `llm.prompting.Prompt` carries the question that question_pooling="span" pools.
+    capture_stats: a `llm.capture.CaptureStats` to add capture's own time and misses to.
     """
+    from rjepa_core.llm import capture as cap
+
     _check_args(llm, k, temperature, max_new_tokens)
+    prompt = context if prompt is None else prompt
+    if not context.startswith(prompt):
+        raise ValueError("next_steps: `prompt` must be the start of `context` (the prompt the chain so far follows)")
+    spec = cap.resolve_capture(llm, capture)
+    recorder = None
+    if spec is not None:
+        cap.check_prompts(spec, [prompt])
+        capture_stats = capture_stats if capture_stats is not None else cap.CaptureStats()
+        layer_pos = cap.extraction.resolve_layer(spec.layer_idx, llm.num_layers)
+        recorder = cap.LayerRecorder(llm.layers[layer_pos], capture_stats, clip=llm.spec.latent_clip)
     config = _config(llm, temperature, max_new_tokens, top_p, token_bias)
     eos = set(config.eos_token_id)
     stopping = lambda width: _stop_when(llm.tokenizer, width, _line_done)  # noqa: E731
     out = []
-    for _, new_ids, logps in _sample(llm, [context], k, config, stopping, seed, batch_size):
-        end = next((i + 1 for i, t in enumerate(new_ids) if t in eos), len(new_ids))
-        hit_eos = end <= len(new_ids) and bool(new_ids) and new_ids[end - 1] in eos
-        new_ids, logps = new_ids[:end], logps[:end]
-        raw = llm.tokenizer.decode(new_ids, skip_special_tokens=True)
-        body = raw.lstrip("\n")
-        line = body.split("\n", 1)[0].rstrip()
-        kept = raw[: len(raw) - len(body)] + line
-        n = _kept_tokens(llm.tokenizer, new_ids, kept) if kept.strip() else len(new_ids)
-        is_answer = bool(_ANSWER_LINE.search(line))
-        out.append(NextStep(line.strip(), float(sum(logps[:n])), n, is_answer, hit_eos or is_answer or not line))
+    for batch in _sample_batches(llm, [context], k, config, stopping, seed, batch_size, recorder):
+        lines, kept_texts = [], []
+        for row in range(len(batch.rows)):
+            new_ids, logps = batch.new[row].tolist(), batch.logps[row].tolist()
+            end = next((i + 1 for i, t in enumerate(new_ids) if t in eos), len(new_ids))
+            hit_eos = end <= len(new_ids) and bool(new_ids) and new_ids[end - 1] in eos
+            new_ids, logps = new_ids[:end], logps[:end]
+            raw = llm.tokenizer.decode(new_ids, skip_special_tokens=True)
+            body = raw.lstrip("\n")
+            line = body.split("\n", 1)[0].rstrip()
+            kept = raw[: len(raw) - len(body)] + line
+            n = _kept_tokens(llm.tokenizer, new_ids, kept) if kept.strip() else len(new_ids)
+            is_answer = bool(_ANSWER_LINE.search(line))
+            lines.append(NextStep(line.strip(), float(sum(logps[:n])), n, is_answer, hit_eos or is_answer or not line))
+            kept_texts.append((kept, len(raw) - len(body)))
+        if spec is not None:
+            cap.pool_lines(llm, spec, batch, context, prompt, lines, kept_texts, capture_stats)
+            batch.states = batch.result = None  # free the states before the next call
+        out.extend(lines)
     return out
 
 

@@ -103,3 +103,30 @@ def build_tiny_llm(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def overfit_student(llm_dir, prompt_of, target, steps: int = 80):
+    """(StudentLLM, prompt): a fresh copy of the tiny student (saved at `llm_dir`) trained to write `target` (a
+    text, or token ids) after `prompt_of(llm)`: a student that writes a known chain, so what it samples can be
+    compared with teacher-forced extraction of the same text."""
+    import torch
+
+    from rjepa_core.llm.adapter import StudentLLM
+    from rjepa_core.llm.registry import LLMSpec
+
+    llm = StudentLLM.load(LLMSpec(llm_tag="tiny", source=str(llm_dir), batch_size=4, hidden_size=64), device="cpu")
+    prompt = prompt_of(llm)
+    tok = llm.tokenizer
+    p_ids = tok(prompt)["input_ids"]
+    t_ids = tok(prompt + target)["input_ids"][len(p_ids) :] if isinstance(target, str) else list(target)
+    ids = torch.tensor([p_ids + t_ids + [tok.eos_token_id]])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(llm.model.parameters(), lr=3e-3)
+    llm.model.train()
+    for _ in range(steps):
+        loss = llm.model(input_ids=ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    llm.model.eval()
+    return llm, prompt

@@ -66,18 +66,29 @@ def test_no_nudge_below_an_infinite_threshold(tiny_student, scorer, prompt):
     assert [t.text for t in result.trace] == result.steps
 
 
-def test_every_step_above_threshold_keeps_the_line_closest_to_the_prediction(tiny_student, scorer, prompt):
-    cfg = NudgeConfig(m=3, max_new_tokens=40, step_tokens=10, max_steps=3, budget_tokens=10_000, temperature=0.9)
+@pytest.mark.parametrize("teacher_forced", [True, False])
+def test_every_step_above_threshold_keeps_the_line_closest_to_the_prediction(
+    tiny_student, scorer, prompt, teacher_forced
+):
+    cfg = NudgeConfig(
+        m=3, max_new_tokens=40, step_tokens=10, max_steps=3, budget_tokens=10_000, temperature=0.9,
+        teacher_forced=teacher_forced,
+    )  # fmt: skip
     result = nudge(tiny_student, scorer, prompt, cfg, threshold=NudgeThreshold.constant(-1e9))
     assert result.trace, "the tiny student wrote no step"
     assert result.tokens_used > result.chain_tokens  # alternatives were sampled
+    assert result.latents == ("teacher_forced" if teacher_forced else "captured") and result.latent_fallbacks == 0
     # recompute every decision from the kept chain: the kept step is the alternative closest to the prediction.
-    # The question latent is the one of the first line written (it depends a little on that line's first token).
+    # Teacher-forced, the question latent is the one of the first line written (it depends a little on that
+    # line's first token); captured, the kept steps' latents and q are those NUDGE recorded while sampling.
     first = result.trace[0].alternatives[0].text
-    q = np.asarray(tiny_student.extract([(prompt, [first])])[0].q, np.float32)
+    q = np.asarray(tiny_student.extract([(prompt, [first])])[0].q, np.float32) if teacher_forced else result.q
     for t in result.trace:
-        ex = tiny_student.extract([(prompt, result.steps[: t.index + 1])])[0]  # the chain as it stood then
-        H = np.asarray(ex.H, np.float32)
+        if teacher_forced:
+            ex = tiny_student.extract([(prompt, result.steps[: t.index + 1])])[0]  # the chain as it stood then
+            H = np.asarray(ex.H, np.float32)
+        else:
+            H = result.H[: t.index + 1]
         assert t.alternatives and t.alternatives[0].text == (t.original or t.text)
         cosines = [a.cosine for a in t.alternatives]
         assert t.chosen == int(np.argmax(cosines))

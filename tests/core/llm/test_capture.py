@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from rjepa_core.llm.adapter import StudentLLM
 from rjepa_core.llm.capture import CaptureSpec, CaptureStats, generated_offsets
 from rjepa_core.llm.extraction import _pool, _question_state, _span_state, layer_output, resolve_layer
+from rjepa_core.llm.testing import overfit_student as overfit
 
 TOL = 2e-3  # of max |latent|: float16 storage of the captured states
 
@@ -37,28 +37,6 @@ def byte_tokens(tokenizer, text: str) -> list[int]:
         else:
             table[b], n = chr(256 + n), n + 1
     return [tokenizer.convert_tokens_to_ids(table[b]) for b in text.encode("utf-8")]
-
-
-def overfit(llm_dir, prompt_of, target, steps: int = 80) -> tuple[StudentLLM, str]:
-    """A fresh copy of the tiny student trained to write `target` (a text, or token ids) after the prompt."""
-    from rjepa_core.llm.registry import LLMSpec
-
-    llm = StudentLLM.load(LLMSpec(llm_tag="tiny", source=str(llm_dir), batch_size=4, hidden_size=64), device="cpu")
-    prompt = prompt_of(llm)
-    tok = llm.tokenizer
-    p_ids = tok(prompt)["input_ids"]
-    t_ids = tok(prompt + target)["input_ids"][len(p_ids) :] if isinstance(target, str) else list(target)
-    ids = torch.tensor([p_ids + t_ids + [tok.eos_token_id]])
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(llm.model.parameters(), lr=3e-3)
-    llm.model.train()
-    for _ in range(steps):
-        loss = llm.model(input_ids=ids, labels=ids).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    llm.model.eval()
-    return llm, prompt
 
 
 def forced_on(llm, token_ids, spans, pooling="mean"):

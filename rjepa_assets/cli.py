@@ -69,6 +69,8 @@ def _run_config(args) -> dict:
         ops["student_chains"] = {"config": {k: v for k, v in chains.items() if v}}
     if getattr(args, "train_steps", 0):
         ops["jepa_checkpoint"] = {"config": {"max_steps": args.train_steps}}
+    if getattr(args, "teacher_forced", False):
+        ops["latents"] = {"config": {"teacher_forced": True}}
     return {"ops": ops} if ops else {}
 
 
@@ -200,6 +202,8 @@ def cmd_eval_modes(args) -> None:
 
     _register(instance, args.llm, args.version)
     cfg = {"k": args.k, "limit": args.limit, "plan_from_steps": args.plan_from_steps}
+    if args.nudge_teacher_forced:
+        cfg["nudge_teacher_forced"] = True
     t = time.monotonic()
     res = defs.resolve_job_def("modes_job").execute_in_process(
         partition_key=multi_key(args.version, args.llm),
@@ -650,6 +654,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="re-materialize from this asset downstream only (its upstream must exist), e.g. --from latents",
     )
+    p.add_argument(
+        "--teacher-forced",
+        action="store_true",
+        help="`latents`: extract every chain teacher-forced, ignoring the student chains' latents captured while "
+        "sampling (compare: rjepa demo --from latents --teacher-forced)",
+    )
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("eval", help="(re)materialize eval_report for one partition and print it")
     pipeline_args(p)
@@ -660,6 +670,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k", type=int, default=4, help="RERANK candidates (the first K sampled test chains)")
     p.add_argument("--limit", type=int, default=0, help="first N test problems only (0 = all)")
     p.add_argument("--plan-from-steps", type=int, default=1, help="PLAN after the greedy chain's first N steps")
+    p.add_argument(
+        "--nudge-teacher-forced",
+        action="store_true",
+        help="NUDGE re-extracts each chain prefix teacher-forced instead of using the latents captured while sampling",
+    )
     p.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
     p.set_defaults(fn=cmd_eval_modes)
     p = sub.add_parser("ui", help="start the Dagster UI on the project's instance")

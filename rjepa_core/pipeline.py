@@ -441,6 +441,7 @@ def run_modes(
     k: int = 4,
     limit: int = 0,
     nudge_m: int = 4,
+    nudge_teacher_forced: bool = False,
     plan_k: int = 2,
     plan_from_steps: int = 1,
     max_new_tokens: int = 160,
@@ -477,7 +478,8 @@ def run_modes(
     modes = evaluate_modes(
         student, ck, decoder, problems, chains, seqs, k=k, examples=examples_of(problems),
         layer_idx=ck.meta.get("layer_idx"), pooling=ck.meta.get("pooling"),
-        question_pooling=ck.meta.get("question_pooling") or "token", nudge_m=nudge_m, plan_k=plan_k,
+        question_pooling=ck.meta.get("question_pooling") or "token", nudge_m=nudge_m,
+        nudge_teacher_forced=nudge_teacher_forced, plan_k=plan_k,
         plan_from_steps=plan_from_steps, max_new_tokens=max_new_tokens, limit=limit, n_resamples=bootstrap, log=log,
     )  # fmt: skip
     modes.update(llm_tag=llm_tag, dataset_version=version, checkpoint=str(ck.path),

@@ -321,6 +321,7 @@ def nudge_chain(
         temperature=temperature,
         alt_temperature=params.alt_temperature,
         seed=seed if seed is not None else 0,
+        teacher_forced=params.teacher_forced,
     )
     decoder = decoder if decoder is not None else _optional_decoder(ms)
     result = nudge(

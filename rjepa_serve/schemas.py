@@ -298,6 +298,10 @@ class NudgeParams(_Body):
         0.0, ge=0, le=20, description="logit bias toward the tokens of the decoded predicted step (needs the "
         "latent decoder), scaled by how far the surprise is above the threshold; 0 = off"
     )  # fmt: skip
+    teacher_forced: bool = Field(
+        False, description="re-extract each chain prefix teacher-forced after every line instead of using the "
+        "step latents captured while sampling (the student's `latents_from_sampling`)"
+    )  # fmt: skip
     budget_tokens: int | None = Field(
         None, ge=1, le=65536, description="tokens generated in all, alternatives included (default 4 x max_new_tokens)"
     )
@@ -386,6 +390,8 @@ class NudgeOut(BaseModel):
     chain_tokens: int = Field(description="tokens of the chain kept")
     budget_tokens: int
     threshold_source: str
+    latents: str = Field(description="where the step latents came from: captured (while sampling) | teacher_forced")
+    latent_fallbacks: int = Field(description="lines whose latent could not be captured (extracted teacher-forced)")
 
 
 class PlanStepOut(BaseModel):

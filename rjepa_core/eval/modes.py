@@ -62,6 +62,19 @@ def _rerank_choice(scorer, cands: list[ChainOfThought], H: dict, Q: dict, domain
     }
 
 
+def _agreement(cosines: list[float]) -> dict[str, Any] | None:
+    """Cosine of captured with teacher-forced latents of NUDGE's kept steps; None when nothing was captured."""
+    if not cosines:
+        return None
+    c = np.asarray(cosines)
+    return {
+        "n_steps": len(c),
+        "mean": float(c.mean()),
+        "min": float(c.min()),
+        "share_ge_0.999": float((c >= 0.999).mean()),
+    }
+
+
 def evaluate_modes(
     student: Any,
     ck: Any,
@@ -76,6 +89,7 @@ def evaluate_modes(
     pooling: str | None = None,
     question_pooling: str | None = None,
     nudge_m: int = 4,
+    nudge_teacher_forced: bool = False,
     plan_k: int = 2,
     plan_from_steps: int = 1,
     max_new_tokens: int = 160,
@@ -83,8 +97,13 @@ def evaluate_modes(
     n_resamples: int = 1000,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of OFF, RERANK (JEPA vote and its siblings at K), NUDGE, NUDGE_off and PLAN on test problems."""
-    from rjepa_core.inference.nudge import NudgeConfig, NudgeThreshold, nudge
+    """Accuracy of OFF, RERANK (JEPA vote and its siblings at K), NUDGE, NUDGE_off and PLAN on test problems.
+
+    nudge_teacher_forced: NUDGE re-extracts each chain prefix teacher-forced, even where the student captures
+    step latents while sampling; the report's `nudge.latents` says which ran, and with captured latents
+    `nudge.capture_agreement` their cosine with the teacher-forced ones of the same kept steps.
+    """
+    from rjepa_core.inference.nudge import NudgeConfig, NudgeThreshold, latent_agreement, nudge
     from rjepa_core.inference.plan import PlanConfig, plan
     from rjepa_core.inference.vote import DEFAULT_TAU_REL, relative_tau
     from rjepa_core.jepa.scoring import JEPAScorer
@@ -116,6 +135,7 @@ def evaluate_modes(
     tokens: dict[str, list[int]] = {m: [] for m in methods}
     seconds: dict[str, float] = {m: 0.0 for m in ("NUDGE", "NUDGE_off", "PLAN", "PLAN:student")}
     nudged_steps, nudged_problems, examples_out = [], 0, []
+    latent_sources, fallbacks, agreement = set(), 0, []
     model = ck.model
     # plan after the greedy chain's first `plan_from_steps` steps (at least one without a question token)
     from_steps = max(plan_from_steps, 0 if model.cfg.question_token else 1)
@@ -132,13 +152,18 @@ def evaluate_modes(
             tokens[f"RERANK:{name}"].append(k_tokens)
         for name, th in (("NUDGE", threshold), ("NUDGE_off", NudgeThreshold.constant(float("inf")))):
             t = time.monotonic()
-            cfg = NudgeConfig(m=nudge_m, max_new_tokens=max_new_tokens, budget_tokens=4 * max_new_tokens, seed=n)
+            cfg = NudgeConfig(m=nudge_m, max_new_tokens=max_new_tokens, budget_tokens=4 * max_new_tokens, seed=n,
+                              teacher_forced=nudge_teacher_forced)  # fmt: skip
             r = nudge(student, scorer, prompt, cfg, threshold=th, domain=p.domain, layer_idx=layer_idx,
                       pooling=pooling, question_pooling=question_pooling, decoder=decoder)  # fmt: skip
             seconds[name] += time.monotonic() - t
             right[name].append(_label(p, r.steps, r.final_answer))
             tokens[name].append(r.tokens_used)
             if name == "NUDGE":
+                latent_sources.add(r.latents)
+                fallbacks += r.latent_fallbacks
+                if r.latents == "captured":  # outside the timing: a teacher-forced forward to compare with
+                    agreement += latent_agreement(student, prompt, r, layer_idx, pooling, question_pooling)
                 nudged_steps.append(len(r.nudged_steps))
                 nudged_problems += bool(r.nudged_steps)
                 if r.nudged_steps and len(examples_out) < 6:
@@ -170,6 +195,9 @@ def evaluate_modes(
             "budget_tokens": 4 * max_new_tokens,
             "problems_nudged": nudged_problems,
             "mean_steps_nudged": float(np.mean(nudged_steps)),
+            "latents": "/".join(sorted(latent_sources)),  # captured (while sampling) | teacher_forced
+            "latent_fallbacks": fallbacks,  # lines whose latent could not be captured (extracted teacher-forced)
+            "capture_agreement": _agreement(agreement),
             "examples": examples_out,
         },  # fmt: skip
         "plan": {

@@ -253,6 +253,17 @@ class _World:
         return hidden[0]
 
 
+def latent_agreement(student, prompt: str, result: NudgeResult, layer_idx=None, pooling=None, question_pooling=None):
+    """Cosine of each kept step's latent as NUDGE scored it (`result.H`) with the teacher-forced latent of the
+    same step (prompt + the kept steps rendered "Step k: ..."): 1 where both saw the same tokens. [] without steps."""
+    if result.H is None or not result.steps:
+        return []
+    ex = student.extract(
+        [(prompt, result.steps)], layer_idx=layer_idx, pooling=pooling, question_pooling=question_pooling
+    )[0]
+    return [_cos(a, np.asarray(b, np.float32)) for a, b in zip(result.H, ex.H, strict=True)]
+
+
 def _capture_spec(student, cfg: NudgeConfig, layer_idx, pooling, question_pooling):
     """The CaptureSpec NUDGE samples with, None when it extracts teacher-forced."""
     spec = getattr(student, "spec", None)

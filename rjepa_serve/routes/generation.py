@@ -102,6 +102,8 @@ def _nudge_out(result, budget: int, source: str) -> NudgeOut:
         chain_tokens=result.chain_tokens,
         budget_tokens=budget,
         threshold_source=source,
+        latents=result.latents,
+        latent_fallbacks=result.latent_fallbacks,
     )
 
 

@@ -89,6 +89,10 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert modes["accuracy"]["OFF"] == sum(greedy[i] for i in first_two) / 2  # OFF is the pipeline's greedy chain
     assert modes["mean_tokens"]["RERANK:jepa_vote"] >= modes["mean_tokens"]["OFF"]
     assert set(modes["vs_off"]) == set(modes["accuracy"]) - {"OFF"}
+    # NUDGE scored the latents captured while sampling; with steps kept, their agreement with teacher-forced ones
+    assert modes["nudge"]["latents"] == "captured" and modes["nudge"]["latent_fallbacks"] == 0
+    agreement = modes["nudge"]["capture_agreement"]
+    assert agreement is None or (agreement["n_steps"] > 0 and -1 <= agreement["min"] <= agreement["mean"] <= 1)
     # the eval report of the same checkpoint now has the NUDGE and PLAN rows
     md = (layout.reports_dir("tiny", "v1") / "report.md").read_text()
     assert "## Inference modes" in md and "| NUDGE |" in md and "| PLAN |" in md

@@ -62,7 +62,15 @@ def test_nudge_returns_every_steps_decision(modes_client):
         assert t["chosen"] == int(np.argmax(cosines)) and "above the threshold" in t["reason"]
         assert t["predicted_text"] == STEP  # the decoder is there: the prediction is shown in words
     assert nudge["nudged_steps"] == [t["index"] for t in nudge["trace"] if t["nudged"]]
+    assert nudge["latents"] == "captured" and nudge["latent_fallbacks"] == 0  # the student captures by default
     assert len(out["jepa"]["step_surprise"]) == len(out["steps"])
+    # teacher-forced on request: the same lines sampled (same seed), latents re-extracted after every line
+    forced = modes_client.post(
+        "/chat", json={**body, "seed": seed, "nudge": {"threshold": -1000, "m": 2, "teacher_forced": True}}
+    )
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["nudge"]["latents"] == "teacher_forced"
+    assert forced.json()["nudge"]["trace"][0]["alternatives"][0]["text"] == nudge["trace"][0]["alternatives"][0]["text"]
     # the checkpoint's own threshold (fitted on validation) applies when the request gives none
     r = modes_client.post("/chat", json=body)
     assert r.status_code == 200, r.text

@@ -15,6 +15,8 @@ class ModesConfig(dg.Config):
     k: int = 4  # RERANK candidates: the first K sampled test chains
     limit: int = 0  # first N test problems only (0 = all)
     nudge_m: int = 4  # alternatives per nudged step
+    # NUDGE re-extracts each chain prefix teacher-forced instead of using the latents captured while sampling
+    nudge_teacher_forced: bool = False
     plan_k: int = 2  # steps planned
     plan_from_steps: int = 1  # plan after the greedy chain's first N steps (0 = from the question alone)
     max_new_tokens: int = 160
@@ -43,8 +45,8 @@ def modes_report(
         try:
             modes = run_modes(
                 storage.layout(), tag, version, student_llm.load(tag), k=config.k, limit=config.limit,
-                nudge_m=config.nudge_m, plan_k=config.plan_k, plan_from_steps=config.plan_from_steps,
-                max_new_tokens=config.max_new_tokens,
+                nudge_m=config.nudge_m, nudge_teacher_forced=config.nudge_teacher_forced, plan_k=config.plan_k,
+                plan_from_steps=config.plan_from_steps, max_new_tokens=config.max_new_tokens,
                 bootstrap=config.bootstrap, device=config.device, log=context.log.info,
             )  # fmt: skip
         except (FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,22 @@
+"""The CLI flags that pick teacher-forced latents reach the assets' configs (validated against the real jobs)."""
+
+from __future__ import annotations
+
+import argparse
+
+import dagster as dg
+
+from rjepa_assets.cli import _run_config
+from rjepa_assets.definitions import defs
+
+
+def test_demo_teacher_forced_sets_the_latents_config_and_validates():
+    cfg = _run_config(argparse.Namespace(max_problems=0, k=0, train_steps=0, teacher_forced=True))
+    assert cfg == {"ops": {"latents": {"config": {"teacher_forced": True}}}}
+    assert dg.validate_run_config(defs.resolve_job_def("llm_pipeline_job"), cfg)
+    assert _run_config(argparse.Namespace(max_problems=0, k=0, train_steps=0, teacher_forced=False)) == {}
+
+
+def test_modes_report_takes_nudge_teacher_forced():
+    job = defs.resolve_job_def("modes_job")
+    assert dg.validate_run_config(job, {"ops": {"modes_report": {"config": {"nudge_teacher_forced": True}}}})

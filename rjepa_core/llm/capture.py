@@ -15,6 +15,11 @@ through their offsets from incremental decoding (the re-tokenization of prompt +
 extraction uses can split differently), then pooled exactly as `extract` pools (`_pool`, same modes; the
 question latent from the prompt's tokens as `question_pooling` says).
 
+`next_steps(..., capture=...)` (NUDGE's one line at a time) pools the same way: each sampled line gets the
+latent of the step it states (`line_step_span`: the "Step k:" marker dropped); the question latent is pooled
+over the question in the context's prompt part (`prompt=`, question_pooling span), or is the state before the
+chain's first step (token), read from the context once that step is written.
+
 The latents are those of the text the model wrote. Teacher-forced extraction renders the steps
 canonically ("Step k: ..." lines); the two agree where the written text is that rendering (measured on
 SmolLM2 in bench/results/generation.json, `capture_agreement`).
@@ -46,7 +51,7 @@ class CaptureStats:
     pool_s: float = 0.0  # offsets, span mapping and pooling after each generate call
     extra_step_s: float = 0.0  # the extra decode steps for never-fed last tokens
     extra_steps: int = 0  # batches that needed one
-    chains: int = 0  # chains given latents
+    chains: int = 0  # chains (or `next_steps` lines) given latents
     missed: int = 0  # chains left without latents (no text, or a span no generated token covers)
     reasons: dict[str, int] = field(default_factory=dict)
 

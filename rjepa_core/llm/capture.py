@@ -209,8 +209,9 @@ def _question_tokens(llm, spec: CaptureSpec, context: str, prompt: str, row: int
     return qspan, q_before
 
 
-def _plan(llm, spec, row, context, prompt_ids, kept_ids, text, spans, target, stats, prompt=None) -> _Row | None:
-    """How to pool one generated row: `spans` are step character spans in `text`, what `kept_ids` decode to."""
+def _plan(llm, spec, row, context, prompt_ids, kept_ids, text, spans, target, stats, question=None) -> _Row | None:
+    """How to pool one generated row: `spans` are step character spans in `text`, what `kept_ids` decode to;
+    question: the context's (qspan, q_before) when known (`_question_tokens`), else taken with `context` as prompt."""
     if not spans:
         stats.miss("no text")
         return None
@@ -219,7 +220,7 @@ def _plan(llm, spec, row, context, prompt_ids, kept_ids, text, spans, target, st
     except ValueError:
         stats.miss("a step no generated token covers")
         return None
-    qspan, q_before = _question_tokens(llm, spec, context, context if prompt is None else prompt, row)
+    qspan, q_before = question if question is not None else _question_tokens(llm, spec, context, context, row)
     return _Row(row, target, prompt_ids, len(kept_ids), gen_spans, qspan, q_before)
 
 
@@ -267,14 +268,14 @@ def pool_lines(llm, spec: CaptureSpec, batch, context: str, prompt: str, lines, 
     kept: per row, (the text the kept generated tokens decode to, where the line starts in it).
     """
     tic = time.perf_counter()
-    rows = []
+    rows, question = [], _question_tokens(llm, spec, context, prompt, 0)  # one context for every row
     for r, (line, (text, at)) in enumerate(zip(lines, kept, strict=True)):
         span = None if line.is_answer else line_step_span(text[at:])
         if span is None:
             continue  # nothing to pool: the answer line or a blank one (not a miss, NUDGE takes no step from it)
         kept_ids = batch.new[r, : line.num_tokens].tolist()
         spans = [(at + span[0], at + span[1])]
-        planned = _plan(llm, spec, r, context, batch.prompt_ids[r], kept_ids, text, spans, line, stats, prompt)
+        planned = _plan(llm, spec, r, context, batch.prompt_ids[r], kept_ids, text, spans, line, stats, question)
         if planned is not None:
             rows.append(planned)
     _pool_rows(llm, spec, batch, rows, stats, tic)

@@ -43,6 +43,7 @@ def score_chains(
             "step_z": s.step_z,
             "score01": _finite(s.score01),
             "most_surprising_step": int(s.most_surprising_step),
+            "first_unlawful_step": s.first_unlawful_step,
         }
         for s in scores
     ]
@@ -264,6 +265,7 @@ def rank(
                 "score01": _finite(s.score01) if s is not None else None,
                 "step_surprise": [float(x) for x in s.step_surprise] if s is not None else [],
                 "step_z": s.step_z if s is not None else None,
+                "first_unlawful_step": s.first_unlawful_step if s is not None else None,
                 "composite": _finite(d["composite"]) if d is not None else None,
                 "chosen": i == best,
                 "vote_share": share.get(i),

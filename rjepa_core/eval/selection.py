@@ -55,6 +55,7 @@ class EvalCandidate:
     probe: float | None = None  # linear probe P(correct)
     text: str = ""  # chain text (only used when num_tokens is unknown)
     problem_id: str = ""  # the problem the candidate answers (studies and dumps)
+    first_wrong_step: int | None = None  # labelled first wrong step of an incorrect chain (None: unknown / correct)
 
 
 @dataclass

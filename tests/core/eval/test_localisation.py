@@ -57,11 +57,15 @@ def test_the_threshold_is_fitted_by_hit_rate_and_needs_enough_chains():
     from rjepa_core.eval.localisation import MIN_FIT_CHAINS, fit_localisation_threshold
     from rjepa_core.jepa.normalisation import DEFAULT_FIRST_ABOVE
 
-    # the wrong step sits at z = 1.2 after steps at z = 0.7: only thresholds in [0.7, 1.2) find it first
-    z = [[0.7, 1.2, 0.9]] * MIN_FIT_CHAINS
-    fit = fit_localisation_threshold(z, [1] * MIN_FIT_CHAINS, grid=(0.0, 0.5, 1.0, 1.5))
-    assert fit["fitted"] and fit["threshold"] == 1.0 and fit["hit_rate"] == 1.0 and fit["n"] == MIN_FIT_CHAINS
-    few = fit_localisation_threshold(z[:3], [1] * 3)
+    # half the chains go wrong at step 0 (z 1.2), half at step 1 (z 1.2 after 0.7): thresholds 1.0 and 1.5
+    # find both; 0.0 and 0.5 always answer step 0 (hit rate 0.5, but no better than a chain-blind pick)
+    z = [[1.2, 0.3, 0.9], [0.7, 1.2, 0.9]] * (MIN_FIT_CHAINS // 2)
+    wrong = [0, 1] * (MIN_FIT_CHAINS // 2)
+    fit = fit_localisation_threshold(z, wrong, grid=(0.0, 0.5, 1.0, 1.5))
+    assert fit["fitted"] and fit["threshold"] == 1.0 and fit["n"] == MIN_FIT_CHAINS
+    assert fit["hit_rate"] == 1.0 and fit["skill"] == pytest.approx(0.5)
+    assert fit["grid"]["0.5"] == {"hit_rate": 0.5, "skill": 0.0}
+    few = fit_localisation_threshold(z[:3], wrong[:3])
     assert not few["fitted"] and few["threshold"] == DEFAULT_FIRST_ABOVE and few["n"] == 3
     # ties go to the threshold nearest the label-free default
     tie = fit_localisation_threshold([[2.0, 0.0]] * MIN_FIT_CHAINS, [0] * MIN_FIT_CHAINS, grid=(-1.0, 0.0, 1.0))

@@ -77,7 +77,38 @@ def localisation_study(rows: list[dict], chains: dict[str, ChainOfThought]) -> d
             picked[name][0].extend(np.eye(len(s))[int(pick(s))] for s in scores)
             picked[name][1].extend(w for _, w in held)
     rules = {name: first_error_localisation(onehot, wrong, min_steps=3) for name, (onehot, wrong) in picked.items()}
-    return {"rules": rules, "thresholds_by_fold": thresholds, "n_folds": len(folds)}
+    return {
+        "rules": rules,
+        "thresholds_by_fold": thresholds,
+        "n_folds": len(folds),
+        "position_controlled_auroc": position_controlled_auroc(rows, chains),
+    }
+
+
+def position_controlled_auroc(rows: list[dict], chains: dict[str, ChainOfThought]) -> dict:
+    """Per step position j: AUROC of the raw surprise at j, first wrong step at j vs a right step at j (a valid
+    chain's, or a wrong chain's before its first error) — the step signal with the positional habit removed."""
+    out = {}
+    for j in range(max(len(r["step_surprise"]) for r in rows)):
+        scores, labels = [], []
+        for r in rows:
+            c = chains[r["cot_id"]]
+            if len(r["step_surprise"]) != len(c.steps) or j >= len(c.steps):
+                continue
+            w = None if c.is_valid else first_wrong_step_of(c.steps, c.meta)
+            if c.is_valid or (w is not None and w > j):
+                scores.append(r["step_surprise"][j])
+                labels.append(False)
+            elif w == j:
+                scores.append(r["step_surprise"][j])
+                labels.append(True)
+        if any(labels) and not all(labels):
+            out[f"step {j + 1}"] = {
+                "auroc": auroc(scores, labels),
+                "n_first_wrong": sum(labels),
+                "n_right": labels.count(False),
+            }
+    return out
 
 
 def seed_ensemble(dumps: dict[str, list[dict]]) -> dict:

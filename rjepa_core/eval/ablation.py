@@ -100,13 +100,13 @@ def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
 
-    keys = {"name", "preset", "layer_idx", "pooling", "question_pooling", "targets", "chains_per_problem", "distinct"}
+    keys = {"name", "preset", "layer_idx", "pooling", "question_pooling", "targets", "chains_per_problem"}
     keys |= {"extra_train", *SECTIONS}
     unknown = sorted(set(variant) - keys)
     if unknown:
         raise ValueError(
             f"variant has unknown key(s) {unknown}; use name, preset, layer_idx, pooling, question_pooling, "
-            f"targets, chains_per_problem, distinct, extra_train or {SECTIONS}"
+            f"targets, chains_per_problem, extra_train or {SECTIONS}"
         )
     cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
     d = cfg.to_dict()
@@ -370,7 +370,7 @@ def cross_validated_ablations(
                     row["n_extra_train"] = len(added)
                     tr = tr + added
                 negatives = [s for s in train_pool if not s.is_valid]
-                if variant.get("distinct"):  # repeats of one chain of a problem count once (targets and negatives)
+                if cfg.train.distinct_chains:  # as the pipeline's split_for_training: repeats count once
                     tr, negatives = distinct_chains(tr), distinct_chains(negatives)
                 va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
                 result = train(
@@ -445,7 +445,7 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "score: max surprise", "score": {"aggregate": "max"}},
     {"name": "score: top-2 surprise", "score": {"aggregate": "top2"}},
     {"name": "score: windows of 2", "score": {"mode": "window", "window": 2}},
-    {"name": "distinct chains only", "distinct": True},
+    {"name": "distinct chains only", "train": {"distinct_chains": True}},
     {"name": "targets: student chains only", "targets": "student"},
     {"name": "targets: gold only", "targets": "gold"},
     {"name": "preset small", "preset": "small"},

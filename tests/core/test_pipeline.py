@@ -110,3 +110,14 @@ def test_distinct_chains_drops_repeats_of_a_problem_keeping_gold_and_order():
     ]
     assert [s.cot_id for s in distinct_chains(seqs)] == ["1", "3", "4", "5"]
     assert distinct_chains([]) == []
+    train, val, negatives = split_for_training(seqs, distinct=True)  # no val split: the first one is held out
+    assert [s.cot_id for s in val + train] == ["1", "3", "4"] and [s.cot_id for s in negatives] == ["5"]
+    assert len(split_for_training(seqs)[0]) == 5  # off by default: every repeat is a target
+
+
+def test_distinct_chains_config_is_validated():
+    from rjepa_core.config import TrainConfig
+
+    assert TrainConfig(distinct_chains=True).validate().distinct_chains is True
+    with pytest.raises(ValueError, match="distinct_chains must be true or false"):
+        TrainConfig(distinct_chains="yes").validate()

@@ -195,7 +195,12 @@ def _vote_order(ms: ModelState, selection: str, cands: list[Any], scorable: list
     from rjepa_core.inference.vote import filtered_majority, jepa_vote, vote_losses
 
     answers = [cands[i].final_answer for i in scorable]
-    losses = vote_losses(selection, [float(s.jepa_loss) for s in scores], [list(s.step_surprise) for s in scores])
+    losses = vote_losses(
+        selection,
+        [float(s.jepa_loss) for s in scores],
+        [list(s.step_surprise) for s in scores],
+        [s.step_z for s in scores],
+    )
     if selection == "jepa_vote":
         result = jepa_vote(answers, losses, vote_tau(ms))
     else:
@@ -212,8 +217,8 @@ def rank(
     latents (captured while sampling) are scored from them; the others' latents are extracted first.
 
     selection: "composite" (the score's order), or a JEPA vote (jepa_vote, jepa_filter_majority,
-    jepa_last_filter_majority):
-    the vote's chosen chain first, then the composite order.
+    jepa_last_filter_majority, jepa_excess_filter_majority): the vote's chosen chain first, then the
+    composite order.
     """
     from rjepa_core.inference.rerank import rerank
 

@@ -242,12 +242,22 @@ class _GenerationParams(_Body):
     domain: str | None = Field(None, max_length=64)
 
 
-SELECTIONS = ("composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")
-Selection = Literal["composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority"]
+SELECTIONS = (
+    "composite",
+    "jepa_vote",
+    "jepa_filter_majority",
+    "jepa_last_filter_majority",
+    "jepa_excess_filter_majority",
+)
+Selection = Literal[
+    "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority", "jepa_excess_filter_majority"
+]
 SELECTION_HELP = (
     "composite: the best composite JEPA score; jepa_vote: majority vote weighted by softmax(-JEPA-loss/tau); "
     "jepa_filter_majority: majority vote after the least lawful quarter is dropped; "
-    "jepa_last_filter_majority: the same, lawfulness read from each chain's last (answer) step"
+    "jepa_last_filter_majority: the same, lawfulness read from each chain's last (answer) step; "
+    "jepa_excess_filter_majority: the same, dropping the chains whose steps exceed lawful steps at their "
+    "positions the most (sum of step_z above 0; needs a checkpoint with a surprise normaliser)"
 )
 
 

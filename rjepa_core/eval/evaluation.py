@@ -41,6 +41,7 @@ from rjepa_core.eval.metrics import (
 )
 from rjepa_core.eval.selection import (
     SCORED_METHODS,
+    VOTES,
     EvalCandidate,
     Weights,
     candidate_scores,
@@ -324,7 +325,7 @@ def evaluate(
             cand[c.cot_id].jepa_loss = float(s.jepa_loss)
             cand[c.cot_id].step_surprise = [float(x) for x in s.step_surprise]
     else:
-        for m in ("jepa", "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority"):
+        for m in ("jepa", "composite", *VOTES):
             skipped[m] = "no JEPA scorer was given"
     models, why = _train_classifiers(train_chains, train_latents, seed)
     skipped.update(why)
@@ -363,6 +364,13 @@ def evaluate(
             vote = {"tau_rel": DEFAULT_TAU_REL, "source": "default (no held-out candidate groups to fit on)"}
         tau = relative_tau(vote["tau_rel"], scale)
         vote.update(tau=tau, loss_scale=scale)
+        # the excess-surprise filter reads position-normalised surprise: the checkpoint's normaliser, else val's
+        step_norm = getattr(scorer, "surprise_norm", None) or fitted.get("surprise_norm")
+        if step_norm is None:
+            skipped["jepa_excess_filter_majority"] = "no surprise normaliser (checkpoint meta or validation fit)"
+        else:
+            for c in flat:
+                cand[c.cot_id].step_z = step_norm.z(cand[c.cot_id].step_surprise)
 
     methods_run = [m for m in SCORED_METHODS if m not in skipped]
     results: dict[str, dict[str, Any]] = {m: {} for m in ("greedy", "random", *methods_run)}

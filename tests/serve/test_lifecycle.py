@@ -138,6 +138,13 @@ def test_checkpoint_settings_reach_the_service(tmp_path, tiny_llm_dir):
         assert r["step_z"] == norm.z(r["step_surprise"])
         assert r["most_surprising_step"] == int(np.argmax(r["step_z"]))
         assert r["first_unlawful_step"] == first_above(r["step_z"], 0.5)
+        cands = ["Step 1: 3 + 4 = 7\nAnswer: 7", "Step 1: 3 + 4 = 8\nAnswer: 8", "Step 1: 4 + 3 = 7\nAnswer: 7"]
+        body = {"prompt": "What is 3 + 4?", "candidates": cands, "selection": "jepa_excess_filter_majority"}
+        ranked = c.post("/rerank", json=body)
+        assert ranked.status_code == 200, ranked.text  # this checkpoint has the normaliser the filter reads
+        out = ranked.json()
+        assert out["selection"] == "jepa_excess_filter_majority" and out["order"][0] == out["best_index"]
+        assert sorted(c["vote_share"] for c in out["candidates"]).count(0.0) >= 1  # one of three lost its vote
         chat = c.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 2, "seed": 0}).json()
         jepa = chat["jepa"]
         if jepa["step_surprise"]:

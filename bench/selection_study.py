@@ -52,7 +52,24 @@ def agg_loss(c: dict, how: str) -> float:
         return float(s[-1])
     if how == "first":
         return float(s[0])
+    if how in Z_AGGREGATES:  # filled by add_step_z
+        return float(c[how])
     raise ValueError(how)
+
+
+Z_AGGREGATES = ("zmax", "zmean", "zexcess")  # of the position-normalised surprise; zexcess = sum of z above 0
+
+
+def add_step_z(groups: list[dict]) -> None:
+    """Each candidate's position-normalised surprise aggregates, the normaliser fitted (label-free) on the
+    other folds' candidates, as a checkpoint's is on its validation split."""
+    from rjepa_core.jepa.normalisation import SurpriseNorm
+
+    for f in sorted({g["fold"] for g in groups}):
+        norm = SurpriseNorm.fit([c["step_surprise"] for g in groups if g["fold"] != f for c in g["cands"]])
+        for c in (c for g in groups if g["fold"] == f for c in g["cands"]):
+            z = np.asarray(norm.z(c["step_surprise"]))
+            c["zmax"], c["zmean"], c["zexcess"] = float(z.max()), float(z.mean()), float(np.clip(z, 0, None).sum())
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -179,12 +196,13 @@ def main() -> None:
     args = ap.parse_args()
     t = time.monotonic()
     groups = load(args.dump)
+    add_step_z(groups)
     scales = {}
     for f in {g["fold"] for g in groups}:
         losses = [c["jepa_loss"] for g in groups if g["fold"] == f for c in g["cands"]]
         scales[f] = float(np.std(losses))
     rules = ["majority", "logprob_sum"]
-    for agg in ("loss", "max", "last"):
+    for agg in ("loss", "max", "last", *Z_AGGREGATES):
         rules += [
             f"{agg}:{r}"
             for r in ("rerank", "vote", "zvote", "tiebreak", "count+lambda*min", "count+lambda*mean", "filter")

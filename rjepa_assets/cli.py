@@ -501,6 +501,7 @@ def cmd_ablate(args) -> None:
     extra += [
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
+    extra += [{"name": f"seed {n}", "train": {"seed": n}, "mask": {"seed": n}} for n in args.seeds or []]
     if args.extra_train:
         with_extra = [{**v, "name": f"{v['name']} + train-only gold of {args.extra_train}"} for v in extra]
         extra += [{"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True}]
@@ -735,6 +736,14 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=None,
         help="also train on at most N valid student chains per problem (how much more sampling buys)",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="also train the default with these seeds (data order, masks, init): the seed-to-seed spread, "
+        "and the scores of a seed ensemble in the dumps (bench/ensemble_study.py)",
     )
     p.add_argument(
         "--out",

@@ -200,9 +200,13 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast; only ever applied on CUDA
     num_workers: int = 0  # kept for loader parity; batches are built in-process (they are tiny)
     checkpoint_every: int = 500  # steps between full checkpoints written to last/ (0 = only at the end)
+    # repeats of one chain of a problem (same tokens) count once as targets and as negatives
+    distinct_chains: bool = False
 
     def validate(self) -> TrainConfig:
         s = "train"
+        if not isinstance(self.distinct_chains, bool):
+            raise ValueError(f"train.distinct_chains must be true or false, got {self.distinct_chains!r}")
         _positive_int(s, self, "batch_size", "val_every")
         _positive_int(s, self, "patience", "seed", "num_workers", "checkpoint_every", allow_zero=True)
         _non_negative(s, self, "min_delta")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rjepa_core.progress import Progress
-from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem, stable_id
+from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem, distinct_chains, stable_id
 from rjepa_core.validators.gold import label_chain
 
 Log = Callable[[str], None] | None
@@ -225,8 +225,14 @@ def load_rjepa_config(path, hidden_size: int, **section_overrides):
     return cfg.replace(**section_overrides) if section_overrides else cfg
 
 
-def split_for_training(seqs: list[LatentSequence]):
-    """(train targets, val targets, hard negatives): valid chains are JEPA targets, invalid only negatives."""
+def split_for_training(seqs: list[LatentSequence], distinct: bool = False):
+    """(train targets, val targets, hard negatives): valid chains are JEPA targets, invalid only negatives.
+
+    distinct: repeats of one chain of a problem count once (`schemas.distinct_chains`; config
+    `train.distinct_chains`).
+    """
+    if distinct:
+        seqs = distinct_chains(seqs)
     train = [s for s in seqs if s.is_valid and s.split == "train"]
     val = [s for s in seqs if s.is_valid and s.split == "val"]
     negatives = [s for s in seqs if not s.is_valid and s.split == "train"]
@@ -265,7 +271,7 @@ def train_jepa(
 
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1 (processes to train on), got {nproc!r}")
-    train_seqs, val_seqs, negatives = split_for_training(seqs)
+    train_seqs, val_seqs, negatives = split_for_training(seqs, cfg.train.distinct_chains)
     if nproc == 1:
         on_row = row_logger(log, cfg.train.val_every)
         result = train(

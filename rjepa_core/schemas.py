@@ -218,6 +218,22 @@ class LatentSequence(_Record):
         return self.model_dump() == other.model_dump() and same(self.H, other.H) and same(self.Q, other.Q)
 
 
+def distinct_chains(seqs: list[LatentSequence]) -> list[LatentSequence]:
+    """One sequence per distinct chain of a problem: repeats of the same tokens (a student sampling the same
+    chain several times, or writing the gold one) are dropped, gold first kept; the order is unchanged.
+
+    A repeated chain adds no information to train on but weighs its problem more: the problems the
+    student finds easy, where it samples the same right chain K times, would dominate the targets.
+    """
+    seen, keep = set(), set()
+    for i in sorted(range(len(seqs)), key=lambda i: seqs[i].origin != "gold"):  # stable: gold chains first
+        key = (seqs[i].problem_id, seqs[i].is_valid, tuple(seqs[i].token_ids))
+        if key not in seen:
+            seen.add(key)
+            keep.add(i)
+    return [s for i, s in enumerate(seqs) if i in keep]
+
+
 R = TypeVar("R", bound=_Record)
 
 

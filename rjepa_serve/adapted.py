@@ -53,7 +53,7 @@ def through_adapter(ck: Any, pointer: dict[str, Any], device: str) -> tuple[Any,
     scorer = JEPAScorer(
         model, ck.config.score, device, Calibration.from_dict(cal) if cal else None, ck.config.loss.kind
     )
-    dropped = ("nudge", "surprise_norm", "calibration", "pooling", "question_pooling", "layer_idx")
+    dropped = ("nudge", "surprise_norm", "localisation", "calibration", "pooling", "question_pooling", "layer_idx")
     meta = {k: v for k, v in ck.meta.items() if k not in dropped}
     meta.update({k: loaded.meta[k] for k in ("pooling", "question_pooling", "layer_idx") if k in loaded.meta})
     meta.update(hidden_size=loaded.adapter.in_width, adapter=pointer)

@@ -210,8 +210,8 @@ class RJEPAClient:
     ) -> dict[str, Any]:
         """Rank given candidate texts, or K chains sampled by the student (temperature, max_new_tokens, seed).
 
-        selection: "composite", "jepa_vote", "jepa_filter_majority" or "jepa_last_filter_majority" (the
-            chosen chain comes first).
+        selection: "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority" or
+            "jepa_excess_filter_majority" (the chosen chain comes first).
         """
         body: dict[str, Any] = {"prompt": prompt, "selection": selection, **generation}
         if candidates is not None:

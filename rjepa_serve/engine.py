@@ -43,6 +43,7 @@ def score_chains(
             "step_z": s.step_z,
             "score01": _finite(s.score01),
             "most_surprising_step": int(s.most_surprising_step),
+            "first_unlawful_step": s.first_unlawful_step,
         }
         for s in scores
     ]
@@ -194,7 +195,12 @@ def _vote_order(ms: ModelState, selection: str, cands: list[Any], scorable: list
     from rjepa_core.inference.vote import filtered_majority, jepa_vote, vote_losses
 
     answers = [cands[i].final_answer for i in scorable]
-    losses = vote_losses(selection, [float(s.jepa_loss) for s in scores], [list(s.step_surprise) for s in scores])
+    losses = vote_losses(
+        selection,
+        [float(s.jepa_loss) for s in scores],
+        [list(s.step_surprise) for s in scores],
+        [s.step_z for s in scores],
+    )
     if selection == "jepa_vote":
         result = jepa_vote(answers, losses, vote_tau(ms))
     else:
@@ -211,8 +217,8 @@ def rank(
     latents (captured while sampling) are scored from them; the others' latents are extracted first.
 
     selection: "composite" (the score's order), or a JEPA vote (jepa_vote, jepa_filter_majority,
-    jepa_last_filter_majority):
-    the vote's chosen chain first, then the composite order.
+    jepa_last_filter_majority, jepa_excess_filter_majority): the vote's chosen chain first, then the
+    composite order.
     """
     from rjepa_core.inference.rerank import rerank
 
@@ -264,6 +270,7 @@ def rank(
                 "score01": _finite(s.score01) if s is not None else None,
                 "step_surprise": [float(x) for x in s.step_surprise] if s is not None else [],
                 "step_z": s.step_z if s is not None else None,
+                "first_unlawful_step": s.first_unlawful_step if s is not None else None,
                 "composite": _finite(d["composite"]) if d is not None else None,
                 "chosen": i == best,
                 "vote_share": share.get(i),

@@ -39,6 +39,14 @@ def _step_z():
     )
 
 
+def _first_unlawful():
+    return Field(
+        None,
+        description="the first step whose step_z is above the checkpoint's localisation threshold (fitted on the "
+        "validation split's wrong chains): the likeliest first mistake; null without step_z",
+    )
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -184,6 +192,7 @@ class ChainScoreOut(BaseModel):
     step_z: list[float] | None = _step_z()
     score01: float | None = Field(description="calibrated lawfulness in [0, 1]; null when the checkpoint has none")
     most_surprising_step: int = Field(description="argmax of step_z when present, else of step_surprise")
+    first_unlawful_step: int | None = _first_unlawful()
     steps: list[str] | None = Field(None, description="text input: the steps scored (after segmentation)")
     most_surprising_text: str | None = Field(None, description="text input: the most surprising step's text")
     final_answer: str | None = Field(None, description="text input: the final answer found in `text`, if any")
@@ -233,12 +242,22 @@ class _GenerationParams(_Body):
     domain: str | None = Field(None, max_length=64)
 
 
-SELECTIONS = ("composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")
-Selection = Literal["composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority"]
+SELECTIONS = (
+    "composite",
+    "jepa_vote",
+    "jepa_filter_majority",
+    "jepa_last_filter_majority",
+    "jepa_excess_filter_majority",
+)
+Selection = Literal[
+    "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority", "jepa_excess_filter_majority"
+]
 SELECTION_HELP = (
     "composite: the best composite JEPA score; jepa_vote: majority vote weighted by softmax(-JEPA-loss/tau); "
     "jepa_filter_majority: majority vote after the least lawful quarter is dropped; "
-    "jepa_last_filter_majority: the same, lawfulness read from each chain's last (answer) step"
+    "jepa_last_filter_majority: the same, lawfulness read from each chain's last (answer) step; "
+    "jepa_excess_filter_majority: the same, dropping the chains whose steps exceed lawful steps at their "
+    "positions the most (sum of step_z above 0; needs a checkpoint with a surprise normaliser)"
 )
 
 
@@ -269,6 +288,7 @@ class CandidateOut(BaseModel):
     score01: float | None
     step_surprise: list[float]
     step_z: list[float] | None = _step_z()
+    first_unlawful_step: int | None = _first_unlawful()
     composite: float | None
     chosen: bool
     vote_share: float | None = Field(None, description="its answer's share of the vote (JEPA vote selections)")
@@ -359,6 +379,7 @@ class JepaDetails(BaseModel):
     surprising_steps: list[int] = Field(
         description="indices of the most surprising steps (by step_z when present), most surprising first"
     )
+    first_unlawful_step: int | None = _first_unlawful()
     candidates: list[CandidateOut] = Field(description="every candidate in RERANK mode (chosen first is flagged)")
 
 

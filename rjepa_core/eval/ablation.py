@@ -32,7 +32,7 @@ import numpy as np
 from rjepa_core.eval.evaluation import _ordered_candidates, _to_candidate
 from rjepa_core.eval.metrics import accuracy, auroc, mean_within_group_auroc, oracle_pass_at_k
 from rjepa_core.eval.selection import choose, cross_validated_selection
-from rjepa_core.schemas import ChainOfThought
+from rjepa_core.schemas import ChainOfThought, distinct_chains
 
 SECTIONS = ("model", "mask", "loss", "optim", "train", "score")
 
@@ -370,6 +370,8 @@ def cross_validated_ablations(
                     row["n_extra_train"] = len(added)
                     tr = tr + added
                 negatives = [s for s in train_pool if not s.is_valid]
+                if cfg.train.distinct_chains:  # as the pipeline's split_for_training: repeats count once
+                    tr, negatives = distinct_chains(tr), distinct_chains(negatives)
                 va = [s for s in pool if s.problem_id in held and s.origin == "gold"]
                 result = train(
                     cfg,
@@ -443,6 +445,7 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "score: max surprise", "score": {"aggregate": "max"}},
     {"name": "score: top-2 surprise", "score": {"aggregate": "top2"}},
     {"name": "score: windows of 2", "score": {"mode": "window", "window": 2}},
+    {"name": "distinct chains only", "train": {"distinct_chains": True}},
     {"name": "targets: student chains only", "targets": "student"},
     {"name": "targets: gold only", "targets": "gold"},
     {"name": "preset small", "preset": "small"},

@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from rjepa_core.eval.localisation import first_error_localisation, first_wrong_step_of
+from rjepa_core.eval.localisation import (
+    MIN_FIT_CHAINS,
+    first_above_pick,
+    first_error_localisation,
+    first_wrong_step_of,
+    fit_localisation_threshold,
+)
 from rjepa_core.eval.metrics import (
     N_RESAMPLES,
     accuracy,
@@ -35,6 +41,7 @@ from rjepa_core.eval.metrics import (
 )
 from rjepa_core.eval.selection import (
     SCORED_METHODS,
+    VOTES,
     EvalCandidate,
     Weights,
     candidate_scores,
@@ -81,6 +88,7 @@ def _to_candidate(c: ChainOfThought) -> EvalCandidate:
         num_steps=len(c.steps),
         text=str(c.meta.get("text") or "\n".join(c.steps)),
         problem_id=c.problem_id,
+        first_wrong_step=None if c.is_valid else first_wrong_step_of(c.steps, c.meta),
     )
 
 
@@ -168,9 +176,22 @@ def _fit_vote_and_norm(scorer, held: Sequence[Sequence[EvalCandidate]], where: s
         out["jepa_vote"] = {"tau_rel": t, "source": f"fitted on {where} (accuracy {acc:.3f} there)", "grid": grid}
     reference = [c.step_surprise for g in held for c in g if c.step_surprise]
     if reference:  # label-free: surprise statistics of the held-out candidates
-        out["surprise_norm"] = SurpriseNorm.fit(reference)
+        norm = out["surprise_norm"] = SurpriseNorm.fit(reference)
         out["surprise_norm_source"] = f"{len(reference)} candidates of {where}"
+        out["localisation"] = _fit_first_above(norm, held, where)
     return out
+
+
+def _fit_first_above(norm: SurpriseNorm, held: Sequence[Sequence[EvalCandidate]], where: str) -> dict[str, Any]:
+    """The first_above threshold, by hit rate on the held-out wrong chains' labelled first wrong step."""
+    wrong = [c for g in held for c in g if not c.correct and c.step_surprise and len(c.step_surprise) == c.num_steps]
+    fit = fit_localisation_threshold([norm.z(c.step_surprise) for c in wrong], [c.first_wrong_step for c in wrong])
+    if fit["fitted"]:
+        how = f"fitted on {fit['n']} wrong chains of {where}"
+    else:
+        held_out = where or "no held-out split"
+        how = f"default (only {fit['n']} labelled wrong chains of {held_out}; {MIN_FIT_CHAINS} needed to fit)"
+    return {**fit, "rule": "first_above", "source": how}
 
 
 def fit_selection(
@@ -201,6 +222,8 @@ def fit_selection(
         out["jepa_vote"] = {k: v for k, v in fitted["jepa_vote"].items() if k != "grid"}
     if "surprise_norm" in fitted:
         out["surprise_norm"] = {**fitted["surprise_norm"].to_dict(), "source": fitted["surprise_norm_source"]}
+    if "localisation" in fitted:
+        out["localisation"] = {k: v for k, v in fitted["localisation"].items() if k != "grid"}
     return out
 
 
@@ -302,7 +325,7 @@ def evaluate(
             cand[c.cot_id].jepa_loss = float(s.jepa_loss)
             cand[c.cot_id].step_surprise = [float(x) for x in s.step_surprise]
     else:
-        for m in ("jepa", "composite", "jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority"):
+        for m in ("jepa", "composite", *VOTES):
             skipped[m] = "no JEPA scorer was given"
     models, why = _train_classifiers(train_chains, train_latents, seed)
     skipped.update(why)
@@ -341,6 +364,13 @@ def evaluate(
             vote = {"tau_rel": DEFAULT_TAU_REL, "source": "default (no held-out candidate groups to fit on)"}
         tau = relative_tau(vote["tau_rel"], scale)
         vote.update(tau=tau, loss_scale=scale)
+        # the excess-surprise filter reads position-normalised surprise: the checkpoint's normaliser, else val's
+        step_norm = getattr(scorer, "surprise_norm", None) or fitted.get("surprise_norm")
+        if step_norm is None:
+            skipped["jepa_excess_filter_majority"] = "no surprise normaliser (checkpoint meta or validation fit)"
+        else:
+            for c in flat:
+                cand[c.cot_id].step_z = step_norm.z(cand[c.cot_id].step_surprise)
 
     methods_run = [m for m in SCORED_METHODS if m not in skipped]
     results: dict[str, dict[str, Any]] = {m: {} for m in ("greedy", "random", *methods_run)}
@@ -444,6 +474,21 @@ def evaluate(
                 z, [w for _, w in labelled], seed, min_steps=3
             )
             localisation["position_normalised"]["fitted_on"] = norm_source
+            # the service's localiser: the first step above the threshold (fitted with the norm it goes with)
+            if norm_source == "the checkpoint's meta" and getattr(scorer, "localisation_source", None):
+                threshold, t_source = (
+                    scorer.localisation_threshold,
+                    f"the checkpoint's meta ({scorer.localisation_source})",
+                )
+            else:  # a checkpoint from before the threshold was fitted, or a norm fitted here
+                fit = _fit_first_above(norm, held, where)
+                threshold, t_source = fit["threshold"], fit["source"]
+            pick = first_above_pick(threshold)
+            first = first_error_localisation(z, [w for _, w in labelled], seed, pick=pick)
+            first["three_plus_steps"] = first_error_localisation(
+                z, [w for _, w in labelled], seed, min_steps=3, pick=pick
+            )
+            localisation["first_above"] = {**first, "threshold": threshold, "threshold_source": t_source}
 
     report: dict[str, Any] = {
         "k": kmax,

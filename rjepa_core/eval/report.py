@@ -124,6 +124,16 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{label}: **{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains "
                 f"(chance {_f(row.get('chance_rate'))}; within ±1: {_f(row.get('within_one_rate'))})."
             )
+    first = loc.get("first_above") or {}
+    for label, row in (("all", first), ("≥ 3 steps", first.get("three_plus_steps") or {})):
+        if row.get("n"):
+            lines.append(
+                f"First step above z = {first.get('threshold')} ({first.get('threshold_source')}), {label}: "
+                f"**{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains (chance "
+                f"{_f(row.get('chance_rate'))}; same positions drawn at random {_f(row.get('matched_chance_rate'))}; "
+                f"best fixed position {_f(row.get('best_constant_rate'))}; "
+                f"within ±1: {_f(row.get('within_one_rate'))})."
+            )
     if report.get("modes"):
         lines += ["", "## Inference modes (OFF, RERANK, NUDGE, PLAN)", "", *modes_markdown(report["modes"])]
     lines += ["", "## Figures", ""]
@@ -145,9 +155,18 @@ def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
         if key in per_k
     }
     paired = {name: per_k[key] for name, per_k in (report.get("paired_vs_majority") or {}).items() if key in per_k}
-    loc = (report.get("localisation") or {}).get("three_plus_steps") or {"n": 0}
-    loc_z = ((report.get("localisation") or {}).get("position_normalised") or {}).get("three_plus_steps") or {"n": 0}
-    loc_keys = ("n", "min_steps", "hit_rate", "chance_rate", "within_one_rate", "within_one_chance_rate")
+    whole = report.get("localisation") or {}
+    loc = whole.get("three_plus_steps") or {"n": 0}
+    loc_z = (whole.get("position_normalised") or {}).get("three_plus_steps") or {"n": 0}
+    first = whole.get("first_above") or {}
+    loc_keys = ("n", "min_steps", "hit_rate", "chance_rate", "matched_chance_rate", "best_constant_rate")
+    loc_keys += ("within_one_rate", "within_one_chance_rate", "hit_rate_ci95")
+    # the headline is the service's localiser (first step above the threshold) when the checkpoint has z-scores
+    headline = {name: (first.get("three_plus_steps") or {}).get(name) for name in loc_keys}
+    headline.update(
+        rule="first_above", threshold=first.get("threshold"), threshold_source=first.get("threshold_source")
+    )
+    argmax = {name: loc.get(name) for name in loc_keys} | {"rule": "argmax"}
     return {
         "version": report.get("dataset_version"),
         "llm": report.get("llm_tag"),
@@ -157,8 +176,9 @@ def summary(report: dict[str, Any], k: int | None = None) -> dict[str, Any]:
         "jepa_vote": report.get("jepa_vote"),
         "methods": methods,
         "paired_vs_majority": paired,
-        "localisation": {name: loc.get(name) for name in loc_keys},
-        "localisation_position_normalised": {name: loc_z.get(name) for name in loc_keys},
+        "localisation": headline if first else argmax,
+        "localisation_argmax": argmax,
+        "localisation_position_normalised": {name: loc_z.get(name) for name in loc_keys} | {"rule": "argmax of z"},
         **({"modes": {k: v for k, v in report["modes"].items() if k != "nudge"}} if report.get("modes") else {}),
     }
 

@@ -36,9 +36,15 @@ SCORED_METHODS = (
     "jepa_vote",
     "jepa_filter_majority",
     "jepa_last_filter_majority",
+    "jepa_excess_filter_majority",
 )
 METHODS = ("greedy", "random", *SCORED_METHODS)
-VOTES = ("jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")  # = inference.vote.VOTE_METHODS
+VOTES = (  # = inference.vote.VOTE_METHODS
+    "jepa_vote",
+    "jepa_filter_majority",
+    "jepa_last_filter_majority",
+    "jepa_excess_filter_majority",
+)
 
 
 @dataclass
@@ -51,10 +57,12 @@ class EvalCandidate:
     num_steps: int = 1  # steps of the chain
     jepa_loss: float | None = None  # JEPA-loss (lower = more lawful)
     step_surprise: list[float] | None = None  # per-step JEPA surprise
+    step_z: list[float] | None = None  # position-normalised step surprise (with a surprise normaliser)
     verifier: float | None = None  # supervised verifier P(correct)
     probe: float | None = None  # linear probe P(correct)
     text: str = ""  # chain text (only used when num_tokens is unknown)
     problem_id: str = ""  # the problem the candidate answers (studies and dumps)
+    first_wrong_step: int | None = None  # labelled first wrong step of an incorrect chain (None: unknown / correct)
 
 
 @dataclass
@@ -112,10 +120,11 @@ def _vote(method: str, group: Sequence[EvalCandidate], tau: float | None):
     from rjepa_core.inference.vote import DEFAULT_DROP_FRAC, filtered_majority, jepa_vote, vote_losses
 
     loss = _required(group, "jepa_loss", method)
-    if method == "jepa_last_filter_majority":
+    if method in ("jepa_last_filter_majority", "jepa_excess_filter_majority"):
         if any(c.step_surprise is None for c in group):
             raise ValueError(f"method {method!r} needs `step_surprise` on every candidate: score them first")
-        loss = np.asarray(vote_losses(method, loss, [c.step_surprise for c in group]))
+        z = [c.step_z for c in group] if method == "jepa_excess_filter_majority" else None
+        loss = np.asarray(vote_losses(method, loss, [c.step_surprise for c in group], z))
     answers = [c.answer for c in group]
     if method == "jepa_vote":
         if tau is None:

@@ -19,7 +19,10 @@ filtered_majority: the `drop_frac` least lawful candidates (highest JEPA-loss, a
 K >= 4) lose their vote, the rest vote; ties between answers go to the one holding the most
 probable chain (as in the majority vote), else the most lawful. `jepa_last_filter_majority` is the
 same vote with each chain's lawfulness read from its *last* step's surprise (the answer step) instead
-of the mean over its steps: `vote_losses` gives the numbers each vote method filters or weights by.
+of the mean over its steps; `jepa_excess_filter_majority` reads each chain's **excess surprise**, the
+sum over its steps of the position-normalised surprise above 0 (how far its steps exceed what lawful
+steps at their positions usually show; needs a checkpoint with a surprise normaliser): `vote_losses`
+gives the numbers each vote method filters or weights by.
 
 Candidates without an answer never vote. When nobody has an answer, the most lawful chain is returned.
 """
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # the selection names used by the eval and the service
-VOTE_METHODS = ("jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority")
+VOTE_METHODS = ("jepa_vote", "jepa_filter_majority", "jepa_last_filter_majority", "jepa_excess_filter_majority")
 DEFAULT_TAU_REL = 0.5  # tau in units of the lawful chains' loss std, before a fit on validation problems
 DEFAULT_DROP_FRAC = 0.25  # filtered majority: the least lawful quarter loses its vote
 
@@ -118,13 +121,27 @@ def filtered_majority(
     return VoteResult(_pick(shares, loss, tiebreak), shares.tolist(), w.tolist())
 
 
-def vote_losses(method: str, losses: Sequence[float], step_surprise: Sequence[Sequence[float] | None]) -> list[float]:
-    """The per-candidate numbers a vote method reads: the chain's JEPA-loss, or for
-    `jepa_last_filter_majority` its last step's surprise (the JEPA-loss where a chain has no steps)."""
+def vote_losses(
+    method: str,
+    losses: Sequence[float],
+    step_surprise: Sequence[Sequence[float] | None],
+    step_z: Sequence[Sequence[float] | None] | None = None,
+) -> list[float]:
+    """The per-candidate numbers a vote method reads: the chain's JEPA-loss; for `jepa_last_filter_majority`
+    its last step's surprise (the JEPA-loss where a chain has no steps); for `jepa_excess_filter_majority`
+    the sum of its position-normalised surprises above 0 (`step_z`, required)."""
     if method not in VOTE_METHODS:
         raise ValueError(f"unknown vote method {method!r}; use one of {VOTE_METHODS}")
     if len(step_surprise) != len(losses):
         raise ValueError(f"{len(losses)} JEPA-losses but {len(step_surprise)} step-surprise rows")
+    if method == "jepa_excess_filter_majority":
+        if step_z is None or len(step_z) != len(losses) or any(z is None for z in step_z):
+            raise ValueError(
+                "jepa_excess_filter_majority reads the position-normalised surprise (step_z) of every candidate: "
+                "it needs a checkpoint with a surprise normaliser (materialize jepa_checkpoint again), or choose "
+                "another selection"
+            )
+        return [float(np.clip(np.asarray(z, dtype=np.float64), 0.0, None).sum()) for z in step_z]
     if method != "jepa_last_filter_majority":
         return [float(x) for x in losses]
     return [float(s[-1]) if s is not None and len(s) else float(x) for x, s in zip(losses, step_surprise, strict=True)]

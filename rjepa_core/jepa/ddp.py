@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no latents for {args.llm}/{args.version} under {args.store}: materialize `latents` first")
     overrides = {"optim": {"total_steps": args.max_steps}} if args.max_steps else {}
     cfg = load_rjepa_config(args.config, seqs[0].hidden_size, **overrides)
-    train_seqs, val_seqs, negatives = split_for_training(seqs)
+    train_seqs, val_seqs, negatives = split_for_training(seqs, cfg.train.distinct_chains)
     on_row = row_logger(lambda line: print(line, flush=True), cfg.train.val_every)
     result = train(
         cfg,

@@ -99,3 +99,22 @@ class SurpriseNorm:
             int(d["max_len"]),
             int(d.get("n_chains", 0)),
         )
+
+
+# The first step more surprising than usual at its position is the likeliest *first* mistake: later steps
+# built on a wrong value are surprising too, so the argmax often lands after the first error.
+DEFAULT_FIRST_ABOVE = 0.0  # z above the position's mean (label-free default when no threshold was fitted)
+FIRST_ABOVE_GRID = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # thresholds fitted on validation chains
+
+
+def first_above(step_z: Sequence[float], threshold: float = DEFAULT_FIRST_ABOVE) -> int:
+    """The first step whose position-normalised surprise exceeds `threshold`; the most surprising when none does.
+
+    >>> first_above([0.4, 1.2, -0.3], 0.5), first_above([0.1, 0.2, -0.3], 0.5)
+    (1, 1)
+    """
+    z = np.asarray(step_z, dtype=np.float64)
+    if z.ndim != 1 or z.size == 0:
+        raise ValueError(f"first_above needs one z-score per step, got shape {z.shape}")
+    above = np.flatnonzero(z > threshold)
+    return int(above[0]) if above.size else int(np.argmax(z))

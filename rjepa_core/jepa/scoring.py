@@ -35,7 +35,7 @@ from rjepa_core.jepa.checkpoint import LoadedCheckpoint
 from rjepa_core.jepa.collate import domain_index, pad_batch
 from rjepa_core.jepa.losses import token_loss
 from rjepa_core.jepa.model import RJEPA
-from rjepa_core.jepa.normalisation import SurpriseNorm
+from rjepa_core.jepa.normalisation import DEFAULT_FIRST_ABOVE, SurpriseNorm, first_above
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ChainScore:
     step_surprise: list[float]  # one surprise per step
     score01: float | None = None  # calibrated lawfulness in [0, 1] (None without calibration)
     step_z: list[float] | None = None  # position-normalised surprise (None without a SurpriseNorm)
+    first_unlawful_step: int | None = None  # first step with step_z above the localisation threshold (None w/o z)
 
     @property
     def most_surprising_step(self) -> int:
@@ -79,6 +80,7 @@ class JEPAScorer:
         calibration: Calibration | None = None,
         loss_kind: str = "l1",
         surprise_norm: SurpriseNorm | None = None,
+        localisation_threshold: float = DEFAULT_FIRST_ABOVE,
     ):
         self.model = model.to(device).eval()
         self.cfg = (cfg or ScoreConfig()).validate()
@@ -86,14 +88,29 @@ class JEPAScorer:
         self.calibration = calibration
         self.loss_kind = loss_kind
         self.surprise_norm = surprise_norm
+        # z threshold of `first_unlawful_step` (fitted into the checkpoint meta's "localisation")
+        self.localisation_threshold = float(localisation_threshold)
+        self.localisation_source: str | None = None  # where the threshold came from (None: the default)
 
     @classmethod
     def from_checkpoint(cls, ck: LoadedCheckpoint, device: str | torch.device = "cpu") -> JEPAScorer:
-        """Scorer with the checkpoint's score config, loss kind and (if fitted) calibration and surprise norm."""
+        """Scorer with the checkpoint's score config, loss kind and (if fitted) calibration, surprise norm and
+        localisation threshold."""
         cal, norm = ck.meta.get("calibration"), ck.meta.get("surprise_norm")
         calibration = Calibration.from_dict(cal) if cal else None
         surprise_norm = SurpriseNorm.from_dict(norm) if norm else None
-        return cls(ck.model, ck.config.score, device, calibration, ck.config.loss.kind, surprise_norm)
+        loc = ck.meta.get("localisation") or {}
+        scorer = cls(
+            ck.model,
+            ck.config.score,
+            device,
+            calibration,
+            ck.config.loss.kind,
+            surprise_norm,
+            loc.get("threshold", DEFAULT_FIRST_ABOVE),
+        )
+        scorer.localisation_source = loc.get("source")
+        return scorer
 
     def _check(self, seqs: Sequence[np.ndarray]) -> None:
         m = self.model.cfg
@@ -180,7 +197,8 @@ class JEPAScorer:
             s01 = self.calibration.score01(agg) if self.calibration is not None else None
             raw = [float(x) for x in steps]
             z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
-            out.append(ChainScore(agg, raw, s01, z))
+            first = first_above(z, self.localisation_threshold) if z is not None else None
+            out.append(ChainScore(agg, raw, s01, z, first))
         return out
 
     def _variant_surprise(self, seqs, dom, qs, targets, variants) -> list[np.ndarray]:

@@ -174,6 +174,7 @@ async def chat(req: ChatRequest, svc: Service) -> ChatResponse:
         step_surprise=best["step_surprise"],
         step_z=best["step_z"],
         surprising_steps=engine.surprising_steps(best["step_surprise"], best["step_z"]),
+        first_unlawful_step=best.get("first_unlawful_step"),
         candidates=[CandidateOut(**o) for o in ranked.outs] if req.mode == "RERANK" else [],
     )
     resp = ChatResponse(

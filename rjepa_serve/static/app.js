@@ -82,9 +82,13 @@ function renderSteps(resp) {
       li.appendChild(b);
     }
     if (hot.has(i)) li.classList.add("surprising");
-    if (ranked.length && ranked[0] === i) {
+    const first = resp.jepa.first_unlawful_step;
+    if (first !== null && first !== undefined ? first === i : ranked.length && ranked[0] === i) {
       li.classList.add("most-surprising");
-      li.title = "the step R-JEPA finds most surprising: the likeliest first mistake";
+      li.title =
+        first !== null && first !== undefined
+          ? "the first step more surprising than lawful steps at its position: the likeliest first mistake"
+          : "the step R-JEPA finds most surprising";
     }
     const s = resp.jepa.step_surprise[i];
     if (s !== undefined) {

@@ -80,3 +80,44 @@ def test_split_for_training_uses_only_valid_targets():
     assert len(train) == 18 and len(val) == 2
     with pytest.raises(ValueError, match="no valid training chains"):
         split_for_training([seq(0, "train", False)])
+
+
+def test_distinct_chains_drops_repeats_of_a_problem_keeping_gold_and_order():
+    from rjepa_core.schemas import distinct_chains
+
+    def seq(i, problem, ids, origin="student:t", valid=True):
+        return LatentSequence(
+            cot_id=str(i),
+            problem_id=problem,
+            llm_tag="t",
+            layer_idx=-2,
+            hidden_size=2,
+            num_steps=1,
+            step_spans=[(0, 1)],
+            token_ids=ids,
+            is_valid=valid,
+            origin=origin,
+        )
+
+    seqs = [
+        seq(0, "p", [1, 2]),  # the student's chain, also written by the gold below: the gold one stays
+        seq(1, "p", [1, 2], origin="gold"),
+        seq(2, "p", [1, 2]),
+        seq(3, "q", [1, 2]),  # same tokens, another problem: kept
+        seq(4, "p", [1, 3]),
+        seq(5, "p", [1, 3], valid=False),  # same tokens but labelled otherwise: kept
+        seq(6, "p", [1, 3]),
+    ]
+    assert [s.cot_id for s in distinct_chains(seqs)] == ["1", "3", "4", "5"]
+    assert distinct_chains([]) == []
+    train, val, negatives = split_for_training(seqs, distinct=True)  # no val split: the first one is held out
+    assert [s.cot_id for s in val + train] == ["1", "3", "4"] and [s.cot_id for s in negatives] == ["5"]
+    assert len(split_for_training(seqs)[0]) == 5  # off by default: every repeat is a target
+
+
+def test_distinct_chains_config_is_validated():
+    from rjepa_core.config import TrainConfig
+
+    assert TrainConfig(distinct_chains=True).validate().distinct_chains is True
+    with pytest.raises(ValueError, match="distinct_chains must be true or false"):
+        TrainConfig(distinct_chains="yes").validate()

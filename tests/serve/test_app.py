@@ -230,6 +230,9 @@ def test_rerank_jepa_votes_follow_the_answers(client):
     assert composite["selection"] == "composite" and all(c["vote_share"] is None for c in composite["candidates"])
     r = client.post("/rerank", json={**body, "selection": "best_guess"})
     assert r.status_code == 422 and "jepa_vote" in r.text
+    # the excess-surprise filter needs the checkpoint's surprise normaliser, which this one has not
+    r = client.post("/rerank", json={**body, "selection": "jepa_excess_filter_majority"})
+    assert r.status_code == 422 and "surprise normaliser" in r.text
 
 
 def test_rerank_samples_k_from_the_student(client):

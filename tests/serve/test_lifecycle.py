@@ -119,23 +119,38 @@ def test_checkpoint_settings_reach_the_service(tmp_path, tiny_llm_dir):
     """A checkpoint's surprise normaliser gives step_z (and the most surprising step by it); its few-shot
     examples are how the service asks the student; its tau_rel is the vote's temperature."""
     from rjepa_core.jepa.checkpoint import update_meta
-    from rjepa_core.jepa.normalisation import SurpriseNorm
+    from rjepa_core.jepa.normalisation import SurpriseNorm, first_above
     from rjepa_serve import engine
 
     folder = publish_tiny_checkpoint(tmp_path, "run-z")
     # position 0 is normally very surprising, position 3 of a 4-step chain barely: z re-ranks the steps
     norm = SurpriseNorm.fit([[9.0, 1.0, 1.0, 0.0], [11.0, 1.2, 0.8, 0.2]] * 10, prior_weight=0.0)
     example = {"statement": "Calculate 1 + 2 + 3.", "steps": ["1 + 2 = 3", "3 + 3 = 6"], "answer": "6"}
-    update_meta(folder, surprise_norm=norm.to_dict(), prompt={"few_shot": [example]}, jepa_vote={"tau_rel": 2.0})
+    update_meta(
+        folder,
+        surprise_norm=norm.to_dict(),
+        prompt={"few_shot": [example]},
+        jepa_vote={"tau_rel": 2.0},
+        localisation={"threshold": 0.5, "rule": "first_above", "source": "given"},
+    )
     with TestClient(create_app(make_settings(tmp_path, tiny_llm_dir))) as c:
         [r] = c.post("/score", json=_score_body(3)).json()["results"]
         assert r["step_z"] == norm.z(r["step_surprise"])
         assert r["most_surprising_step"] == int(np.argmax(r["step_z"]))
+        assert r["first_unlawful_step"] == first_above(r["step_z"], 0.5)
+        cands = ["Step 1: 3 + 4 = 7\nAnswer: 7", "Step 1: 3 + 4 = 8\nAnswer: 8", "Step 1: 4 + 3 = 7\nAnswer: 7"]
+        body = {"prompt": "What is 3 + 4?", "candidates": cands, "selection": "jepa_excess_filter_majority"}
+        ranked = c.post("/rerank", json=body)
+        assert ranked.status_code == 200, ranked.text  # this checkpoint has the normaliser the filter reads
+        out = ranked.json()
+        assert out["selection"] == "jepa_excess_filter_majority" and out["order"][0] == out["best_index"]
+        assert sorted(c["vote_share"] for c in out["candidates"]).count(0.0) >= 1  # one of three lost its vote
         chat = c.post("/chat", json={"prompt": "What is 3 + 4?", "mode": "RERANK", "k": 2, "seed": 0}).json()
         jepa = chat["jepa"]
         if jepa["step_surprise"]:
             assert jepa["step_z"] == norm.z(jepa["step_surprise"])
             assert jepa["surprising_steps"][0] == int(np.argmax(jepa["step_z"]))
+            assert jepa["first_unlawful_step"] == first_above(jepa["step_z"], 0.5)
         ms = c.app.state.service.current
         prompt = engine.ask(ms, "What is 3 + 4?")
         assert prompt.index("Step 1: 1 + 2 = 3") < prompt.index("What is 3 + 4?")

@@ -187,5 +187,8 @@ def _train_run(context, config, configs, layout, version, tag, nproc, seqs, cfg,
         "jepa_vote_tau_rel": (selection.get("jepa_vote") or {}).get("tau_rel", float("nan")),
         "surprise_norm_chains": (selection.get("surprise_norm") or {}).get("n_chains", 0),
         "nudge_threshold": (selection.get("nudge") or {}).get("overall", float("nan")),
+        # the z threshold of the first step flagged as the likeliest first mistake, and where it came from
+        "localisation_threshold": (selection.get("localisation") or {}).get("threshold", float("nan")),
+        "localisation_source": (selection.get("localisation") or {}).get("source", ""),
     }
     return {"metadata": metadata, "ratio": result.std_preds / max(result.std_targets, 1e-8)}

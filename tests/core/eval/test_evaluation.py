@@ -141,7 +141,7 @@ def test_missing_latents_or_candidates_fail_with_a_clear_message(dataset, scorer
 def test_fit_selection_gives_the_checkpoint_the_settings_the_report_fits(dataset, scorer, report):
     """The settings a checkpoint carries (τ_rel, surprise norm) equal the ones evaluate() fits on val."""
     from rjepa_core.eval.evaluation import fit_selection
-    from rjepa_core.jepa.normalisation import SurpriseNorm
+    from rjepa_core.jepa.normalisation import SurpriseNorm, first_above
     from rjepa_core.jepa.scoring import JEPAScorer
 
     held = [c for c in dataset.train_chains]
@@ -149,12 +149,15 @@ def test_fit_selection_gives_the_checkpoint_the_settings_the_report_fits(dataset
     assert entries["jepa_vote"]["tau_rel"] == report["jepa_vote"]["tau_rel"]
     assert "val-split" in entries["jepa_vote"]["source"] and "val-split" in entries["surprise_norm"]["source"]
     norm = SurpriseNorm.from_dict(entries["surprise_norm"])
-    with_norm = JEPAScorer(scorer.model, scorer.cfg, surprise_norm=norm)
+    loc = entries["localisation"]
+    assert loc["rule"] == "first_above" and "val-split" in loc["source"] and "grid" not in loc
+    with_norm = JEPAScorer(scorer.model, scorer.cfg, surprise_norm=norm, localisation_threshold=loc["threshold"])
     some = [dataset.test_latents[c.cot_id] for c in dataset.test_chains[:6]]
     for raw, zs in zip(scorer.score(some), with_norm.score(some), strict=True):
         assert raw.step_z is None and zs.step_surprise == raw.step_surprise
         assert zs.step_z == norm.z(raw.step_surprise)
         assert zs.most_surprising_step == int(np.argmax(zs.step_z))
+        assert raw.first_unlawful_step is None and zs.first_unlawful_step == first_above(zs.step_z, loc["threshold"])
     rep = evaluate(
         dataset.problems,
         dataset.test_chains,
@@ -172,6 +175,12 @@ def test_fit_selection_gives_the_checkpoint_the_settings_the_report_fits(dataset
         rep["localisation"]["position_normalised"]["hit_rate"]
         == report["localisation"]["position_normalised"]["hit_rate"]
     )
+    # a scorer without a fitted threshold of its own: the report fits it on val with the scorer's norm
+    first = rep["localisation"]["first_above"]
+    assert first["threshold"] == loc["threshold"] and first["threshold_source"] == loc["source"]
+    assert first["n"] == rep["localisation"]["position_normalised"]["n"]
+    for name in ("matched_chance_rate", "best_constant_rate"):
+        assert 0.0 <= first[name] <= 1.0
     assert fit_selection(scorer, dataset.problems, [], dataset.train_latents) == {}
 
 

@@ -171,3 +171,26 @@ def test_last_step_filter_reads_the_answer_steps_surprise():
         vote_losses("best", [0.1], [None])
     with pytest.raises(ValueError, match="step_surprise"):
         choose("jepa_last_filter_majority", [EvalCandidate("x", "1", True, jepa_loss=0.1)] * 2)
+
+
+def test_excess_filter_drops_the_chains_whose_steps_exceed_lawful_ones_most():
+    from rjepa_core.inference.vote import vote_losses
+
+    # mean losses say "b" is the least lawful; the position-normalised surprise says "c" has the most excess
+    group = [
+        EvalCandidate("a", "7", True, logprob=-5.0, jepa_loss=0.3, step_surprise=[0.3, 0.3], step_z=[0.0, 0.5]),
+        EvalCandidate("b", "7", True, logprob=-4.0, jepa_loss=0.9, step_surprise=[0.9, 0.9], step_z=[-0.5, 0.2]),
+        EvalCandidate("c", "8", False, logprob=-4.5, jepa_loss=0.4, step_surprise=[0.4, 0.4], step_z=[2.0, 1.0]),
+        EvalCandidate("d", "8", False, logprob=-6.0, jepa_loss=0.2, step_surprise=[0.2, 0.2], step_z=[0.1, -1.0]),
+    ]
+    # excess = sum of z above 0: a 0.5, b 0.2, c 3.0, d 0.1 -> c loses its vote; 7 holds 2 of 3
+    assert vote_losses("jepa_excess_filter_majority", [0.3, 0.9], [[0.3], [0.9]], [[0.0, 0.5], [-0.5, 0.2]]) == [
+        0.5,
+        0.2,
+    ]
+    assert group[choose("jepa_excess_filter_majority", group)].answer == "7"
+    assert group[choose("jepa_filter_majority", group)].answer == "8"  # drops b (mean 0.9): 8 holds 2 of 3
+    with pytest.raises(ValueError, match="surprise normaliser"):
+        vote_losses("jepa_excess_filter_majority", [0.1], [[0.1]], [None])
+    with pytest.raises(ValueError, match="surprise normaliser"):
+        choose("jepa_excess_filter_majority", [EvalCandidate("x", "1", True, jepa_loss=0.1, step_surprise=[0.1])] * 2)

@@ -57,12 +57,12 @@ class EvalCandidate:
     num_steps: int = 1  # steps of the chain
     jepa_loss: float | None = None  # JEPA-loss (lower = more lawful)
     step_surprise: list[float] | None = None  # per-step JEPA surprise
-    step_z: list[float] | None = None  # position-normalised step surprise (with a surprise normaliser)
     verifier: float | None = None  # supervised verifier P(correct)
     probe: float | None = None  # linear probe P(correct)
     text: str = ""  # chain text (only used when num_tokens is unknown)
     problem_id: str = ""  # the problem the candidate answers (studies and dumps)
     first_wrong_step: int | None = None  # labelled first wrong step of an incorrect chain (None: unknown / correct)
+    step_z: list[float] | None = None  # position-normalised step surprise (with a surprise normaliser)
 
 
 @dataclass

@@ -16,7 +16,8 @@ from rjepa_core.eval.selection import (
 
 def cand(i, answer, correct, logprob=-10.0, tokens=10, jepa=0.5, verifier=0.5, probe=0.5):
     surprise = None if jepa is None else [jepa] * 3
-    return EvalCandidate(f"c{i}", answer, correct, logprob, tokens, 3, jepa, surprise, verifier, probe)
+    z = None if jepa is None else [jepa - 0.5] * 3  # a stand-in position-normalised surprise
+    return EvalCandidate(f"c{i}", answer, correct, logprob, tokens, 3, jepa, surprise, verifier, probe, step_z=z)
 
 
 def test_majority_vote_groups_equal_numbers_written_differently():

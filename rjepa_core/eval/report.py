@@ -117,23 +117,26 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{_f(three.get('within_one_rate'))}, chance {_f(three.get('within_one_chance_rate'))})."
         )
     z = loc.get("position_normalised") or {}
-    for label, row in (("all", z), ("≥ 3 steps", z.get("three_plus_steps") or {})):
-        if row.get("n"):
-            lines.append(
-                f"Position-normalised surprise (z-score per step position and chain length, {z.get('fitted_on')}), "
-                f"{label}: **{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains "
-                f"(chance {_f(row.get('chance_rate'))}; within ±1: {_f(row.get('within_one_rate'))})."
-            )
     first = loc.get("first_above") or {}
-    for label, row in (("all", first), ("≥ 3 steps", first.get("three_plus_steps") or {})):
-        if row.get("n"):
-            lines.append(
-                f"First step above z = {first.get('threshold')} ({first.get('threshold_source')}), {label}: "
-                f"**{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over {row['n']} chains (chance "
-                f"{_f(row.get('chance_rate'))}; same positions drawn at random {_f(row.get('matched_chance_rate'))}; "
-                f"best fixed position {_f(row.get('best_constant_rate'))}; "
-                f"within ±1: {_f(row.get('within_one_rate'))})."
-            )
+    rules = (
+        (z, f"Position-normalised surprise (z-score per step position and chain length, {z.get('fitted_on')})", ""),
+        (
+            first,
+            f"First step above z = {first.get('threshold')} ({first.get('threshold_source')})",
+            "same positions drawn at random {matched}; best fixed position {best}; ",
+        ),
+    )
+    for block, title, baselines in rules:  # each localiser on all labelled chains, then on those with >= 3 steps
+        for label, row in (("all", block), ("≥ 3 steps", block.get("three_plus_steps") or {})):
+            if row.get("n"):
+                extra = baselines.format(
+                    matched=_f(row.get("matched_chance_rate")), best=_f(row.get("best_constant_rate"))
+                )
+                lines.append(
+                    f"{title}, {label}: **{_f(row.get('hit_rate'))}** {_ci(row.get('hit_rate_ci95'))} over "
+                    f"{row['n']} chains (chance {_f(row.get('chance_rate'))}; {extra}"
+                    f"within ±1: {_f(row.get('within_one_rate'))})."
+                )
     if report.get("modes"):
         lines += ["", "## Inference modes (OFF, RERANK, NUDGE, PLAN)", "", *modes_markdown(report["modes"])]
     lines += ["", "## Figures", ""]

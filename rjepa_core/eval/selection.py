@@ -19,6 +19,7 @@ RERANK mode uses, so what is evaluated is what is served.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -253,9 +254,13 @@ def cross_validated_selection(
     problem's fold; folds: the fold of each group. Settings a method fits (the JEPA vote's tau_rel) are
     fitted on the other folds' groups and applied to each fold, so every accuracy is held out twice
     over. The loss scale that turns tau_rel into loss units is each fold's own spread of candidate
-    losses (label-free). `jepa_vote_by_tau` is the whole curve, for reading, not for choosing.
+    losses (label-free), and the excess-surprise filter's position normaliser is fitted (label-free) on
+    the other folds' candidates, as a checkpoint's is on its validation split; without step surprises on
+    every candidate that method is left out. `jepa_vote_by_tau` is the whole curve, for reading, not for
+    choosing.
     """
     from rjepa_core.inference.vote import relative_tau
+    from rjepa_core.jepa.normalisation import SurpriseNorm
 
     if len(groups) != len(folds):
         raise ValueError(f"{len(groups)} groups but {len(folds)} fold ids")
@@ -264,19 +269,30 @@ def cross_validated_selection(
     for i, f in enumerate(folds):
         by_fold.setdefault(int(f), []).append(i)
     scale = {f: _loss_std([groups[i] for i in idx]) for f, idx in by_fold.items()}
-    picks: dict[str, list[bool]] = {m: [False] * len(groups) for m in ("majority", "logprob_sum", "jepa")}
-    picks.update({m: [False] * len(groups) for m in VOTES})
+    stepwise = all(c.step_surprise for g in groups for c in g)
+    shown = [m for m in VOTES if stepwise or m not in ("jepa_last_filter_majority", "jepa_excess_filter_majority")]
+    picks: dict[str, list[bool]] = {m: [False] * len(groups) for m in ("majority", "logprob_sum", "jepa", *shown)}
     fitted: dict[str, float] = {}
     for f, idx in by_fold.items():
         others = [groups[i] for g, ids in by_fold.items() if g != f for i in ids]
         t = fit_tau(others, _loss_std(others), grid)[0] if others else 1.0
         fitted[str(f)] = t
         tau = relative_tau(t, scale[f])
-        for i in idx:
+        if "jepa_excess_filter_majority" in shown:
+            reference = others or [groups[i] for i in idx]  # one fold only: its own candidates (no labels read)
+            norm = SurpriseNorm.fit([c.step_surprise for g in reference for c in g])
+            held = [[dataclasses.replace(c, step_z=norm.z(c.step_surprise)) for c in groups[i]] for i in idx]
+        for j, i in enumerate(idx):
             g = groups[i]
-            for m in ("majority", "logprob_sum", "jepa", "jepa_filter_majority", "jepa_last_filter_majority"):
+            for m in shown:
+                if m == "jepa_vote":
+                    picks[m][i] = bool(g[choose(m, g, tau=tau)].correct)
+                elif m == "jepa_excess_filter_majority":
+                    picks[m][i] = bool(held[j][choose(m, held[j])].correct)
+                else:
+                    picks[m][i] = bool(g[choose(m, g)].correct)
+            for m in ("majority", "logprob_sum", "jepa"):
                 picks[m][i] = bool(g[choose(m, g)].correct)
-            picks["jepa_vote"][i] = bool(g[choose("jepa_vote", g, tau=tau)].correct)
     curve = []
     for t in grid:
         ok = [

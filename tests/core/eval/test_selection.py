@@ -154,6 +154,39 @@ def test_cross_validated_selection_fits_the_vote_temperature_on_other_folds():
         cross_validated_selection(groups, [0, 1])
 
 
+def test_cross_validated_selection_measures_the_excess_filter_with_a_norm_from_other_folds():
+    from rjepa_core.eval.selection import cross_validated_selection
+
+    # 2 wrong "8" chains (one with a very surprising step) against 2 right "7" chains: majority ties and the
+    # wrong chains' higher log-prob breaks the tie; dropping the most excess-surprising chain elects "7"
+    groups = []
+    for p in range(6):
+        losses = {"w0": 0.9, "w1": 0.3, "r0": 0.2, "r1": 0.25}
+        groups.append(
+            [
+                EvalCandidate(
+                    f"{p}{k}",
+                    "8" if k[0] == "w" else "7",
+                    k[0] == "r",
+                    logprob=-1.0 if k[0] == "w" else -2.0,
+                    jepa_loss=v,
+                    step_surprise=[v, v / 2],
+                )  # fmt: skip
+                for k, v in losses.items()
+            ]
+        )
+    out = cross_validated_selection(groups, [0, 0, 1, 1, 2, 2])
+    assert out["majority"] == 0.0
+    assert out["jepa_excess_filter_majority"] == 1.0
+    # without step surprises the step-wise filters are left out, not reported as 0
+    for g in groups:
+        for c in g:
+            c.step_surprise = None
+    out = cross_validated_selection(groups, [0, 0, 1, 1, 2, 2])
+    assert "jepa_excess_filter_majority" not in out and "jepa_last_filter_majority" not in out
+    assert out["jepa_filter_majority"] == 1.0
+
+
 def test_last_step_filter_reads_the_answer_steps_surprise():
     from rjepa_core.inference.vote import vote_losses
 

@@ -8,7 +8,9 @@ Reads the dumps `rjepa ablate` writes (each train+val candidate scored by the fo
 its problem; no test problem is read) and the partition's student chains (for the labelled first wrong
 step). Localisation: for each fold, the surprise normaliser is fitted on the other folds' candidates
 (label-free, as the checkpoint's is on the validation split) and the `first_above` threshold on the
-other folds' wrong chains (as `fit_selection` does on validation), then both are applied to the fold.
+other folds' wrong chains (as `fit_selection` does on validation), then both are applied to the fold; the
+role model (a position prior of the first error and one z Gaussian for the steps before, at and after it)
+is fitted on the other folds' wrong chains too.
 Every rule is reported with the baselines of `rjepa_core.eval.localisation` (uniform chance, the same
 picks' positions drawn at random, the best fixed position). Seed ensemble: AUROC, within-problem AUROC
 and rerank accuracy of each seed's JEPA-loss and of the mean of their z-scored losses.
@@ -50,7 +52,7 @@ def localisation_study(rows: list[dict], chains: dict[str, ChainOfThought]) -> d
     """Each rule's pooled held-out hit rate on wrong chains with >= 3 steps (one fit per fold)."""
     folds = sorted({r["fold"] for r in rows})
     picked: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
-    thresholds = {}
+    thresholds, role_means = {}, {}
 
     def labelled(subset):
         out = []
@@ -66,13 +68,17 @@ def localisation_study(rows: list[dict], chains: dict[str, ChainOfThought]) -> d
         norm = SurpriseNorm.fit([r["step_surprise"] for r in train])
         fit = fit_localisation_threshold([norm.z(s) for s, _ in labelled(train)], [w for _, w in labelled(train)])
         thresholds[f] = fit["threshold"]
+        roles = fit_role_model([norm.z(s) for s, _ in labelled(train)], [w for _, w in labelled(train)])
+        role_means[f] = [m for m, _ in roles["roles"]]
         z = [norm.z(s) for s, _ in held]
         for name, scores, pick in (
             ("argmax surprise", [s for s, _ in held], argmax_pick),
             ("argmax z", z, argmax_pick),
             (f"first_above z > {DEFAULT_FIRST_ABOVE} (label-free)", z, first_above_pick(DEFAULT_FIRST_ABOVE)),
             ("first_above, threshold fitted on the other folds", z, first_above_pick(fit["threshold"])),
-        ):
+            ("role model (position prior x z before / at / after the error), fitted on the other folds", z,
+             role_model_pick(roles)),
+        ):  # fmt: skip
             # each chain's pick as a one-hot of its length: `first_error_localisation`'s argmax gives it back
             picked[name][0].extend(np.eye(len(s))[int(pick(s))] for s in scores)
             picked[name][1].extend(w for _, w in held)
@@ -80,9 +86,50 @@ def localisation_study(rows: list[dict], chains: dict[str, ChainOfThought]) -> d
     return {
         "rules": rules,
         "thresholds_by_fold": thresholds,
+        "role_model_z_means_by_fold": role_means,  # mean z of steps before / at / after the first error
         "n_folds": len(folds),
         "position_controlled_auroc": position_controlled_auroc(rows, chains),
     }
+
+
+ROLE_MAX_LEN = 8  # chains longer than this share the position prior of this length
+
+
+def fit_role_model(step_z: list[list[float]], wrong: list[int]) -> dict:
+    """A three-role model of labelled wrong chains: the position prior of the first error per chain length,
+    and a Gaussian of the step z-score for steps before it, at it, and after it (add-one smoothed prior)."""
+    values: dict[int, list[float]] = defaultdict(list)
+    counts: dict[int, np.ndarray] = {}
+    for z, w in zip(step_z, wrong, strict=True):
+        if w is None or not 0 <= w < len(z):  # unlabelled
+            continue
+        n = min(len(z), ROLE_MAX_LEN)
+        counts.setdefault(n, np.ones(n))[min(w, n - 1)] += 1.0
+        for j, x in enumerate(z):
+            values[0 if j < w else 1 if j == w else 2].append(x)
+    roles = [(float(np.mean(values[k])), float(np.std(values[k]) + 1e-3)) if len(values[k]) > 1 else (0.0, 1.0)
+             for k in range(3)]  # fmt: skip
+    return {"roles": roles, "prior": {n: c / c.sum() for n, c in counts.items()}}
+
+
+def role_model_pick(model: dict):
+    """The first-error position with the highest posterior under `fit_role_model`'s model."""
+
+    def pick(z) -> int:
+        n = len(z)
+        prior = model["prior"].get(min(n, ROLE_MAX_LEN))
+        prior = prior if prior is not None and len(prior) == n else np.full(n, 1.0 / n)
+        post = []
+        for w in range(n):
+            ll = sum(
+                -0.5 * ((x - m) / sd) ** 2 - np.log(sd)
+                for j, x in enumerate(z)
+                for m, sd in [model["roles"][0 if j < w else 1 if j == w else 2]]
+            )
+            post.append(np.log(prior[w]) + ll)
+        return int(np.argmax(post))
+
+    return pick
 
 
 def position_controlled_auroc(rows: list[dict], chains: dict[str, ChainOfThought]) -> dict:

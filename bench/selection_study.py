@@ -107,6 +107,11 @@ def choose(rule: str, param, g: dict, scale: float) -> int:
     if rule == "logprob_sum":
         return int(np.argmax(lp))
     agg, rest = rule.split(":", 1)
+    if agg == "lp-beta*loss":  # z(log-prob sum) - beta * z(JEPA-loss): does the JEPA term add to log-prob?
+        s = zscore(lp) - param * zscore(np.array([x["jepa_loss"] for x in c], dtype=np.float64))
+        if rest == "rerank":
+            return int(np.argmax(s))
+        return weighted_vote(keys, np.exp(s - s.max()), s)  # rest == "softvote"
     if agg == "neglogprob":  # control: the same rule on -log-prob instead of a JEPA score
         loss = -lp
     elif agg == "random":  # control: a seeded random score per candidate
@@ -165,7 +170,58 @@ GRIDS = {
     "count+lambda*mean": [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
     "filter": [0.125, 0.25, 0.375, 0.5],
     "lp+jepa vote": [0.0, 0.25, 0.5, 1.0, 2.0],
+    "softvote": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
 }
+BETA_GRID = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]  # of the lp-beta*loss rules
+
+
+def grid_of(rule: str) -> list:
+    agg, _, rest = rule.partition(":")
+    return BETA_GRID if agg == "lp-beta*loss" else GRIDS.get(rest, [None])
+
+
+FEATURES = ("-loss", "-zexcess", "-zmax", "-last", "logprob", "logprob/token", "tokens")
+
+
+def features(g: dict) -> np.ndarray:
+    """Per-candidate features, each z-scored within the problem, shape (K, len(FEATURES))."""
+    c = g["cands"]
+    cols = [
+        [-x["jepa_loss"] for x in c],
+        [-x["zexcess"] for x in c],
+        [-x["zmax"] for x in c],
+        [-x["step_surprise"][-1] for x in c],
+        [x["logprob"] for x in c],
+        [x["logprob"] / max(x["num_tokens"], 1) for x in c],
+        [x["num_tokens"] for x in c],
+    ]
+    return np.stack([zscore(np.asarray(v, dtype=np.float64)) for v in cols], axis=1)
+
+
+def labelled_combination(groups: list[dict], base: np.ndarray, taus=(0.5, 1.0, 2.0)) -> dict:
+    """A supervised control: a logistic regression on FEATURES fitted on the other folds' *labels*, its score
+    as softmax(s / tau) vote weights. How much more the chain-level JEPA numbers and log-prob hold for
+    selection than the label-free rules use (every tau shown: a control, not a method)."""
+    from sklearn.linear_model import LogisticRegression
+
+    fold_of = np.array([g["fold"] for g in groups])
+    out = {"features": list(FEATURES), "by_tau": {}}
+    scores: dict[int, np.ndarray] = {}
+    for f in sorted(set(fold_of.tolist())):
+        train = [g for g in groups if g["fold"] != f]
+        x = np.concatenate([features(g) for g in train])
+        y = np.concatenate([[bool(c["correct"]) for c in g["cands"]] for g in train])
+        model = LogisticRegression(C=1.0).fit(x, y)
+        for i in np.flatnonzero(fold_of == f):
+            scores[int(i)] = model.decision_function(features(groups[i]))
+    for tau in taus:
+        ok = np.zeros(len(groups))
+        for i, g in enumerate(groups):
+            s = scores[i]
+            ok[i] = g["cands"][weighted_vote([c["key"] for c in g["cands"]], np.exp((s - s.max()) / tau), s)]["correct"]
+        d = paired_difference(ok, base, 2000, 0)
+        out["by_tau"][str(tau)] = {"accuracy": float(ok.mean()), "minus_majority": d["mean"], "ci95": d["ci95"]}
+    return out
 
 
 def best_param(rule: str, grid: list, table: dict, rows: np.ndarray):
@@ -176,8 +232,7 @@ def best_param(rule: str, grid: list, table: dict, rows: np.ndarray):
 
 
 def run_rule(rule: str, groups: list[dict], scales: dict[int, float]) -> tuple[np.ndarray, dict]:
-    rest = rule.split(":", 1)[-1]
-    grid = GRIDS.get(rest, [None])
+    grid = grid_of(rule)
     folds = sorted({g["fold"] for g in groups})
     ok = np.zeros(len(groups))
     chosen = {}
@@ -228,6 +283,7 @@ def main() -> None:
             for r in ("rerank", "vote", "zvote", "tiebreak", "count+lambda*min", "count+lambda*mean", "filter")
         ]
     rules += ["loss:lp+jepa vote", "neglogprob:filter", "random:filter", "neglogprob:vote"]
+    rules += ["lp-beta*loss:rerank", "lp-beta*loss:softvote"]
     base, _ = run_rule("majority", groups, scales)
     out, infos = {}, {}
     for rule in rules:
@@ -244,7 +300,9 @@ def main() -> None:
     d = paired_difference(ok, base, 2000, 0)
     nested = {"accuracy": float(ok.mean()), "minus_majority": d["mean"], "ci95": d["ci95"], **info}
     nested["rules_searched"] = len(jepa_rules)
-    print(f"{'nested: best JEPA rule':<28} {ok.mean():.3f}  {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+    print(
+        f"{'nested: best JEPA rule':<28} {ok.mean():.3f}  {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+    )
     n_c = sum(len(g["cands"]) for g in groups)
     result = {
         "benchmark": "selection_study",
@@ -258,6 +316,7 @@ def main() -> None:
         "wall_s": time.monotonic() - t,
         "rules": out,
         "nested_best_jepa_rule": nested,
+        "labelled_combination": labelled_combination(groups, base),
     }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -48,11 +48,11 @@ def main() -> None:
     table = json.loads(args.table.read_text())
     missing = []
     for row in table["rows"]:
-        dump = row.get("candidates_file")
-        if not dump or not (ROOT / dump).exists() and not Path(dump).exists():
+        path = Path(row.get("candidates_file") or "")
+        path = path if path.is_absolute() else ROOT / path  # absolute as `rjepa ablate` writes it, or repo-relative
+        if not row.get("candidates_file") or not path.is_file():
             missing.append(row["name"])
             continue
-        path = Path(dump) if Path(dump).exists() else ROOT / dump
         row["selection"] = cross_validated_selection(*held_out_groups(path))
         row["selection_recomputed_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         sel = row["selection"]

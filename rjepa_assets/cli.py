@@ -476,6 +476,19 @@ def _extra_train_latents(args, layout, keys) -> dict:
     return out
 
 
+def _variant_arg(text: str) -> dict:
+    """One `--variant` of `rjepa ablate`: a JSON object with a name and config section overrides."""
+    try:
+        variant = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(
+            f'--variant {text!r} is not JSON ({exc.msg}); e.g. \'{{"name": "x", "loss": {{...}}}}\''
+        ) from None
+    if not isinstance(variant, dict) or not isinstance(variant.get("name"), str) or not variant["name"]:
+        raise SystemExit(f'--variant {text!r} must be a JSON object with a non-empty "name"')
+    return variant
+
+
 def cmd_ablate(args) -> None:
     from rjepa_assets.defs.resources import StorageResource
     from rjepa_core.eval.ablation import DEFAULT_SWEEP, cross_validated_ablations, extraction_key
@@ -502,6 +515,7 @@ def cmd_ablate(args) -> None:
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
     extra += [{"name": f"seed {n}", "train": {"seed": n}, "mask": {"seed": n}} for n in args.seeds or []]
+    extra += [_variant_arg(text) for text in args.variant or []]
     if args.extra_train:
         with_extra = [{**v, "name": f"{v['name']} + train-only gold of {args.extra_train}"} for v in extra]
         extra += [{"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True}]
@@ -744,6 +758,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="also train the default with these seeds (data order, masks, init): the seed-to-seed spread, "
         "and the scores of a seed ensemble in the dumps (bench/ensemble_study.py)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="JSON",
+        help='also run this variant: {"name": ..., "loss": {...}, ...} (config section overrides; repeatable)',
     )
     p.add_argument(
         "--out",

@@ -146,6 +146,15 @@ class LossConfig:
     tau: float = 0.07  # InfoNCE temperature
     hard_negatives: bool = False  # add invalid chains of the batch as extra InfoNCE negatives
     num_hard_negatives: int = 4  # invalid chains appended to each training batch when hard_negatives is on
+    # Energy margin: each invalid chain of the batch must have a chain JEPA-loss (mean over its masked steps) at
+    # least `energy_margin` above each validated chain's, hinge averaged over the pairs (0 = off; needs
+    # hard_negatives, which brings the invalid chains into the batch).
+    energy_weight: float = 0.0
+    energy_margin: float = 0.05
+    # Which pairs pay it: "batch" (every validated x invalid chain of the batch) or "problem" (only chains of the
+    # same problem, and the batch's invalid chains are drawn from the problems of its validated ones) — the
+    # comparison a reranker makes.
+    energy_pairs: str = "batch"
     hidden_weight: float = 0.1  # weight of the to_hidden head loss against the raw student latents
     hidden_kind: str = "l1"  # loss of the to_hidden head: l1 | l2
 
@@ -156,6 +165,11 @@ class LossConfig:
         if self.hidden_kind not in ("l1", "l2"):
             raise _bad(s, "hidden_kind", f"is {self.hidden_kind!r}; use l1 or l2")
         _non_negative(s, self, "var_weight", "var_gamma", "vicreg_cov_weight", "infonce_weight", "hidden_weight")
+        _non_negative(s, self, "energy_weight", "energy_margin")
+        if self.energy_pairs not in ("batch", "problem"):
+            raise _bad(s, "energy_pairs", f"is {self.energy_pairs!r}; use batch or problem")
+        if self.energy_weight > 0 and not self.hard_negatives:
+            raise _bad(s, "energy_weight", "needs invalid chains in the batch: set loss.hard_negatives: true")
         if not isinstance(self.tau, int | float) or self.tau <= 0:
             raise _bad(s, "tau", f"must be > 0, got {self.tau!r}")
         _positive_int(s, self, "num_hard_negatives")

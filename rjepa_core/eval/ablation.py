@@ -441,6 +441,15 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "vicreg cov 0.04", "loss": {"vicreg_cov_weight": 0.04}},
     {"name": "infonce + hard negatives", "loss": {"infonce_weight": 0.5, "hard_negatives": True}},
     {"name": "infonce in-batch only", "loss": {"infonce_weight": 0.5, "hard_negatives": False}},
+    {"name": "energy margin 0.05", "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0}},
+    {
+        "name": "energy margin 0.15",
+        "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0, "energy_margin": 0.15},
+    },
+    {
+        "name": "energy margin 0.05, same-problem pairs",
+        "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0, "energy_pairs": "problem"},
+    },
     {"name": "no hidden-space head loss", "loss": {"hidden_weight": 0.0}},
     {"name": "score: max surprise", "score": {"aggregate": "max"}},
     {"name": "score: top-2 surprise", "score": {"aggregate": "top2"}},

@@ -36,6 +36,7 @@ class Chain:
     domain: str = "other"  # domain name; unknown names map to "other"
     is_valid: bool = True  # validated chain (JEPA target) or negative
     q: np.ndarray | None = None  # (hidden_size,) question latent: the student's state before the first step
+    group: str | None = None  # problem id: chains of one problem are the pairs of the energy margin
 
 
 def as_chain(x: Any) -> Chain:
@@ -46,7 +47,13 @@ def as_chain(x: Any) -> Chain:
         return Chain(x)
     if getattr(x, "H", None) is None:
         raise ValueError(f"{type(x).__name__} has no latents H: load the shard's tensors before training/scoring")
-    return Chain(x.H, getattr(x, "domain", "other"), bool(getattr(x, "is_valid", True)), getattr(x, "Q", None))
+    return Chain(
+        x.H,
+        getattr(x, "domain", "other"),
+        bool(getattr(x, "is_valid", True)),
+        getattr(x, "Q", None),
+        getattr(x, "problem_id", None),
+    )
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Batch:
     lengths: torch.Tensor  # (B,) long: steps per chain
     Q: torch.Tensor  # (B, Dh) float32 question latents, zero where missing
     q_valid: torch.Tensor  # (B,) bool: the chain has a question latent
+    group: torch.Tensor  # (B,) long: index of the chain's problem within the batch, -1 when unknown
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -80,6 +88,7 @@ def pad_batch(
     targets: Sequence[Sequence[int]],
     is_valid: Sequence[bool] | None = None,
     questions: Sequence[np.ndarray | None] | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> Batch:
     """Batch from per-chain latents, target index lists and optional question latents; non-targets are visible."""
     B = len(Hs)
@@ -116,7 +125,11 @@ def pad_batch(
     flags = torch.tensor(list(is_valid) if is_valid is not None else [True] * B, dtype=torch.bool)  # (B,)
     lengths = valid.sum(1)  # (B,)
     doms = torch.tensor(list(domain_ids), dtype=torch.long)  # (B,)
-    return Batch(H, valid, doms, ctx_valid, tgt_idx, tgt_valid, flags, lengths, Q, q_valid)
+    names: dict[str, int] = {}
+    group = torch.tensor(
+        [-1 if g is None else names.setdefault(g, len(names)) for g in (groups or [None] * B)], dtype=torch.long
+    )  # (B,)
+    return Batch(H, valid, doms, ctx_valid, tgt_idx, tgt_valid, flags, lengths, Q, q_valid, group)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -150,7 +163,7 @@ class Collator:
             step = self.step
         self.step = step + 1
         g = self.generator(step)
-        Hs, doms, targets, flags, qs = [], [], [], [], []
+        Hs, doms, targets, flags, qs, groups = [], [], [], [], [], []
         for item in items:
             c = as_chain(item)
             h = c.H
@@ -167,6 +180,7 @@ class Collator:
             targets.append(self.masker(h.shape[0], g, extra))
             flags.append(c.is_valid)
             qs.append(q)
+            groups.append(c.group)
         if not Hs:
             raise ValueError(
                 f"every chain of this batch is shorter than {self.masker.min_length} steps: "
@@ -174,7 +188,7 @@ class Collator:
             )
         if self.skipped and self.skipped % 100 == 1:
             log.warning("skipped %d chain(s) too short to mask so far", self.skipped)
-        return pad_batch(Hs, doms, targets, flags, qs)
+        return pad_batch(Hs, doms, targets, flags, qs, groups)
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "step": self.step, "skipped": self.skipped, "truncated": self.truncated}

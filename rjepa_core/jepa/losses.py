@@ -6,7 +6,7 @@
     >>> tgt_valid = torch.ones(4, 3, dtype=torch.bool); is_valid = torch.ones(4, dtype=torch.bool)
     >>> out = jepa_losses(LossConfig(), pred, tgt, tgt_valid, is_valid)
     >>> sorted(out)
-    ['cov', 'hidden', 'infonce', 'jepa', 'total', 'var']
+    ['cov', 'energy', 'hidden', 'infonce', 'jepa', 'total', 'var']
     >>> out["total"].requires_grad, isinstance(out["jepa"], float)
     (False, True)
 
@@ -18,6 +18,11 @@
 - infonce: chain-level contrast. Each validated chain's mean prediction must pick its own mean target
   among the batch's other chains (in-batch negatives) and, with hard negatives on, the invalid chains
   of the batch, whose targets sit close to lawful ones.
+- energy: margin between chains. A chain's energy is its mean masked-step loss; every (validated, invalid)
+  pair of the batch pays relu(margin - (E_invalid - E_valid)). The regression alone only learns what
+  lawful chains look like; this term also asks that a wrong chain be harder to predict — the score the
+  reranker reads. It uses the validator's verdicts on training problems (as hard-negative InfoNCE does),
+  never a label at scoring time.
 - hidden: the to_hidden head against the raw student latents of the masked steps. Its input is
   detached so the head fits the predictor and never pulls the JEPA space toward raw latents, whose
   outlier dimensions would dominate the gradient.
@@ -93,6 +98,34 @@ def info_nce(
     return F.cross_entropy(logits, labels)
 
 
+def chain_energies(pred: torch.Tensor, tgt: torch.Tensor, tgt_valid: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean masked-step loss of each chain: pred/tgt (B,T,D), tgt_valid (B,T) -> (B,)."""
+    m = tgt_valid.to(pred.dtype)  # (B, T)
+    return (token_loss(pred, tgt, kind) * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B,)
+
+
+def energy_margin(
+    energy: torch.Tensor,
+    has_target: torch.Tensor,
+    is_valid: torch.Tensor,
+    margin: float,
+    group: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over (validated, invalid) pairs of relu(margin - (E_invalid - E_valid)); 0 without such a pair.
+
+    energy (B,), has_target (B,) rows with at least one masked step, is_valid (B,); with group (B,) long
+    (-1 = unknown), only pairs of the same known group count.
+    """
+    p, n = is_valid & has_target, ~is_valid & has_target  # (B,), (B,)
+    pair = p[:, None] & n[None, :]  # (B, B): row validated, column invalid
+    if group is not None:
+        pair = pair & (group[:, None] == group[None, :]) & (group[:, None] >= 0)
+    if not bool(pair.any()):
+        return energy.new_zeros(())
+    hinge = torch.relu(margin - (energy[None, :] - energy[:, None]))  # (B, B)
+    return hinge[pair].mean()
+
+
 def jepa_losses(
     cfg: LossConfig,
     pred: torch.Tensor,
@@ -101,11 +134,12 @@ def jepa_losses(
     is_valid: torch.Tensor,
     hidden_pred: torch.Tensor | None = None,
     hidden_tgt: torch.Tensor | None = None,
+    group: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor | float]:
     """All terms as floats plus "total", the weighted sum as a tensor.
 
     pred/tgt (B,T,D) gathered at the target steps, tgt_valid (B,T), is_valid (B,); hidden_pred/hidden_tgt
-    (B,T,Dh) for the hidden head (skipped when None).
+    (B,T,Dh) for the hidden head (skipped when None); group (B,) the chains' problems, for energy_pairs "problem".
     """
     pred, tgt = pred.float(), tgt.float()
     w = tgt_valid & is_valid[:, None]  # (B, T): regression only on validated chains
@@ -118,11 +152,21 @@ def jepa_losses(
         if cfg.infonce_weight > 0
         else pred.new_zeros(())
     )
+    if cfg.energy_weight > 0:
+        energy = energy_margin(
+            chain_energies(pred, tgt, tgt_valid, cfg.kind),
+            tgt_valid.any(1),
+            is_valid,
+            cfg.energy_margin,
+            group if cfg.energy_pairs == "problem" else None,
+        )
+    else:
+        energy = pred.new_zeros(())
     if hidden_pred is not None and hidden_tgt is not None:
         hidden = masked_mean(token_loss(hidden_pred.float(), hidden_tgt.float(), cfg.hidden_kind), w)
     else:
         hidden = pred.new_zeros(())
     total = jepa + cfg.var_weight * var + cfg.vicreg_cov_weight * cov
-    total = total + cfg.infonce_weight * nce + cfg.hidden_weight * hidden
-    terms = {"jepa": jepa, "var": var, "cov": cov, "infonce": nce, "hidden": hidden}
+    total = total + cfg.infonce_weight * nce + cfg.hidden_weight * hidden + cfg.energy_weight * energy
+    terms = {"jepa": jepa, "var": var, "cov": cov, "infonce": nce, "energy": energy, "hidden": hidden}
     return {"total": total, **{k: float(v.detach()) for k, v in terms.items()}}

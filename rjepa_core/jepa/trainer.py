@@ -182,7 +182,7 @@ class Trainer:
         pred, hidden_pred = gather_rows(pred, n, ctx), gather_rows(hidden_pred, n, ctx)  # (B, T, D), (B, T, Dh)
         # 3. loss terms (of the global batch: they use batch statistics, so they are not a sum over ranks)
         hidden_tgt = gather_steps(b.H, b.tgt_idx)  # (B, T, Dh) raw student latents of the masked steps
-        losses = jepa_losses(self.cfg.loss, pred, tgt, b.tgt_valid, b.is_valid, hidden_pred, hidden_tgt)
+        losses = jepa_losses(self.cfg.loss, pred, tgt, b.tgt_valid, b.is_valid, hidden_pred, hidden_tgt, b.group)
         return losses, pred, tgt
 
     def train_step(self, b: Batch, step: int) -> dict[str, float]:
@@ -252,7 +252,7 @@ def _prepare(seqs: Sequence[Any], cfg: RJEPAConfig, want_valid: bool) -> tuple[l
         if c.is_valid != want_valid or c.H.shape[0] < masker.length_needed(int(q is not None)):
             skipped += 1
             continue
-        kept.append(Chain(c.H[: cfg.model.max_steps], c.domain, c.is_valid, q))
+        kept.append(Chain(c.H[: cfg.model.max_steps], c.domain, c.is_valid, q, c.group))
     return kept, skipped
 
 
@@ -276,6 +276,32 @@ def warm_start(model: RJEPA, init_from: str | Path, cfg: RJEPAConfig) -> None:
             "(no init_from) or use the checkpoint's own model config"
         )
     model.load_state_dict(ck.model.state_dict())
+
+
+def pick_negatives(
+    negatives: Sequence[Chain],
+    by_group: dict[str, list[int]],
+    batch: Sequence[Chain],
+    loss,
+    seed: int,
+    step: int,
+) -> list[Chain]:
+    """The invalid chains appended to the batch at `step` (a pure function of seed and step).
+
+    With energy_pairs "problem", they are drawn from the problems of the batch's validated chains (so each
+    has a same-problem pair), falling back to any invalid chain when those problems have none.
+    """
+    g = np.random.default_rng([seed, step, 1])
+    pool: list[int] = []
+    if loss.energy_weight > 0 and loss.energy_pairs == "problem":
+        for name in sorted({c.group for c in batch if c.group is not None}):
+            pool += by_group.get(name, [])
+    if not pool:
+        return [negatives[i] for i in g.choice(len(negatives), loss.num_hard_negatives)]
+    return [
+        negatives[pool[i]]
+        for i in g.choice(len(pool), loss.num_hard_negatives, replace=len(pool) < loss.num_hard_negatives)
+    ]
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
@@ -345,6 +371,10 @@ def _train(
     if cfg.loss.hard_negatives:
         neg_chains = _prepare(neg_source, cfg, want_valid=False)[0]
     _check_width(train_chains + val_chains + neg_chains, cfg.model.hidden_size)
+    neg_by_group: dict[str, list[int]] = {}
+    for i, c in enumerate(neg_chains):
+        if c.group is not None:
+            neg_by_group.setdefault(c.group, []).append(i)
     if skipped and ctx.is_main:
         msg = "skipped %d of %d training chains (invalid, or shorter than %d steps)"
         logger.info(msg, skipped, len(train_seqs), min_len)
@@ -425,8 +455,7 @@ def _train(
         idx = batch_indices(state.step, len(train_chains), t.batch_size, t.seed)
         items = [train_chains[i] for i in idx]
         if neg_chains:
-            g = np.random.default_rng([t.seed, state.step, 1])
-            items += [neg_chains[i] for i in g.choice(len(neg_chains), cfg.loss.num_hard_negatives)]
+            items += pick_negatives(neg_chains, neg_by_group, items, cfg.loss, t.seed, state.step)
         batch = trainer.collator(items, step=state.step)
         row = trainer.train_step(batch, state.step)
         train_time += time.perf_counter() - tic

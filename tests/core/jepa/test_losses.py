@@ -68,3 +68,45 @@ def test_info_nce_prefers_matching_pairs():
     matched = info_nce(tgt, tgt, tv, valid, 0.07, False)
     shuffled = info_nce(tgt.roll(1, 0), tgt, tv, valid, 0.07, False)
     assert matched < 0.1 < shuffled
+
+
+def test_energy_margin_pays_only_for_wrong_chains_predicted_as_well_as_right_ones():
+    _, tgt = _data(B=4, T=2)
+    tv = torch.ones(4, 2, dtype=torch.bool)
+    is_valid = torch.tensor([True, True, False, False])
+    cfg = LossConfig(hard_negatives=True, energy_weight=1.0, energy_margin=0.1)
+    apart = tgt.clone()
+    apart[2:] = tgt[2:] + 1.0  # wrong chains mispredicted by 1.0 per dimension: energy gap 1.0 > margin
+    assert jepa_losses(cfg, apart, tgt, tv, is_valid)["energy"] == 0.0
+    same = (tgt + 0.01).requires_grad_(True)  # every chain off by 0.01: each pair pays the margin
+    out = jepa_losses(cfg, same, tgt, tv, is_valid)
+    assert abs(out["energy"] - 0.1) < 1e-5
+    out["total"].backward()
+    assert same.grad[2:].abs().sum() > 0  # the wrong chains' predictions are pushed away from their targets
+    off = jepa_losses(LossConfig(), same, tgt, tv, is_valid)
+    assert off["energy"] == 0.0 and float(out["total"].detach()) > float(off["total"].detach())
+
+
+def test_energy_margin_needs_a_pair_and_hard_negatives():
+    from rjepa_core.jepa.losses import energy_margin
+
+    e = torch.tensor([0.2, 0.3])
+    assert float(energy_margin(e, torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool), 0.1)) == 0.0
+    unmasked = torch.tensor([True, False])  # the invalid row has no masked step: no pair
+    assert float(energy_margin(e, unmasked, torch.tensor([True, False]), 0.1)) == 0.0
+    import pytest
+
+    with pytest.raises(ValueError, match="hard_negatives"):
+        LossConfig(energy_weight=1.0).validate()
+
+
+def test_same_problem_pairs_ignore_other_problems():
+    from rjepa_core.jepa.losses import energy_margin
+
+    e = torch.tensor([0.5, 0.2, 0.5, 0.9])  # rows 0, 2 validated; 1, 3 invalid
+    has, valid = torch.ones(4, dtype=torch.bool), torch.tensor([True, False, True, False])
+    group = torch.tensor([0, 0, 1, 1])  # problem 0: wrong chain predicted better (pays); problem 1: apart
+    assert abs(float(energy_margin(e, has, valid, 0.1, group)) - (0.1 + 0.3 + 0.0) / 2) < 1e-6
+    assert abs(float(energy_margin(e, has, valid, 0.1)) - (0.4 + 0.0 + 0.4 + 0.0) / 4) < 1e-6
+    unknown = torch.full((4,), -1)
+    assert float(energy_margin(e, has, valid, 0.1, unknown)) == 0.0

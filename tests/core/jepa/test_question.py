@@ -145,3 +145,12 @@ def test_scorer_checks_question_latents():
         scorer.score([H], ["math"], [q])
     with_q = scorer.score([H], ["math"], [np.arange(HIDDEN, dtype=np.float32)])[0].jepa_loss
     assert with_q != scorer.score([H], ["math"])[0].jepa_loss
+
+
+def test_batches_number_the_chains_problems():
+    from types import SimpleNamespace
+
+    rows = [SimpleNamespace(H=np.zeros((3, 8), np.float16), problem_id=p) for p in ("a", None, "a", "b")]
+    b = Collator(make_masker(MaskConfig()))(rows, step=0)
+    assert b.group.tolist() == [0, -1, 0, 1]
+    assert as_chain(rows[3]).group == "b"

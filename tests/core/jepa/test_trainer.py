@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from rjepa_core.jepa.checkpoint import load_checkpoint, resolve_checkpoint_dir, update_meta
 from rjepa_core.jepa.collate import Chain
 from rjepa_core.jepa.model import RJEPA
-from rjepa_core.jepa.trainer import Trainer, batch_indices, param_groups, train
+from rjepa_core.jepa.trainer import Trainer, batch_indices, param_groups, pick_negatives, train
 from tests.core.jepa.conftest import HIDDEN, tiny_config
 from tests.core.jepa.synthetic import lawful_chains, shuffled
 
@@ -81,6 +83,40 @@ def test_hard_negatives_and_infonce(tmp_path):
     rows = [r for r in res.history if r["kind"] == "train"]
     assert all(r["infonce"] > 0 for r in rows) and res.num_train == 16 and res.skipped == 6
     assert res.best_val_loss is None and (res.checkpoint_dir / "model.safetensors").exists()
+
+
+def test_energy_margin_trains_on_same_problem_pairs(tmp_path):
+    cfg = tiny_config(
+        optim={"total_steps": 6},
+        loss={"hard_negatives": True, "num_hard_negatives": 4, "energy_weight": 1.0, "energy_pairs": "problem"},
+    )
+    good = [dataclasses.replace(c, group=f"p{i % 4}") for i, c in enumerate(lawful_chains(16, 5, HIDDEN))]
+    bad = [dataclasses.replace(shuffled(c, i), group=c.group) for i, c in enumerate(good[:8])]
+    res = train(cfg, good + bad, [], tmp_path, device="cpu")
+    rows = [r for r in res.history if r["kind"] == "train"]
+    # the margin (0.05) is paid by predictions that start untrained: every step has same-problem pairs
+    assert len(rows) == 6 and all(r["energy"] > 0 for r in rows)
+    plain = train(tiny_config(optim={"total_steps": 2}), good + bad, [], tmp_path / "plain", device="cpu")
+    assert all(r["energy"] == 0 for r in plain.history if r["kind"] == "train")
+
+
+def test_negatives_come_from_the_batch_problems():
+    from rjepa_core.config import LossConfig
+
+    negs = [Chain(np.zeros((3, 4), np.float16), is_valid=False, group=g) for g in "aabbcc"]
+    by_group: dict[str, list[int]] = {}
+    for i, c in enumerate(negs):
+        by_group.setdefault(c.group, []).append(i)
+    batch = [Chain(np.zeros((3, 4), np.float16), group="b")]
+    loss = LossConfig(hard_negatives=True, num_hard_negatives=5, energy_weight=1.0, energy_pairs="problem")
+    picked = pick_negatives(negs, by_group, batch, loss, seed=0, step=3)
+    assert len(picked) == 5 and {c.group for c in picked} == {"b"}
+    assert picked == pick_negatives(negs, by_group, batch, loss, seed=0, step=3)  # a pure function of (seed, step)
+    lost = [Chain(np.zeros((3, 4), np.float16), group="z")]  # no invalid chain of its problem: any will do
+    assert len(pick_negatives(negs, by_group, lost, loss, seed=0, step=3)) == 5
+    anywhere = dataclasses.replace(loss, energy_pairs="batch")
+    groups = {c.group for s in range(20) for c in pick_negatives(negs, by_group, batch, anywhere, seed=0, step=s)}
+    assert groups == {"a", "b", "c"}
 
 
 def test_bad_inputs_are_explained(tmp_path):

@@ -515,12 +515,12 @@ def cmd_ablate(args) -> None:
         {"name": f"{n} student chains per problem", "chains_per_problem": n} for n in args.chains_per_problem or []
     ]
     extra += [{"name": f"seed {n}", "train": {"seed": n}, "mask": {"seed": n}} for n in args.seeds or []]
-    extra += [_variant_arg(text) for text in args.variant or []]
     if args.extra_train:
         with_extra = [{**v, "name": f"{v['name']} + train-only gold of {args.extra_train}"} for v in extra]
         extra += [{"name": f"+ train-only gold chains of {args.extra_train}", "extra_train": True}]
         extra += [{**v, "extra_train": True} for v in with_extra]
     sweep = [v for v in DEFAULT_SWEEP + extra if not args.only or any(o in v["name"] for o in args.only)]
+    sweep += [_variant_arg(text) for text in args.variant or []]  # asked for by name: --only does not filter them
     t = time.monotonic()
     keys = {extraction_key(v) for v in sweep} - {None}
     layers = _layer_latents(args, layout, chains, keys)
@@ -764,7 +764,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=None,
         metavar="JSON",
-        help='also run this variant: {"name": ..., "loss": {...}, ...} (config section overrides; repeatable)',
+        help='also run this variant (whatever --only says): {"name": ..., "loss": {...}, ...} (config section '
+        "overrides; repeatable)",
     )
     p.add_argument(
         "--out",

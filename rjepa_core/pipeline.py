@@ -200,19 +200,34 @@ def extract_latents(
     return out
 
 
-def load_rjepa_config(path, hidden_size: int, **section_overrides):
-    """R-JEPA config from YAML with the student's hidden size filled in (YAML may leave it out)."""
-    from pathlib import Path
-
+def _config_dict(path, seen: tuple) -> dict:
+    """A config file's sections; `extends: <file>` (beside it) starts from that file's sections, key by key."""
     import yaml
+
+    if not path.exists():
+        raise FileNotFoundError(f"R-JEPA config {path} does not exist (see configs/rjepa/*.yaml)")
+    if path.resolve() in seen:
+        raise ValueError(f"R-JEPA config {path} extends itself (via {' -> '.join(str(p) for p in seen)})")
+    # JSON (what a run writes for its torchrun workers) is read as JSON: YAML 1.1 reads 1e-05 as a string
+    d = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d
+    base = _config_dict(path.parent / str(parent), (*seen, path.resolve()))
+    for section, values in d.items():
+        base[section] = {**(base.get(section) or {}), **(values or {})} if isinstance(values, dict) else values
+    return base
+
+
+def load_rjepa_config(path, hidden_size: int, **section_overrides):
+    """R-JEPA config from YAML with the student's hidden size filled in (YAML may leave it out).
+
+    A file may start from another with `extends: default.yaml` and set only the keys it changes."""
+    from pathlib import Path
 
     from rjepa_core.config import RJEPAConfig
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"R-JEPA config {path} does not exist (see configs/rjepa/*.yaml)")
-    # JSON (what a run writes for its torchrun workers) is read as JSON: YAML 1.1 reads 1e-05 as a string
-    d = (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    d = _config_dict(Path(path), ())
     d.setdefault("model", {})
     declared = d["model"].get("hidden_size")
     if declared is not None and declared != hidden_size:

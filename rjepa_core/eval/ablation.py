@@ -428,6 +428,26 @@ def cross_validated_ablations(
     return rows
 
 
+def _energy(name: str, negatives: int, margin: float, pairs: str = "batch", weight: float = 1.0) -> dict[str, Any]:
+    loss = {"hard_negatives": True, "num_hard_negatives": negatives, "energy_weight": weight}
+    return {"name": name, "loss": {**loss, "energy_margin": margin, "energy_pairs": pairs}}
+
+
+# The energy margin (configs/rjepa/energy.yaml is "energy margin 0.15, 64 negatives"): margin, how many wrong
+# chains join each batch of 32 validated ones, which pairs pay.
+ENERGY_SWEEP: list[dict[str, Any]] = [
+    _energy("energy margin 0.05", 8, 0.05),
+    _energy("energy margin 0.15", 8, 0.15),
+    _energy("energy margin 0.05, same-problem pairs", 8, 0.05, "problem"),
+    _energy("energy margin 0.15, weight 3, same-problem pairs", 8, 0.15, "problem", 3.0),
+    _energy("energy margin 0.3, weight 3", 8, 0.3, weight=3.0),
+    _energy("energy margin 0.15, 16 negatives", 16, 0.15),
+    _energy("energy margin 0.15, 32 negatives", 32, 0.15),
+    _energy("energy margin 0.3, 32 negatives", 32, 0.3),
+    _energy("energy margin 0.15, 32 negatives, same-problem pairs", 32, 0.15, "problem"),
+    _energy("energy margin 0.15, 64 negatives", 64, 0.15),
+]
+
 # The sweep `rjepa ablate` runs: one axis changed at a time from the configured default.
 DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "default"},
@@ -441,15 +461,7 @@ DEFAULT_SWEEP: list[dict[str, Any]] = [
     {"name": "vicreg cov 0.04", "loss": {"vicreg_cov_weight": 0.04}},
     {"name": "infonce + hard negatives", "loss": {"infonce_weight": 0.5, "hard_negatives": True}},
     {"name": "infonce in-batch only", "loss": {"infonce_weight": 0.5, "hard_negatives": False}},
-    {"name": "energy margin 0.05", "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0}},
-    {
-        "name": "energy margin 0.15",
-        "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0, "energy_margin": 0.15},
-    },
-    {
-        "name": "energy margin 0.05, same-problem pairs",
-        "loss": {"hard_negatives": True, "num_hard_negatives": 8, "energy_weight": 1.0, "energy_pairs": "problem"},
-    },
+    *ENERGY_SWEEP,
     {"name": "no hidden-space head loss", "loss": {"hidden_weight": 0.0}},
     {"name": "score: max surprise", "score": {"aggregate": "max"}},
     {"name": "score: top-2 surprise", "score": {"aggregate": "top2"}},

@@ -20,3 +20,16 @@ def test_demo_teacher_forced_sets_the_latents_config_and_validates():
 def test_modes_report_takes_nudge_teacher_forced():
     job = defs.resolve_job_def("modes_job")
     assert dg.validate_run_config(job, {"ops": {"modes_report": {"config": {"nudge_teacher_forced": True}}}})
+
+
+def test_ablate_variants_are_json_objects_with_a_name():
+    import pytest
+
+    from rjepa_assets.cli import _variant_arg
+
+    v = _variant_arg('{"name": "energy", "loss": {"energy_weight": 1.0, "hard_negatives": true}}')
+    assert v == {"name": "energy", "loss": {"energy_weight": 1.0, "hard_negatives": True}}
+    with pytest.raises(SystemExit, match="is not JSON"):
+        _variant_arg("{name: energy}")
+    with pytest.raises(SystemExit, match="non-empty"):
+        _variant_arg('{"loss": {}}')

@@ -30,6 +30,27 @@ def test_yaml_files_load_and_round_trip():
     assert tiny.model.d_model == 64 and tiny.train.batch_size == 4 and tiny.model.hidden_size == 384
 
 
+def test_a_config_extends_another_key_by_key(tmp_path):
+    from rjepa_core.pipeline import load_rjepa_config
+
+    energy = load_rjepa_config(ROOT / "configs/rjepa/energy.yaml", 576)
+    default = load_rjepa_config(ROOT / "configs/rjepa/default.yaml", 576)
+    assert energy.loss.energy_weight > 0 and energy.loss.hard_negatives and not default.loss.hard_negatives
+    assert (energy.model, energy.optim, energy.mask) == (default.model, default.optim, default.mask)
+    assert energy.loss.var_weight == default.loss.var_weight  # a key the child does not set comes from its parent
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nloss: {kind: l2}\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="extends itself"):
+        load_rjepa_config(tmp_path / "a.yaml", 16)
+    (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_rjepa_config(tmp_path / "c.yaml", 16)
+    (tmp_path / "d.yaml").write_text("extends: e.yaml\noptim: {lr: 0.5}\n")
+    (tmp_path / "e.yaml").write_text("optim: {lr: 0.1, warmup_steps: 7}\n")
+    got = load_rjepa_config(tmp_path / "d.yaml", 16).optim
+    assert (got.lr, got.warmup_steps) == (0.5, 7)
+
+
 def test_replace_and_domain_mapping():
     cfg = RJEPAConfig(model=rjepa_tiny(16))
     cfg2 = cfg.replace(mask={"kind": "random"}, optim={"lr": 1e-2})

@@ -38,7 +38,7 @@ def read_yaml_mapping(path: str | Path, expected: str) -> dict[str, Any]:
 DEFAULT_DOMAINS = ["math", "code", "logic", "other"]
 MASK_KINDS = ("random", "contiguous", "hierarchical", "conclusion")
 LOSS_KINDS = ("l1", "l2", "cosine")
-SCORE_MODES = ("leave_one_out", "window")
+SCORE_MODES = ("leave_one_out", "window", "prefix", "question")
 AGGREGATES = ("mean", "max", "top2")
 
 
@@ -229,7 +229,10 @@ class TrainConfig:
 
 @dataclass
 class ScoreConfig:
-    mode: str = "leave_one_out"  # leave_one_out: mask each step in turn | window: mask contiguous windows
+    # leave_one_out: mask each step in turn | window: mask contiguous windows | prefix: mask every suffix (a step
+    # is predicted from the steps before it only, never from the ones after) | question: mask all steps at once
+    # (every step predicted from the question latent alone)
+    mode: str = "leave_one_out"
     window: int = 2  # window length in steps for mode=window
     aggregate: str = "mean"  # chain JEPA-loss from per-step surprises: mean | max | top2 (mean of the 2 largest)
     chunk_size: int = 256  # (chain, masked step) variants per forward pass

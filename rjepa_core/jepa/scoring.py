@@ -8,12 +8,13 @@
     >>> [len(s.step_surprise) for s in scorer.score(chains, ["math", "code"])]
     [1, 4]
 
-Every step is masked in turn (leave_one_out: the other steps are the context) or every window of
-`window` consecutive steps (window mode: a step's surprise is the mean over the windows covering
-it). All (chain, masked set) variants of all candidates go through one batched forward, in chunks
-of `chunk_size`, with the model in eval mode. A step's surprise is the distance (the training loss
-kind, L1 by default) between its prediction and its target-encoder embedding computed on the whole
-chain; the chain's JEPA-loss is the mean (or max) of its step surprises.
+Every step is masked in turn (leave_one_out: the other steps are the context), every window of
+`window` consecutive steps (window mode), every suffix (prefix mode: a step is seen only from the steps
+before it, as the student wrote it) or all steps at once (question mode: from the question latent alone);
+a step's surprise is the mean over the masked sets that cover it. All (chain, masked set) variants of all
+candidates go through one batched forward, in chunks of `chunk_size`, with the model in eval mode. A step's
+surprise is the distance (the training loss kind, L1 by default) between its prediction and its target-encoder
+embedding computed on the whole chain; the chain's JEPA-loss is the mean (or max) of its step surprises.
 
 With a question token (`model.question_token`, the default config), every step is also predicted
 from the question latent, so a single-step chain's surprise says how unexpected that step is for
@@ -67,6 +68,10 @@ def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
         return [[0]]
     if cfg.mode == "leave_one_out":
         return [[i] for i in range(n)]
+    if cfg.mode == "prefix":
+        return [list(range(i, n)) for i in range(n)]
+    if cfg.mode == "question":
+        return [list(range(n))]
     w = min(cfg.window, n - 1)
     return [list(range(i, i + w)) for i in range(n - w + 1)]
 

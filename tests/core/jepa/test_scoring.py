@@ -21,6 +21,26 @@ def test_masked_sets():
     assert masked_sets(3, ScoreConfig()) == [[0], [1], [2]]
     assert masked_sets(4, ScoreConfig(mode="window", window=2)) == [[0, 1], [1, 2], [2, 3]]
     assert masked_sets(2, ScoreConfig(mode="window", window=3)) == [[0], [1]]
+    assert masked_sets(3, ScoreConfig(mode="prefix")) == [[0, 1, 2], [1, 2], [2]]
+    assert masked_sets(3, ScoreConfig(mode="question")) == [[0, 1, 2]]
+    assert masked_sets(1, ScoreConfig(mode="prefix")) == [[0]]
+
+
+def test_prefix_and_question_modes(trained):
+    _, res = trained
+    ck = load_checkpoint(res.checkpoint_dir)
+    chains = [c.H for c in lawful_chains(3, 5, HIDDEN, seed=4)]
+    prefix = JEPAScorer(ck.model, ScoreConfig(mode="prefix")).score(chains)
+    question = JEPAScorer(ck.model, ScoreConfig(mode="question")).score(chains)
+    loo = JEPAScorer(ck.model, ScoreConfig()).score(chains)
+    for p, q, one in zip(prefix, question, loo, strict=True):
+        assert len(p.step_surprise) == len(q.step_surprise) == 5
+        # step 1 is predicted with nothing before it: from the same all-masked set in both modes
+        assert p.step_surprise[0] == pytest.approx(q.step_surprise[0], abs=1e-6)
+        assert p.step_surprise[1:] != pytest.approx(q.step_surprise[1:])  # later steps see their prefix
+        assert p.step_surprise != pytest.approx(one.step_surprise)
+    with pytest.raises(ValueError, match="mode"):
+        ScoreConfig(mode="suffix").validate()
 
 
 def test_deterministic_and_batch_equals_single(scorer):

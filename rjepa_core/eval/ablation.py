@@ -31,7 +31,7 @@ import numpy as np
 
 from rjepa_core.eval.evaluation import _ordered_candidates, _to_candidate
 from rjepa_core.eval.metrics import accuracy, auroc, mean_within_group_auroc, oracle_pass_at_k
-from rjepa_core.eval.selection import choose, cross_validated_selection
+from rjepa_core.eval.selection import answer_key, choose, cross_validated_selection
 from rjepa_core.schemas import ChainOfThought, distinct_chains
 
 SECTIONS = ("model", "mask", "loss", "optim", "train", "score")
@@ -247,11 +247,12 @@ def majority_labels(candidates: Sequence[ChainOfThought]) -> dict[str, bool]:
         by_problem.setdefault(c.problem_id, []).append(c)
     out: dict[str, bool] = {}
     for group in by_problem.values():
-        counts = Counter(c.answer for c in group if c.answer is not None).most_common(2)
+        keys = {c.cot_id: answer_key(c.final_answer) for c in group}  # the answers as majority vote counts them
+        counts = Counter(k for k in keys.values() if k is not None).most_common(2)
         if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
             continue
         for c in group:
-            out[c.cot_id] = c.answer == counts[0][0]
+            out[c.cot_id] = keys[c.cot_id] == counts[0][0]
     return out
 
 

@@ -143,6 +143,7 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
             {"name": "question span", "question_pooling": "span"},
             {"name": "extra gold", "extra_train": True},
             {"name": "extra gold, last token", "extra_train": True, "pooling": "last"},
+            {"name": "bad labels", "labels": "gold"},
         ],
         out_dir=tmp_path,
         base_config=base,
@@ -152,7 +153,8 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
         dump_dir=tmp_path / "dump",
     )
     n_train_val = len(dataset.train_chains)
-    default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last = rows
+    default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last, bad_labels = rows
+    assert "labels must be validator or majority" in bad_labels["error"]
     assert "none extracted as (None, 'last') were given" in more_last["error"]
     assert "question_pooling=span" in qspan["error"]
     # extra chains are training targets of every fold: the valid ones, none of an invalid one
@@ -186,3 +188,27 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
     assert default["auroc"] > 0.5 + chance_band, (default["auroc"], chance_band)
     assert "targets must be" in bad["error"]
     assert all(v["name"] for v in DEFAULT_SWEEP) and DEFAULT_SWEEP[0]["name"] == "default"
+
+
+def test_majority_labels_come_from_the_vote_alone():
+    from rjepa_core.eval.ablation import _relabelled, majority_labels
+    from rjepa_core.schemas import ChainOfThought, LatentSequence
+
+    def cot(cid, pid, answer, valid):
+        return ChainOfThought(
+            cot_id=cid, problem_id=pid, steps=["s"], final_answer=answer, is_valid=valid, origin="student:t"
+        )
+
+    cands = [cot("a1", "a", "5", True), cot("a2", "a", "5.0", False), cot("a3", "a", "7", True)]  # 5 wins 2-1
+    cands += [cot("b1", "b", "1", True), cot("b2", "b", "2", False)]  # a tie at the top: no labels
+    labels = majority_labels(cands)
+    assert labels == {"a1": True, "a2": True, "a3": False}  # the validator's verdicts play no part
+
+    def seq(cid, pid, valid, origin):
+        return LatentSequence(cot_id=cid, problem_id=pid, llm_tag="t", layer_idx=0, hidden_size=2, num_steps=1,
+                              step_spans=[(0, 1)], token_ids=[1], is_valid=valid, origin=origin)  # fmt: skip
+
+    pool = [seq("a1", "a", True, "student"), seq("a3", "a", True, "student"), seq("b1", "b", True, "student")]
+    pool += [seq("g", "a", True, "gold"), seq("greedy", "a", False, "student")]
+    got = {s.cot_id: s.is_valid for s in _relabelled(pool, labels)}
+    assert got == {"a1": True, "a3": False, "g": True}  # unlabelled student chains (tie, greedy) are left out

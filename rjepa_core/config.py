@@ -216,9 +216,14 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between full checkpoints written to last/ (0 = only at the end)
     # repeats of one chain of a problem (same tokens) count once as targets and as negatives
     distinct_chains: bool = False
+    # which student chains are targets / negatives: "validator" (its verdict against the gold answer) or
+    # "majority" (agreement with the problem's top sampled answer: no student label read; rjepa_core.jepa.labels)
+    labels: str = "validator"
 
     def validate(self) -> TrainConfig:
         s = "train"
+        if self.labels not in ("validator", "majority"):
+            raise _bad(s, "labels", f"is {self.labels!r}; use validator or majority")
         if not isinstance(self.distinct_chains, bool):
             raise ValueError(f"train.distinct_chains must be true or false, got {self.distinct_chains!r}")
         _positive_int(s, self, "batch_size", "val_every")

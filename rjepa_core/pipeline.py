@@ -269,9 +269,13 @@ def train_jepa(
     init_from=None,
     nproc: int = 1,
     store_root=None,
+    chains=None,
     **extra_meta,
 ):
     """Train R-JEPA on the valid train chains, calibrate on val chains; returns (TrainResult, meta).
+
+    `chains`: the partition's ChainOfThought records, needed when `train.labels` is "majority" (the targets and
+    negatives then come from the sampled chains' votes, not from the validator; `rjepa_core.jepa.labels`).
 
     `init_from`: a checkpoint folder to fine-tune from (warm start) instead of a fresh init.
     nproc > 1: train on nproc processes under torchrun (DDP); they read the same latents from
@@ -286,6 +290,9 @@ def train_jepa(
 
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1 (processes to train on), got {nproc!r}")
+    from rjepa_core.jepa.labels import training_labels
+
+    seqs = training_labels(seqs, cfg.train.labels, chains)
     train_seqs, val_seqs, negatives = split_for_training(seqs, cfg.train.distinct_chains)
     if nproc == 1:
         on_row = row_logger(log, cfg.train.val_every)
@@ -320,6 +327,7 @@ def train_jepa(
         num_train=len(train_seqs),
         num_val=len(val_seqs),
         num_negatives=len(negatives),
+        labels=cfg.train.labels,
         warm_start_from=str(init_from) if init_from is not None else None,
         **extra_meta,
     )

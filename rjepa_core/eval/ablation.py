@@ -31,7 +31,8 @@ import numpy as np
 
 from rjepa_core.eval.evaluation import _ordered_candidates, _to_candidate
 from rjepa_core.eval.metrics import accuracy, auroc, mean_within_group_auroc, oracle_pass_at_k
-from rjepa_core.eval.selection import answer_key, choose, cross_validated_selection
+from rjepa_core.eval.selection import choose, cross_validated_selection
+from rjepa_core.jepa.labels import training_labels
 from rjepa_core.schemas import ChainOfThought, distinct_chains
 
 SECTIONS = ("model", "mask", "loss", "optim", "train", "score")
@@ -100,13 +101,13 @@ def variant_config(base, variant: dict[str, Any], hidden_size: int):
     """The RJEPAConfig of one variant: base config, optional preset at the given width, section overrides."""
     from rjepa_core.config import PRESETS, RJEPAConfig, rjepa_tiny
 
-    keys = {"name", "preset", "layer_idx", "pooling", "question_pooling", "targets", "chains_per_problem", "labels"}
+    keys = {"name", "preset", "layer_idx", "pooling", "question_pooling", "targets", "chains_per_problem"}
     keys |= {"extra_train", *SECTIONS}
     unknown = sorted(set(variant) - keys)
     if unknown:
         raise ValueError(
             f"variant has unknown key(s) {unknown}; use name, preset, layer_idx, pooling, question_pooling, "
-            f"targets, chains_per_problem, labels, extra_train or {SECTIONS}"
+            f"targets, chains_per_problem, extra_train or {SECTIONS}"
         )
     cfg = base or RJEPAConfig(model=rjepa_tiny(hidden_size))
     d = cfg.to_dict()
@@ -236,38 +237,6 @@ def _cap_student_targets(seqs: list, cap: int, seed: int) -> list:
     return [s for s in seqs if s.cot_id not in dropped]  # the training order is kept
 
 
-def majority_labels(candidates: Sequence[ChainOfThought]) -> dict[str, bool]:
-    """cot_id -> "agrees with its problem's vote" for every candidate of a problem whose most frequent answer is
-    strictly more frequent than the next one (problems with a tie at the top are left out): labels without a
-    validator, from self-consistency alone."""
-    from collections import Counter
-
-    by_problem: dict[str, list[ChainOfThought]] = {}
-    for c in candidates:
-        by_problem.setdefault(c.problem_id, []).append(c)
-    out: dict[str, bool] = {}
-    for group in by_problem.values():
-        keys = {c.cot_id: answer_key(c.final_answer) for c in group}  # the answers as majority vote counts them
-        counts = Counter(k for k in keys.values() if k is not None).most_common(2)
-        if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
-            continue
-        for c in group:
-            out[c.cot_id] = keys[c.cot_id] == counts[0][0]
-    return out
-
-
-def _relabelled(pool: list, labels: dict[str, bool]) -> list:
-    """The training chains under vote labels: gold chains as they are, each labelled candidate with its vote
-    label, every other student chain (greedy, unlabelled) left out."""
-    out = []
-    for s in pool:
-        if s.origin == "gold":
-            out.append(s)
-        elif s.cot_id in labels:
-            out.append(s.model_copy(update={"is_valid": labels[s.cot_id]}) if hasattr(s, "model_copy") else s)
-    return out
-
-
 def _dump_candidates(path: Path, groups: list, fold_id: dict[str, int]) -> Path:
     import json
 
@@ -328,9 +297,9 @@ def cross_validated_ablations(
     scores of all folds: `auroc` (-JEPA-loss vs correctness), `auroc_within_problem`, `rerank_accuracy`
     and `majority_accuracy` over the candidates each problem has, plus `fold_aurocs`.
 
-    `labels: "majority"` trains without the validator's verdicts on student chains: a candidate is a JEPA
-    target when it agrees with its problem's majority answer and a negative otherwise (`majority_labels`;
-    gold chains stay targets), so the energy margin becomes label-free self-consistency training.
+    A variant with `train: {labels: majority}` trains without the validator's verdicts on student chains: a
+    candidate is a target when it agrees with its problem's top answer, a negative otherwise
+    (`rjepa_core.jepa.labels`); the held-out fold's labels are only read to measure it.
 
     A variant may also set `targets`: "all" (gold + valid student chains, the default), "student"
     or "gold" — which valid chains are JEPA targets —, `chains_per_problem`: at most that many valid
@@ -377,14 +346,10 @@ def cross_validated_ablations(
             cap = variant.get("chains_per_problem")
             if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
                 raise ValueError(f"variant {name!r}: chains_per_problem must be a positive integer, not {cap!r}")
-            labels = variant.get("labels", "validator")
-            if labels not in ("validator", "majority"):
-                raise ValueError(f"variant {name!r}: labels must be validator or majority, not {labels!r}")
             by_id = {s.cot_id: s for s in pool}
-            if labels == "majority":
-                pool = _relabelled(pool, majority_labels(cands))
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             cfg = variant_config(base_config, variant, _width(pool))
+            pool = training_labels(pool, cfg.train.labels, candidates)
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             loss: dict[str, float] = {}
             surprise: dict[str, list[float]] = {}
             fold_id: dict[str, int] = {}
@@ -488,8 +453,8 @@ ENERGY_SWEEP: list[dict[str, Any]] = [
     _energy("energy margin 0.15, 32 negatives, same-problem pairs", 32, 0.15, "problem"),
     _energy("energy margin 0.15, 64 negatives", 64, 0.15),
     # label-free: the student chains' labels are their agreement with the problem's majority answer
-    {**_energy("energy margin 0.15, 64 negatives, majority labels", 64, 0.15), "labels": "majority"},
-    {"name": "majority labels", "labels": "majority"},
+    {**_energy("energy margin 0.15, 64 negatives, majority labels", 64, 0.15), "train": {"labels": "majority"}},
+    {"name": "majority labels", "train": {"labels": "majority"}},
 ]
 
 # The sweep `rjepa ablate` runs: one axis changed at a time from the configured default.

@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no latents for {args.llm}/{args.version} under {args.store}: materialize `latents` first")
     overrides = {"optim": {"total_steps": args.max_steps}} if args.max_steps else {}
     cfg = load_rjepa_config(args.config, seqs[0].hidden_size, **overrides)
+    if cfg.train.labels != "validator":  # the votes need the sampled chains' answers
+        from rjepa_core.jepa.labels import training_labels
+        from rjepa_core.schemas import ChainOfThought, read_records
+
+        chains = read_records(ChainOfThought, StorageLayout(args.store).student_chains_path(args.llm, args.version))
+        seqs = training_labels(seqs, cfg.train.labels, chains)
     train_seqs, val_seqs, negatives = split_for_training(seqs, cfg.train.distinct_chains)
     on_row = row_logger(lambda line: print(line, flush=True), cfg.train.val_every)
     result = train(

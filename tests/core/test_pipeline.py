@@ -121,3 +121,49 @@ def test_distinct_chains_config_is_validated():
     assert TrainConfig(distinct_chains=True).validate().distinct_chains is True
     with pytest.raises(ValueError, match="distinct_chains must be true or false"):
         TrainConfig(distinct_chains="yes").validate()
+
+
+def test_training_on_majority_labels_reads_votes_not_the_validator(tmp_path):
+    from rjepa_core.pipeline import train_jepa
+    from tests.core.jepa.conftest import HIDDEN, tiny_config
+    from tests.core.jepa.synthetic import lawful_chains
+
+    H = iter(c.H for c in lawful_chains(20, 5, HIDDEN))
+    seqs, chains = [], []
+
+    def add(cid, pid, split, valid, origin, answer=None):
+        spans = [(i, i + 1) for i in range(5)]
+        seqs.append(
+            LatentSequence(
+                cot_id=cid,
+                problem_id=pid,
+                llm_tag="t",
+                layer_idx=-2,
+                hidden_size=HIDDEN,
+                num_steps=5,
+                step_spans=spans,
+                token_ids=list(range(5)),
+                split=split,
+                is_valid=valid,
+                origin=origin,
+                H=next(H),
+            )
+        )
+        if answer is not None:
+            kw = {"steps": ["s"] * 5, "final_answer": answer, "is_valid": valid, "origin": origin}
+            chains.append(ChainOfThought(cot_id=cid, problem_id=pid, **kw))
+
+    for n in range(4):
+        pid, split = f"p{n}", "val" if n == 3 else "train"
+        add(f"{pid}-gold", pid, split, True, "gold")
+        # the validator says "7" is right, the votes say "5": two samples answer 5, one answers 7
+        for i, (answer, valid) in enumerate([("5", False), ("5", False), ("7", True)]):
+            add(f"{pid}-{i}", pid, split, valid, "student:t", answer)
+    cfg = tiny_config(optim={"total_steps": 4}, train={"labels": "majority"})
+    _, meta = train_jepa(seqs, cfg, tmp_path / "votes", device="cpu", chains=chains)
+    # train split: 3 gold + 6 majority chains are targets, the 3 minority chains negatives
+    assert (meta["labels"], meta["num_train"], meta["num_negatives"], meta["num_val"]) == ("majority", 9, 3, 3)
+    _, meta = train_jepa(seqs, tiny_config(optim={"total_steps": 4}), tmp_path / "verdicts", device="cpu")
+    assert (meta["labels"], meta["num_train"], meta["num_negatives"]) == ("validator", 6, 6)
+    with pytest.raises(ValueError, match="student chains"):
+        train_jepa(seqs, cfg, tmp_path / "none", device="cpu")

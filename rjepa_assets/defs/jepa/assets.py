@@ -15,7 +15,7 @@ from rjepa_core.jepa.checkpoint import CONFIG, load_checkpoint, resolve_checkpoi
 from rjepa_core.jepa.runs import claim_run, training_fingerprint
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.pipeline import load_rjepa_config, train_jepa, tune_selection
-from rjepa_core.schemas import Problem, read_records
+from rjepa_core.schemas import ChainOfThought, Problem, read_records
 from rjepa_core.store.latents import LatentStore
 from rjepa_core.store.pointers import publish_latest_checkpoint, read_latest_checkpoint
 
@@ -151,6 +151,9 @@ def _train_run(context, config, configs, layout, version, tag, nproc, seqs, cfg,
         dataset_version=version,
         run_id=run_id,
         init_from=init_from,
+        chains=read_records(ChainOfThought, layout.student_chains_path(tag, version))
+        if cfg.train.labels != "validator"
+        else None,
         layer_idx=seqs[0].layer_idx,
         pooling=pooling_of(configs, tag),
         question_pooling=question_pooling_of(configs, tag),

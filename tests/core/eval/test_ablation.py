@@ -143,7 +143,7 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
             {"name": "question span", "question_pooling": "span"},
             {"name": "extra gold", "extra_train": True},
             {"name": "extra gold, last token", "extra_train": True, "pooling": "last"},
-            {"name": "bad labels", "labels": "gold"},
+            {"name": "bad labels", "train": {"labels": "gold"}},
         ],
         out_dir=tmp_path,
         base_config=base,
@@ -154,7 +154,7 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
     )
     n_train_val = len(dataset.train_chains)
     default, bad, layer3, layer5, last, mean_last, one_each, zero, qspan, more, more_last, bad_labels = rows
-    assert "labels must be validator or majority" in bad_labels["error"]
+    assert "use validator or majority" in bad_labels["error"], bad_labels["error"]
     assert "none extracted as (None, 'last') were given" in more_last["error"]
     assert "question_pooling=span" in qspan["error"]
     # extra chains are training targets of every fold: the valid ones, none of an invalid one
@@ -191,7 +191,9 @@ def test_cross_validated_ablations_score_held_out_train_val_candidates(dataset, 
 
 
 def test_majority_labels_come_from_the_vote_alone():
-    from rjepa_core.eval.ablation import _relabelled, majority_labels
+    import pytest
+
+    from rjepa_core.jepa.labels import majority_labels, relabelled, training_labels
     from rjepa_core.schemas import ChainOfThought, LatentSequence
 
     def cot(cid, pid, answer, valid):
@@ -210,5 +212,9 @@ def test_majority_labels_come_from_the_vote_alone():
 
     pool = [seq("a1", "a", True, "student"), seq("a3", "a", True, "student"), seq("b1", "b", True, "student")]
     pool += [seq("g", "a", True, "gold"), seq("greedy", "a", False, "student")]
-    got = {s.cot_id: s.is_valid for s in _relabelled(pool, labels)}
+    got = {s.cot_id: s.is_valid for s in relabelled(pool, labels)}
     assert got == {"a1": True, "a3": False, "g": True}  # unlabelled student chains (tie, greedy) are left out
+    assert training_labels(pool, "validator", None) == pool
+    assert {s.cot_id for s in training_labels(pool, "majority", cands)} == {"a1", "a3", "g"}
+    with pytest.raises(ValueError, match="needs the partition's student chains"):
+        training_labels(pool, "majority", None)

@@ -452,6 +452,8 @@ ENERGY_SWEEP: list[dict[str, Any]] = [
     _energy("energy margin 0.3, 32 negatives", 32, 0.3),
     _energy("energy margin 0.15, 32 negatives, same-problem pairs", 32, 0.15, "problem"),
     _energy("energy margin 0.15, 64 negatives", 64, 0.15),
+    _energy("energy margin 0.3, 64 negatives", 64, 0.3),
+    _energy("energy margin 0.15, 128 negatives", 128, 0.15),
     # label-free: the student chains' labels are their agreement with the problem's majority answer
     {**_energy("energy margin 0.15, 64 negatives, majority labels", 64, 0.15), "train": {"labels": "majority"}},
     {"name": "majority labels", "train": {"labels": "majority"}},

@@ -178,7 +178,16 @@ def cmd_demo(args) -> None:
     start = getattr(args, "from_asset", None)
     # --from latents: keep the sampled chains, redo latents → checkpoint → report (e.g. after a config change)
     selection = list(PIPELINE[PIPELINE.index(start) :]) if start else None
-    _materialize(args.llm, args.version, _run_config(args), selection=selection)
+    run_config = _run_config(args)
+    skipped = sorted(set(run_config.get("ops", {})) - set(selection or PIPELINE), key=PIPELINE.index)
+    if skipped:
+        flags = {"student_chains": "--k / --max-problems", "latents": "--teacher-forced"}
+        raise SystemExit(
+            f"--from {start} does not re-materialize {', '.join(skipped)}, so "
+            f"{', '.join(flags.get(a, a) for a in skipped)} would have no effect: drop them, "
+            f"or start earlier (--from {skipped[0]})"
+        )
+    _materialize(args.llm, args.version, run_config, selection=selection)
     _print_summary(args.llm, args.version)
     print(f"\n[rjepa] pipeline materialized through Dagster in {time.monotonic() - t:.0f}s.")
     print("[rjepa] open the UI on the same instance:  make ui   (or: .venv/bin/rjepa ui)")

@@ -33,3 +33,15 @@ def test_ablate_variants_are_json_objects_with_a_name():
         _variant_arg("{name: energy}")
     with pytest.raises(SystemExit, match="non-empty"):
         _variant_arg('{"loss": {}}')
+
+
+def test_demo_from_refuses_flags_for_assets_it_skips():
+    """`--from jepa_checkpoint --k 4` used to reach Dagster and die on its config error; now it says what to do."""
+    import pytest
+
+    from rjepa_assets.cli import main
+
+    with pytest.raises(SystemExit, match=r"does not re-materialize student_chains.*--k / --max-problems.*--from student"):
+        main(["demo", "--version", "v1", "--from", "jepa_checkpoint", "--k", "4"])
+    with pytest.raises(SystemExit, match=r"latents.*--teacher-forced"):
+        main(["demo", "--version", "v1", "--from", "eval_report", "--teacher-forced"])

@@ -33,8 +33,35 @@ from rjepa_core.eval.metrics import paired_difference  # noqa: E402
 from rjepa_core.validators.math import normalize_answer  # noqa: E402
 
 
-def load(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_dump(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def seed_mean(dumps: list[list[dict]]) -> list[dict]:
+    """One dump from several models' dumps of the same held-out candidates (e.g. three seeds): each
+    candidate's JEPA-loss and step surprises averaged over the models — a seed ensemble scored as one model."""
+    by_id = [{r["cot_id"]: r for r in d} for d in dumps]
+    first = by_id[0]
+    for other in by_id[1:]:
+        if other.keys() != first.keys() or any(other[k]["fold"] != first[k]["fold"] for k in first):
+            raise SystemExit(
+                "the dumps do not hold the same candidates in the same folds: use the dumps of one ablation run"
+            )
+    out = []
+    for k, r in first.items():
+        rows = [m[k] for m in by_id]
+        out.append({
+            **r,
+            "jepa_loss": float(np.mean([x["jepa_loss"] for x in rows])),
+            "step_surprise": [float(v) for v in np.mean([x["step_surprise"] for x in rows], axis=0)]
+            if r["step_surprise"] else r["step_surprise"],
+        })  # fmt: skip
+    return out
+
+
+def load(path: Path | list[Path]) -> list[dict]:
+    paths = path if isinstance(path, list) else [path]
+    rows = read_dump(paths[0]) if len(paths) == 1 else seed_mean([read_dump(p) for p in paths])
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         r["key"] = normalize_answer(r["answer"])
@@ -266,7 +293,7 @@ def nested_choice(rules: list[str], infos: dict[str, dict], groups: list[dict]) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dump", type=Path)
+    ap.add_argument("dump", type=Path, nargs="+", help="a dump; several: their seed ensemble (mean scores)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     t = time.monotonic()
@@ -306,7 +333,7 @@ def main() -> None:
     n_c = sum(len(g["cands"]) for g in groups)
     result = {
         "benchmark": "selection_study",
-        "dump": str(args.dump),
+        "dump": [str(p) for p in args.dump] if len(args.dump) > 1 else str(args.dump[0]),
         "n_problems": len(groups),
         "n_candidates": n_c,
         "protocol": "cross-validated held-out candidates of `rjepa ablate`; each rule's setting chosen on the "

@@ -41,7 +41,8 @@ def test_demo_from_refuses_flags_for_assets_it_skips():
 
     from rjepa_assets.cli import main
 
-    with pytest.raises(SystemExit, match=r"does not re-materialize student_chains.*--k / --max-problems.*--from student"):
+    skipped = r"does not re-materialize student_chains.*--k / --max-problems.*--from student"
+    with pytest.raises(SystemExit, match=skipped):
         main(["demo", "--version", "v1", "--from", "jepa_checkpoint", "--k", "4"])
     with pytest.raises(SystemExit, match=r"latents.*--teacher-forced"):
         main(["demo", "--version", "v1", "--from", "eval_report", "--teacher-forced"])

@@ -76,6 +76,16 @@ def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
     return [list(range(i, i + w)) for i in range(n - w + 1)]
 
 
+def _chain_score(scorer, steps: np.ndarray) -> ChainScore:
+    """A chain's score from its step surprises, with the scorer's aggregate, calibration, norm and threshold."""
+    agg = aggregate(steps, scorer.cfg.aggregate)
+    s01 = scorer.calibration.score01(agg) if scorer.calibration is not None else None
+    raw = [float(x) for x in steps]
+    z = scorer.surprise_norm.z(raw) if scorer.surprise_norm is not None else None
+    first = first_above(z, scorer.localisation_threshold) if z is not None else None
+    return ChainScore(agg, raw, s01, z, first)
+
+
 class JEPAScorer:
     def __init__(
         self,
@@ -195,16 +205,7 @@ class JEPAScorer:
         for (c, t), surprise in zip(variants, self._variant_surprise(seqs, dom, qs, targets, variants), strict=True):
             sums[c][t] += surprise
             counts[c][t] += 1
-        out = []
-        for sm, ct in zip(sums, counts, strict=True):
-            steps = sm / np.maximum(ct, 1)
-            agg = aggregate(steps, self.cfg.aggregate)
-            s01 = self.calibration.score01(agg) if self.calibration is not None else None
-            raw = [float(x) for x in steps]
-            z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
-            first = first_above(z, self.localisation_threshold) if z is not None else None
-            out.append(ChainScore(agg, raw, s01, z, first))
-        return out
+        return [_chain_score(self, sm / np.maximum(ct, 1)) for sm, ct in zip(sums, counts, strict=True)]
 
     def _variant_surprise(self, seqs, dom, qs, targets, variants) -> list[np.ndarray]:
         """Surprise of each (chain, masked steps) variant's masked steps, predicted from the chain's other steps."""
@@ -266,3 +267,50 @@ def predict_masked(
     pred = model.predict(b.H, b.valid, b.domain_ids, b.ctx_valid, b.tgt_idx, b.tgt_valid, None, b.Q, b.q_valid)
     hidden = model.to_hidden(pred)  # (1, T, Dh)
     return pred[0].float().cpu().numpy(), hidden[0].float().cpu().numpy()
+
+
+class EnsembleScorer:
+    """Several R-JEPAs of one student (e.g. trained with different seeds) scored as one model: each step's
+    surprise is the mean of the models' surprises, and the chain's JEPA-loss is aggregated from those means.
+
+    The ensemble has its own calibration, surprise norm and localisation threshold (its averaged surprises
+    are not any member's): fit them on held-out chains with `eval.evaluation.fit_selection(ensemble, ...)`.
+    Scores like a `JEPAScorer` (`score`), so the eval report and the selection methods take it as they are.
+    """
+
+    def __init__(
+        self,
+        scorers: Sequence[JEPAScorer],
+        calibration: Calibration | None = None,
+        surprise_norm: SurpriseNorm | None = None,
+        localisation_threshold: float = DEFAULT_FIRST_ABOVE,
+    ):
+        if len(scorers) < 2:
+            raise ValueError(f"an ensemble needs at least 2 scorers, got {len(scorers)}")
+        first = scorers[0]
+        for i, other in enumerate(scorers[1:], start=1):
+            if other.model.cfg.hidden_size != first.model.cfg.hidden_size:
+                raise ValueError(
+                    f"scorer {i} was trained on latents of width {other.model.cfg.hidden_size}, scorer 0 on "
+                    f"{first.model.cfg.hidden_size}: ensemble models of the same student and layer"
+                )
+            if (other.cfg.aggregate, other.cfg.mode) != (first.cfg.aggregate, first.cfg.mode):
+                raise ValueError(f"scorer {i} scores chains differently from scorer 0: use one score config")
+        self.scorers = list(scorers)
+        self.cfg = first.cfg
+        self.calibration = calibration
+        self.surprise_norm = surprise_norm
+        self.localisation_threshold = float(localisation_threshold)
+        self.localisation_source: str | None = None
+
+    def score(
+        self,
+        seqs: Sequence[np.ndarray],
+        domains: Sequence[str | None] | None = None,
+        questions: Sequence[np.ndarray | None] | None = None,
+    ) -> list[ChainScore]:
+        per_model = [s.score(seqs, domains, questions) for s in self.scorers]
+        return [
+            _chain_score(self, np.mean([c.step_surprise for c in chain], axis=0))
+            for chain in zip(*per_model, strict=True)
+        ]

@@ -161,3 +161,33 @@ def test_predict_masked_shapes_and_future_steps(scorer):
     assert pj.shape == (2, 64) and np.isfinite(ph).all()
     with pytest.raises(ValueError, match="indices"):
         predict_masked(scorer.model, h, [99])
+
+
+def test_an_ensemble_scores_the_mean_of_its_models_surprises(scorer):
+    import torch
+
+    from rjepa_core.config import rjepa_tiny
+    from rjepa_core.jepa.model import RJEPA
+    from rjepa_core.jepa.normalisation import SurpriseNorm
+    from rjepa_core.jepa.scoring import EnsembleScorer
+
+    torch.manual_seed(3)
+    other = JEPAScorer(RJEPA(rjepa_tiny(HIDDEN, max_steps=16)))  # an untrained member: surprises unlike the trained
+    chains = [c.H for c in lawful_chains(4, 5, HIDDEN, seed=11)] + [lawful_chains(1, 2, HIDDEN, seed=12)[0].H]
+    a, b = scorer.score(chains), other.score(chains)
+    norm = SurpriseNorm.fit([s.step_surprise for s in a])
+    ens = EnsembleScorer([scorer, other], surprise_norm=norm, localisation_threshold=0.0)
+    got = ens.score(chains)
+    for x, y, e in zip(a, b, got, strict=True):
+        mean = (np.array(x.step_surprise) + np.array(y.step_surprise)) / 2
+        assert np.allclose(e.step_surprise, mean, atol=1e-6) and not np.allclose(e.step_surprise, x.step_surprise)
+        assert e.jepa_loss == pytest.approx(mean.mean())
+        assert e.step_z == pytest.approx(norm.z(list(mean)))
+        above = [i for i, z in enumerate(e.step_z) if z > 0.0]
+        assert e.first_unlawful_step == (above[0] if above else int(np.argmax(e.step_z)))
+    assert EnsembleScorer([scorer, scorer]).score(chains)[0].step_surprise == pytest.approx(a[0].step_surprise)
+    with pytest.raises(ValueError, match="at least 2"):
+        EnsembleScorer([scorer])
+    wider = JEPAScorer(RJEPA(rjepa_tiny(HIDDEN + 8, max_steps=16)))
+    with pytest.raises(ValueError, match="same student"):
+        EnsembleScorer([scorer, wider])

@@ -36,7 +36,7 @@ from rjepa_core.io import atomic_write_json  # noqa: E402
 from rjepa_core.jepa.checkpoint import load_checkpoint  # noqa: E402
 from rjepa_core.jepa.normalisation import SurpriseNorm  # noqa: E402
 from rjepa_core.jepa.scoring import EnsembleScorer, JEPAScorer  # noqa: E402
-from rjepa_core.pipeline import load_rjepa_config, train_jepa, tune_selection  # noqa: E402
+from rjepa_core.pipeline import evaluation_inputs, load_rjepa_config, train_jepa, tune_selection  # noqa: E402
 from rjepa_core.schemas import ChainOfThought, Problem, read_records  # noqa: E402
 from rjepa_core.store.latents import LatentStore  # noqa: E402
 
@@ -71,22 +71,12 @@ def main() -> None:
     seqs = LatentStore(layout).read(args.llm, args.version)
     if not seqs:
         raise SystemExit(f"no latents for {args.llm}/{args.version}: run `rjepa demo --version {args.version}` first")
-    H = {s.cot_id: s.H for s in seqs}
-    Q = {s.cot_id: s.Q for s in seqs if s.Q is not None}
-    split = {p.problem_id: p.split for p in problems}
-    sampled = [c for c in chains if not c.meta.get("greedy")]
-    test = dict(
-        problems=[p for p in problems if p.split == "test"],
-        chains=[c for c in sampled if split[c.problem_id] == "test"],
-        train_chains=[c for c in sampled if split[c.problem_id] in ("train", "val")],
-        greedy={c.problem_id: c for c in chains if c.meta.get("greedy")} or None,
-    )
+    test = evaluation_inputs(layout, args.llm, args.version)
 
     def measure(scorer, tau_rel, tau_source) -> dict:
         report = evaluate(
-            test["problems"], test["chains"], H, scorer, train_chains=test["train_chains"], train_latents=H,
-            ks=(args.k,), llm_tag=args.llm, dataset_version=args.version, greedy=test["greedy"], questions=Q,
-            tau_rel=tau_rel, tau_source=tau_source,
+            scorer=scorer, ks=(args.k,), llm_tag=args.llm, dataset_version=args.version,
+            tau_rel=tau_rel, tau_source=tau_source, **test,
         )  # fmt: skip
         return summary(report, args.k)
 
@@ -104,7 +94,7 @@ def main() -> None:
             vote = fitted.get("jepa_vote") or {}
             results[f"seed {seed}"] = measure(scorer, vote.get("tau_rel"), f"fitted on val: {vote.get('source')}")
             print(f"[ensemble] seed {seed}: {res.steps} steps, test {_line(results[f'seed {seed}'])}")
-        ens, fitted = ensemble_of(members, problems, chains, H, Q)
+        ens, fitted = ensemble_of(members, problems, chains, test["latents"], test["questions"])
         vote = fitted.get("jepa_vote") or {}
         results["ensemble"] = measure(ens, vote.get("tau_rel"), f"fitted on val: {vote.get('source')}")
         print(f"[ensemble] mean of {len(members)} seeds: test {_line(results['ensemble'])}")

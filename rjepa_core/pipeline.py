@@ -389,6 +389,30 @@ def newest_checkpoint(layout, llm_tag: str, version: str):
     return runs[-1] / "best"
 
 
+def evaluation_inputs(layout, llm_tag: str, version: str) -> dict:
+    """What `eval.evaluation.evaluate` reads of a partition besides the scorer: the test problems and their
+    sampled candidates, every chain's latents and question latents, the train+val candidates (the verifier and
+    probe train on them; composite weights are fitted on the val ones) and the greedy chains."""
+    from rjepa_core.schemas import read_records
+    from rjepa_core.store.latents import LatentStore
+
+    problems = read_records(Problem, layout.problems_path(version))
+    chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
+    seqs = LatentStore(layout).read(llm_tag, version)
+    H = {s.cot_id: s.H for s in seqs}
+    split = {p.problem_id: p.split for p in problems}
+    sampled = [c for c in chains if not c.meta.get("greedy")]
+    return {
+        "problems": [p for p in problems if p.split == "test"],
+        "chains": [c for c in sampled if split[c.problem_id] == "test"],
+        "latents": H,
+        "train_chains": [c for c in sampled if split[c.problem_id] in ("train", "val")],
+        "train_latents": H,
+        "greedy": {c.problem_id: c for c in chains if c.meta.get("greedy")} or None,
+        "questions": {s.cot_id: s.Q for s in seqs if s.Q is not None},
+    }
+
+
 def run_evaluation(
     layout,
     llm_tag: str,
@@ -407,21 +431,8 @@ def run_evaluation(
     from rjepa_core.eval.report import write_report
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
-    from rjepa_core.schemas import read_records
-    from rjepa_core.store.latents import LatentStore
 
-    problems = read_records(Problem, layout.problems_path(version))
-    chains = read_records(ChainOfThought, layout.student_chains_path(llm_tag, version))
-    seqs = LatentStore(layout).read(llm_tag, version)
-    H = {s.cot_id: s.H for s in seqs}
-    Q = {s.cot_id: s.Q for s in seqs if s.Q is not None}
-    split = {p.problem_id: p.split for p in problems}
-    test_problems = [p for p in problems if p.split == "test"]
-    sampled = [c for c in chains if not c.meta.get("greedy")]
-    test_chains = [c for c in sampled if split[c.problem_id] == "test"]
-    # verifier/probe train on train+val chains; composite weights are fitted on the val ones
-    train_chains = [c for c in sampled if split[c.problem_id] in ("train", "val")]
-    greedy = {c.problem_id: c for c in chains if c.meta.get("greedy")}
+    inputs = evaluation_inputs(layout, llm_tag, version)
     best = newest_checkpoint(layout, llm_tag, version)
     ck = load_checkpoint(best, device=device)
     history_path = best.parent / "history.json"
@@ -429,24 +440,19 @@ def run_evaluation(
     scorer = JEPAScorer.from_checkpoint(ck, device=device)
     vote = ck.meta.get("jepa_vote") or {}  # fitted on validation when the checkpoint was made
     if log:
-        log(f"evaluating {len(test_chains)} candidates on {len(test_problems)} test problems, K={list(ks)}")
+        n_chains, n_problems = len(inputs["chains"]), len(inputs["problems"])
+        log(f"evaluating {n_chains} candidates on {n_problems} test problems, K={list(ks)}")
     report = evaluate(
-        test_problems,
-        test_chains,
-        H,
-        scorer,
-        train_chains=train_chains,
-        train_latents=H,
+        scorer=scorer,
         ks=tuple(ks),
         seed=seed,
         llm_tag=llm_tag,
         dataset_version=version,
-        greedy=greedy or None,
         history=history,
         n_resamples=bootstrap,
-        questions=Q,
         tau_rel=vote.get("tau_rel"),
         tau_source=f"the checkpoint's meta: {vote.get('source', 'given')}",
+        **inputs,
     )
     report["checkpoint"] = str(ck.path)
     modes_path = Path(layout.reports_dir(llm_tag, version)) / MODES_FILE

@@ -76,17 +76,34 @@ def masked_sets(n: int, cfg: ScoreConfig) -> list[list[int]]:
     return [list(range(i, i + w)) for i in range(n - w + 1)]
 
 
-def _chain_score(scorer, steps: np.ndarray) -> ChainScore:
-    """A chain's score from its step surprises, with the scorer's aggregate, calibration, norm and threshold."""
-    agg = aggregate(steps, scorer.cfg.aggregate)
-    s01 = scorer.calibration.score01(agg) if scorer.calibration is not None else None
-    raw = [float(x) for x in steps]
-    z = scorer.surprise_norm.z(raw) if scorer.surprise_norm is not None else None
-    first = first_above(z, scorer.localisation_threshold) if z is not None else None
-    return ChainScore(agg, raw, s01, z, first)
+class _ChainScoring:
+    """What turns a chain's step surprises into its `ChainScore`: the score config's aggregate, the calibration,
+    the surprise norm and the localisation threshold (shared by `JEPAScorer` and `EnsembleScorer`)."""
+
+    def _set_inference(
+        self,
+        cfg: ScoreConfig,
+        calibration: Calibration | None,
+        surprise_norm: SurpriseNorm | None,
+        localisation_threshold: float,
+    ) -> None:
+        self.cfg = cfg
+        self.calibration = calibration
+        self.surprise_norm = surprise_norm
+        # z threshold of `first_unlawful_step` (fitted into the checkpoint meta's "localisation")
+        self.localisation_threshold = float(localisation_threshold)
+        self.localisation_source: str | None = None  # where the threshold came from (None: the default)
+
+    def _chain_score(self, steps: np.ndarray) -> ChainScore:
+        agg = aggregate(steps, self.cfg.aggregate)
+        s01 = self.calibration.score01(agg) if self.calibration is not None else None
+        raw = [float(x) for x in steps]
+        z = self.surprise_norm.z(raw) if self.surprise_norm is not None else None
+        first = first_above(z, self.localisation_threshold) if z is not None else None
+        return ChainScore(agg, raw, s01, z, first)
 
 
-class JEPAScorer:
+class JEPAScorer(_ChainScoring):
     def __init__(
         self,
         model: RJEPA,
@@ -98,14 +115,9 @@ class JEPAScorer:
         localisation_threshold: float = DEFAULT_FIRST_ABOVE,
     ):
         self.model = model.to(device).eval()
-        self.cfg = (cfg or ScoreConfig()).validate()
         self.device = torch.device(device)
-        self.calibration = calibration
         self.loss_kind = loss_kind
-        self.surprise_norm = surprise_norm
-        # z threshold of `first_unlawful_step` (fitted into the checkpoint meta's "localisation")
-        self.localisation_threshold = float(localisation_threshold)
-        self.localisation_source: str | None = None  # where the threshold came from (None: the default)
+        self._set_inference((cfg or ScoreConfig()).validate(), calibration, surprise_norm, localisation_threshold)
 
     @classmethod
     def from_checkpoint(cls, ck: LoadedCheckpoint, device: str | torch.device = "cpu") -> JEPAScorer:
@@ -205,7 +217,7 @@ class JEPAScorer:
         for (c, t), surprise in zip(variants, self._variant_surprise(seqs, dom, qs, targets, variants), strict=True):
             sums[c][t] += surprise
             counts[c][t] += 1
-        return [_chain_score(self, sm / np.maximum(ct, 1)) for sm, ct in zip(sums, counts, strict=True)]
+        return [self._chain_score(sm / np.maximum(ct, 1)) for sm, ct in zip(sums, counts, strict=True)]
 
     def _variant_surprise(self, seqs, dom, qs, targets, variants) -> list[np.ndarray]:
         """Surprise of each (chain, masked steps) variant's masked steps, predicted from the chain's other steps."""
@@ -269,7 +281,7 @@ def predict_masked(
     return pred[0].float().cpu().numpy(), hidden[0].float().cpu().numpy()
 
 
-class EnsembleScorer:
+class EnsembleScorer(_ChainScoring):
     """Several R-JEPAs of one student (e.g. trained with different seeds) scored as one model: each step's
     surprise is the mean of the models' surprises, and the chain's JEPA-loss is aggregated from those means.
 
@@ -297,11 +309,7 @@ class EnsembleScorer:
             if (other.cfg.aggregate, other.cfg.mode) != (first.cfg.aggregate, first.cfg.mode):
                 raise ValueError(f"scorer {i} scores chains differently from scorer 0: use one score config")
         self.scorers = list(scorers)
-        self.cfg = first.cfg
-        self.calibration = calibration
-        self.surprise_norm = surprise_norm
-        self.localisation_threshold = float(localisation_threshold)
-        self.localisation_source: str | None = None
+        self._set_inference(first.cfg, calibration, surprise_norm, localisation_threshold)
 
     def score(
         self,
@@ -311,6 +319,6 @@ class EnsembleScorer:
     ) -> list[ChainScore]:
         per_model = [s.score(seqs, domains, questions) for s in self.scorers]
         return [
-            _chain_score(self, np.mean([c.step_surprise for c in chain], axis=0))
+            self._chain_score(np.mean([c.step_surprise for c in chain], axis=0))
             for chain in zip(*per_model, strict=True)
         ]

@@ -87,7 +87,7 @@ def sample_student_chains_with_latents(
                 capture=spec,
                 capture_stats=stats,
             )
-            for p, samples in zip(chunk, gen, strict=True):
+            for p, prompt, samples in zip(chunk, prompts, gen, strict=True):
                 for i, g in enumerate(samples):
                     steps = g.steps or [g.text.strip() or "(empty)"]
                     kind = "greedy" if temp == 0.0 else "sample"
@@ -108,6 +108,11 @@ def sample_student_chains_with_latents(
                             "text": g.text,
                             "split": p.split,
                             "few_shot": len(examples),
+                            # what else decides the sample: a child version inherits it only when these match
+                            # (rjepa_core.llm.inherit)
+                            "max_new_tokens": max_new_tokens,
+                            "seed": seed,
+                            "prompt_sha": stable_id(prompt),
                         },
                     )
                     chain = label_chain(p, chain)

@@ -115,7 +115,7 @@ def build_problems(
             p.meta = {**p.meta, "dataset_version": cfg.version}
             seen[p.problem_id] = p
     for spec in cfg.sources:
-        if spec.train_only:
+        if spec.train_only or spec.split:
             continue
         for item in load_source(spec):
             p = item.problem
@@ -126,17 +126,22 @@ def build_problems(
             if item.gold_steps:
                 p.meta["gold_steps"] = item.gold_steps
             seen[p.problem_id] = p
-    # train-only sources last, so they never displace a problem that is sampled and evaluated; an item whose
-    # gold computation repeats another problem's (the same sum worded otherwise) would leak it into training
+    # forced-split sources, then train-only ones, so neither displaces a hash-split problem; an item whose gold
+    # computation repeats another problem's (the same sum worded otherwise) would leak it across splits
     computations = {_computation(p.meta.get("gold_steps")) for p in seen.values()} - {None}
-    for spec in (s for s in cfg.sources if s.train_only):
+    forced = [s for s in cfg.sources if s.split] + [s for s in cfg.sources if s.train_only]
+    for spec in forced:
         for item in load_source(spec):
             p, how = item.problem, _computation(item.gold_steps)
-            if p.problem_id in seen or how is None or how in computations:
-                continue
-            computations.add(how)
-            p.split = "train"
-            p.meta = {**p.meta, "dataset_version": cfg.version, "gold_steps": item.gold_steps, TRAIN_ONLY: True}
+            if p.problem_id in seen or (how is None and spec.train_only) or (how is not None and how in computations):
+                continue  # a train-only item is its gold chain: without one it has nothing to add
+            p.split = spec.split or "train"
+            p.meta = {**p.meta, "dataset_version": cfg.version}
+            if how is not None:
+                computations.add(how)
+                p.meta["gold_steps"] = item.gold_steps
+            if spec.train_only:
+                p.meta[TRAIN_ONLY] = True
             seen[p.problem_id] = p
     out = list(seen.values())
     mark_examples(out, cfg.few_shot)  # this version's prompt examples (parents' marks are cleared)

@@ -23,6 +23,7 @@ from rjepa_core.segmentation import extract_final_answer, segment, strip_annotat
 
 logger = logging.getLogger(__name__)
 
+SPLITS = ("train", "val", "test")
 SOURCE_KINDS = ("reasoning_gym", "gsm8k", "math", "humaneval", "json", "csv")
 
 
@@ -39,6 +40,10 @@ class SourceSpec:
     # training data only: problems go to the train split with their gold chains and are never sampled by the
     # student, shown as prompt examples or evaluated; items repeating another source's problem are dropped
     train_only: bool = False
+    # every problem goes to this split ("train", "val" or "test") instead of the hash split, e.g. a held-out
+    # source that enlarges a parent version's test split; items repeating another problem's computation are
+    # dropped, so a forced test problem never shares its gold chain with a training one
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -51,6 +56,12 @@ class SourceSpec:
             raise ValueError(f"size must be >= 0, got {self.size}")
         if not isinstance(self.train_only, bool):
             raise ValueError(f"train_only must be true or false, got {self.train_only!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(
+                f"split must be one of {', '.join(SPLITS)} (absent: hash split), got {self.split!r}"
+            )
+        if self.split is not None and self.train_only:
+            raise ValueError("a source is either train_only or has a forced `split:`, not both")
 
 
 @dataclass

@@ -8,9 +8,11 @@ from dagster_duckdb import DuckDBResource
 
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
-from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
+from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource
 from rjepa_core.captured import clear_captured, settings_of, stage_captured, usable_captured
+from rjepa_core.data.datasets import load_dataset_config
 from rjepa_core.llm.extraction import pooled_width
+from rjepa_core.llm.inherit import inherit_chains
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.llm.resume import inputs_fingerprint, resumable_staging, staged_shards
 from rjepa_core.llm.sharded import (
@@ -49,6 +51,9 @@ class StudentChainsConfig(dg.Config):
     # record the chains' step latents while sampling (staged for `latents`; the registry's
     # latents_from_sampling must allow it too); false = `latents` teacher-forces them
     capture_latents: bool = True
+    # a child version (`parent:` in its config) takes the parent's chains of the problems both hold when they
+    # were sampled with these same settings (rjepa_core.llm.inherit), and samples only the others
+    inherit: bool = True
 
 
 class LatentsConfig(dg.Config):
@@ -88,6 +93,7 @@ def student_chains(
     config: StudentChainsConfig,
     storage: StorageResource,
     student_llm: StudentLLMResource,
+    configs: ConfigsResource,
 ):
     layout, meta = storage.layout(), {}
     for key in context.partition_keys:
@@ -96,11 +102,16 @@ def student_chains(
         rows = _limit(every, config.max_problems)
         student = student_llm.load(tag)
         capture = config.capture_latents and student.spec.latents_from_sampling
+        examples = examples_of(every)  # the version's prompt examples, even when max_problems drops them
+        inherited, inherited_seqs, report = _inherited(
+            context, config, configs, layout, student, version, rows, examples
+        )
         clear_captured(layout, tag, version)  # the staged latents of the previous chains are stale from here on
+        covered = {c.problem_id for c in inherited}
         chains, captured, stats = sample_student_chains_with_latents(
             student,
-            rows,
-            examples=examples_of(every),  # the version's prompt examples, even when max_problems drops them
+            [p for p in rows if p.problem_id not in covered],
+            examples=examples,
             k=config.k,
             k_test=config.k_test,
             temperature=config.temperature,
@@ -111,6 +122,7 @@ def student_chains(
             capture=capture,
             log=context.log.info,
         )
+        chains, captured = inherited + chains, (inherited_seqs if capture else []) + captured
         write_records(chains, layout.student_chains_path(tag, version), ChainOfThought)
         if capture:
             stage_captured(layout, tag, version, chains, captured, settings_of(student.spec))
@@ -124,6 +136,7 @@ def student_chains(
             "mean_new_tokens": round(float(np.mean([c.meta["num_new_tokens"] for c in chains])), 1),
             "captured_latents": len(captured),
             "capture_s": round(stats.seconds, 3) if stats is not None else None,
+            **({"inherited": dg.MetadataValue.json(report)} if report else {}),
         }
     only = next(iter(meta.values())) if len(meta) == 1 else {}
     return dg.MaterializeResult(
@@ -132,6 +145,37 @@ def student_chains(
             "partitions": md_table([{"partition": k, **v} for k, v in meta.items()]),
         }
     )
+
+
+def _inherited(
+    context, config: StudentChainsConfig, configs: ConfigsResource, layout, student, version, rows, examples
+):
+    """(chains, their captured latents, report) inherited from `version`'s parent; nothing without one."""
+    tag = student.llm_tag
+    cfg_path = configs.dir("datasets") / f"{version}.yaml"
+    cfg = load_dataset_config(cfg_path) if config.inherit and cfg_path.exists() else None
+    if cfg is None or not cfg.parent:
+        return [], [], {}
+    parent_path = layout.student_chains_path(tag, cfg.parent)
+    if not parent_path.exists():
+        context.log.info(f"{version}: {cfg.parent} has no {tag} chains to inherit; sampling every problem")
+        return [], [], {"parent": cfg.parent, "inherited_problems": 0}
+    chains, _, report = inherit_chains(
+        read_records(ChainOfThought, parent_path),
+        rows,
+        lambda p: student.prompt_for(p.statement, examples),
+        k=config.k,
+        k_test=config.k_test,
+        temperature=config.temperature,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        greedy_test=config.greedy_test,
+        few_shot=len(examples),
+    )
+    seqs = usable_captured(layout, tag, cfg.parent, chains, settings_of(student.spec)) if chains else {}
+    report = {"parent": cfg.parent, **report, "inherited_captured_latents": len(seqs)}
+    context.log.info(f"{version}: inherited from {cfg.parent}: {report}")
+    return chains, [seqs[c.cot_id] for c in chains if c.cot_id in seqs], report
 
 
 @dg.asset(

@@ -394,10 +394,13 @@ def newest_checkpoint(layout, llm_tag: str, version: str):
     return runs[-1] / "best"
 
 
-def evaluation_inputs(layout, llm_tag: str, version: str) -> dict:
+def evaluation_inputs(layout, llm_tag: str, version: str, test_ids: set[str] | None = None) -> dict:
     """What `eval.evaluation.evaluate` reads of a partition besides the scorer: the test problems and their
     sampled candidates, every chain's latents and question latents, the train+val candidates (the verifier and
-    probe train on them; composite weights are fitted on the val ones) and the greedy chains."""
+    probe train on them; composite weights are fitted on the val ones) and the greedy chains.
+
+    test_ids: evaluate only these test problems (e.g. the ones a child version added to its parent's).
+    """
     from rjepa_core.schemas import read_records
     from rjepa_core.store.latents import LatentStore
 
@@ -406,10 +409,13 @@ def evaluation_inputs(layout, llm_tag: str, version: str) -> dict:
     seqs = LatentStore(layout).read(llm_tag, version)
     H = {s.cot_id: s.H for s in seqs}
     split = {p.problem_id: p.split for p in problems}
+    tested = {i for i, s in split.items() if s == "test" and (test_ids is None or i in test_ids)}
+    if not tested:
+        raise ValueError(f"{llm_tag}/{version} has no test problems to evaluate (of {len(test_ids or ())} asked)")
     sampled = [c for c in chains if not c.meta.get("greedy")]
     return {
-        "problems": [p for p in problems if p.split == "test"],
-        "chains": [c for c in sampled if split[c.problem_id] == "test"],
+        "problems": [p for p in problems if p.problem_id in tested],
+        "chains": [c for c in sampled if c.problem_id in tested],
         "latents": H,
         "train_chains": [c for c in sampled if split[c.problem_id] in ("train", "val")],
         "train_latents": H,
@@ -427,9 +433,15 @@ def run_evaluation(
     seed: int = 0,
     bootstrap: int = 1000,
     device: str = "cpu",
+    test_ids: set[str] | None = None,
+    out_dir: str | Path | None = None,
     log: Log = None,
 ):
-    """Evaluate the partition's newest checkpoint on its test split; write report.{json,md} + plots."""
+    """Evaluate the partition's newest checkpoint on its test split; write report.{json,md} + plots.
+
+    test_ids: only these test problems; out_dir: write the report there instead of the partition's reports
+    folder (a subset's report must not replace the partition's own).
+    """
     import json
 
     from rjepa_core.eval.evaluation import evaluate
@@ -437,7 +449,7 @@ def run_evaluation(
     from rjepa_core.jepa.checkpoint import load_checkpoint
     from rjepa_core.jepa.scoring import JEPAScorer
 
-    inputs = evaluation_inputs(layout, llm_tag, version)
+    inputs = evaluation_inputs(layout, llm_tag, version, test_ids)
     best = newest_checkpoint(layout, llm_tag, version)
     ck = load_checkpoint(best, device=device)
     history_path = best.parent / "history.json"
@@ -461,11 +473,11 @@ def run_evaluation(
     )
     report["checkpoint"] = str(ck.path)
     modes_path = Path(layout.reports_dir(llm_tag, version)) / MODES_FILE
-    if modes_path.exists():  # the modes rows of this same checkpoint (`modes_report`), if they were measured
+    if test_ids is None and modes_path.exists():  # the modes rows of this checkpoint (`modes_report`), if measured
         modes = json.loads(modes_path.read_text())
         if modes.get("checkpoint") == str(ck.path):
             report["modes"] = modes
-    paths = write_report(report, layout.reports_dir(llm_tag, version))
+    paths = write_report(report, out_dir or layout.reports_dir(llm_tag, version))
     return report, paths
 
 

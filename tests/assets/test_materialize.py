@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from rjepa_assets.defs.partitions import multi_key
 from rjepa_core.schemas import ChainOfThought, Problem, read_records
@@ -100,6 +101,21 @@ def test_pipeline_materializes_end_to_end(defs, project, instance):
     assert set(summary["modes"]["accuracy"]) == set(modes["accuracy"])
     mat = instance.get_latest_materialization_event(dg.AssetKey("modes_report")).asset_materialization
     assert {"modes", "nudge_accuracy", "plan_accuracy", "off_accuracy"} <= set(mat.metadata)
+
+    # the report on a subset of the test problems (bench/subset_eval.py) goes elsewhere: the partition's stays
+    from rjepa_core.eval.report import summary as summary_of
+    from rjepa_core.pipeline import run_evaluation
+
+    before = (layout.reports_dir("tiny", "v1") / "report.json").read_bytes()
+    sub, paths = run_evaluation(
+        layout, "tiny", "v1", ks=(3,), bootstrap=50, test_ids=set(first_two), out_dir=store / "subset"
+    )
+    assert summary_of(sub, 3)["n_problems"] == 2 and "modes" not in sub
+    assert sub["n_candidates"] == 2 * 3  # the two problems' k_test candidates, nothing else
+    assert paths["json"].parent == store / "subset"
+    assert (layout.reports_dir("tiny", "v1") / "report.json").read_bytes() == before
+    with pytest.raises(ValueError, match="no test problems to evaluate"):
+        run_evaluation(layout, "tiny", "v1", ks=(3,), test_ids={"not-a-problem"}, out_dir=store / "subset")
 
 
 def test_cumulative_version_and_new_llm_backfill(defs, project, instance):

@@ -36,7 +36,7 @@ from rjepa_core.io import atomic_write_json  # noqa: E402
 from rjepa_core.jepa.checkpoint import load_checkpoint  # noqa: E402
 from rjepa_core.jepa.normalisation import SurpriseNorm  # noqa: E402
 from rjepa_core.jepa.scoring import EnsembleScorer, JEPAScorer  # noqa: E402
-from rjepa_core.pipeline import evaluation_inputs, load_rjepa_config, train_jepa, tune_selection  # noqa: E402
+from rjepa_core.pipeline import added_test_ids, evaluation_inputs, load_rjepa_config, train_jepa, tune_selection  # noqa: E402
 from rjepa_core.schemas import ChainOfThought, Problem, read_records  # noqa: E402
 from rjepa_core.store.latents import LatentStore  # noqa: E402
 
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "rjepa" / "default.yaml")
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--new-over", help="parent version: evaluate only the test problems it lacks")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if len(args.seeds) < 2:
@@ -71,7 +72,11 @@ def main() -> None:
     seqs = LatentStore(layout).read(args.llm, args.version)
     if not seqs:
         raise SystemExit(f"no latents for {args.llm}/{args.version}: run `rjepa demo --version {args.version}` first")
-    test = evaluation_inputs(layout, args.llm, args.version)
+    try:
+        ids = added_test_ids(layout, args.version, args.new_over) if args.new_over else None
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
+    test = evaluation_inputs(layout, args.llm, args.version, ids)
 
     def measure(scorer, tau_rel, tau_source) -> dict:
         report = evaluate(
@@ -105,6 +110,8 @@ def main() -> None:
             "command": "python bench/ensemble_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "seeds": args.seeds,
+            "test_problems": len(test["problems"]),
+            **({"subset": f"test problems of {args.version} that {args.new_over} lacks"} if args.new_over else {}),
             "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
             "wall_s": time.monotonic() - t,
             "results": results,

@@ -30,17 +30,7 @@ sys.path.insert(0, str(ROOT))
 from rjepa_assets.defs.resources import StorageResource  # noqa: E402
 from rjepa_core.eval.report import summary  # noqa: E402
 from rjepa_core.io import atomic_write_json  # noqa: E402
-from rjepa_core.pipeline import run_evaluation  # noqa: E402
-from rjepa_core.schemas import Problem, read_records  # noqa: E402
-
-
-def new_test_ids(layout, version: str, parent: str) -> set[str]:
-    """Test problems of `version` that `parent` does not hold."""
-    for v in (version, parent):
-        if not layout.problems_path(v).exists():
-            raise SystemExit(f"no problems for {v}: materialize it first (`rjepa demo --version {v}`)")
-    old = {p.problem_id for p in read_records(Problem, layout.problems_path(parent))}
-    return {p.problem_id for p in read_records(Problem, layout.problems_path(version)) if p.split == "test"} - old
+from rjepa_core.pipeline import added_test_ids, run_evaluation  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +44,10 @@ def main() -> None:
     args = ap.parse_args()
     t = time.monotonic()
     layout = StorageResource().layout()
-    ids = new_test_ids(layout, args.version, args.new_over)
+    try:
+        ids = added_test_ids(layout, args.version, args.new_over)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     if not ids:
         raise SystemExit(f"{args.version} has no test problems that {args.new_over} lacks")
     with tempfile.TemporaryDirectory() as tmp:

@@ -394,6 +394,17 @@ def newest_checkpoint(layout, llm_tag: str, version: str):
     return runs[-1] / "best"
 
 
+def added_test_ids(layout, version: str, parent: str) -> set[str]:
+    """Ids of `version`'s test problems that `parent` does not hold (a child's held-out additions)."""
+    from rjepa_core.schemas import read_records
+
+    for v in (version, parent):
+        if not layout.problems_path(v).exists():
+            raise FileNotFoundError(f"no problems for {v}: materialize it first (`rjepa demo --version {v}`)")
+    old = {p.problem_id for p in read_records(Problem, layout.problems_path(parent))}
+    return {p.problem_id for p in read_records(Problem, layout.problems_path(version)) if p.split == "test"} - old
+
+
 def evaluation_inputs(layout, llm_tag: str, version: str, test_ids: set[str] | None = None) -> dict:
     """What `eval.evaluation.evaluate` reads of a partition besides the scorer: the test problems and their
     sampled candidates, every chain's latents and question latents, the train+val candidates (the verifier and

@@ -8,6 +8,7 @@ import numpy as np
 
 from rjepa_assets.defs.partitions import multi_key
 from rjepa_core.captured import read_manifest
+from rjepa_core.pipeline import added_test_ids
 from rjepa_core.schemas import ChainOfThought, Problem, read_records
 from rjepa_core.store.latents import LatentStore
 from rjepa_core.store.layout import StorageLayout
@@ -50,6 +51,7 @@ def test_the_child_samples_only_its_new_problems_and_stages_the_parents_captured
     old = {p.problem_id for p in read_records(Problem, layout.problems_path("v1"))}
     new = {p.problem_id for p in read_records(Problem, layout.problems_path("v2"))} - old
     assert new and {c.problem_id for c in child} == old | new
+    assert added_test_ids(layout, "v2", "v1") == new  # all held out for test: what bench/subset_eval.py scores
     kept = [c for c in child if c.problem_id in old]
     assert {c.cot_id: (c.steps, c.meta["text"], c.is_valid) for c in kept} == {
         i: (c.steps, c.meta["text"], c.is_valid) for i, c in parent.items()

@@ -9,7 +9,8 @@ K (k_test on test) sampled chains numbered 0..K-1 plus the greedy one the child 
 recording the child's temperature, number of prompt examples, token budget, seed and prompt (sha of the
 rendered prompt, so a changed example, template or statement re-samples). Chains sampled before a key was
 recorded in their meta cannot be checked on it: the report names such keys under `unchecked`. Inherited
-chains are relabelled against the child's problem (the validators may have changed since).
+chains keep the parent's order and are relabelled against the child's problem (the validators may have changed
+since).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def inherit_chains(
     few_shot: int,
 ) -> tuple[list[ChainOfThought], set[str], dict]:
     """(inherited chains, ids of the problems they cover, report) for the sampled problems of `problems`."""
+    parent_chains = list(parent_chains)
     by_problem: dict[str, list[ChainOfThought]] = defaultdict(list)
     for c in parent_chains:
         by_problem[c.problem_id].append(c)
-    out: list[ChainOfThought] = []
+    kids: dict[str, Problem] = {}
     covered: set[str] = set()
     mismatched: dict[str, int] = defaultdict(int)
     unchecked: set[str] = set()
@@ -60,7 +62,9 @@ def inherit_chains(
             mismatched[why] += 1
             continue
         covered.add(p.problem_id)
-        out += [label_chain(p, c.model_copy(deep=True)) for c in chains]
+        kids[p.problem_id] = p
+    # in the parent's order, so a child that adds only test problems trains on its parent's sequence order
+    out = [label_chain(kids[c.problem_id], c.model_copy(deep=True)) for c in parent_chains if c.problem_id in kids]
     report = {
         "inherited_problems": len(covered),
         "inherited_chains": len(out),

@@ -57,9 +57,7 @@ class SourceSpec:
         if not isinstance(self.train_only, bool):
             raise ValueError(f"train_only must be true or false, got {self.train_only!r}")
         if self.split is not None and self.split not in SPLITS:
-            raise ValueError(
-                f"split must be one of {', '.join(SPLITS)} (absent: hash split), got {self.split!r}"
-            )
+            raise ValueError(f"split must be one of {', '.join(SPLITS)} (absent: hash split), got {self.split!r}")
         if self.split is not None and self.train_only:
             raise ValueError("a source is either train_only or has a forced `split:`, not both")
 

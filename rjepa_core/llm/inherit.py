@@ -15,10 +15,12 @@ since).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from rjepa_core.schemas import ChainOfThought, Problem, stable_id
+from rjepa_core.schemas import ChainOfThought, LatentSequence, Problem, stable_id
 from rjepa_core.validators.gold import label_chain
 
 RECORDED = ("max_new_tokens", "seed", "prompt_sha")  # meta keys of chains sampled since inheritance exists
@@ -92,3 +94,71 @@ def _mismatch(chains, p: Problem, want: dict, k, k_test, temperature, greedy_tes
             elif c.meta.get(key) != value:
                 return key
     return ""
+
+
+# --- committed latents -------------------------------------------------------------------------------------------
+# A partition's committed latent set records, beside it, one key per chain naming everything its latents depend
+# on: the student's registry entry, the problem's statement, the version's prompt examples and the chain itself.
+# A child version's `latents` step commits its parent's sequences of the chains whose keys are equal instead of
+# forwarding them again (gold chains above all: the student chains' come from sampling already).
+
+
+def latent_provenance_path(layout, llm_tag: str, version: str) -> Path:
+    d = Path(layout.latents_dir(llm_tag, version))
+    return d.parent / f"{d.name}.provenance.json"  # not hidden: object storage mirrors it with the set
+
+
+def latent_keys(spec, problems, cots) -> dict[str, str]:
+    """{cot_id: key} of the chains whose problem is in `problems`; equal keys, equal latents."""
+    from rjepa_core.captured import fingerprint
+    from rjepa_core.llm.prompting import examples_of
+
+    by_id = {p.problem_id: p for p in problems}
+    context = stable_id(
+        json.dumps(spec.to_dict(), sort_keys=True, default=str),
+        json.dumps([e.to_dict() for e in examples_of(problems)], sort_keys=True),
+    )
+    return {
+        c.cot_id: stable_id(context, by_id[c.problem_id].statement, fingerprint(c))
+        for c in cots
+        if c.problem_id in by_id
+    }
+
+
+def clear_latent_provenance(layout, llm_tag: str, version: str) -> None:
+    """Before the set is replaced: without the record nothing of it is reused."""
+    latent_provenance_path(layout, llm_tag, version).unlink(missing_ok=True)
+
+
+def write_latent_provenance(layout, spec, version: str, problems, cots) -> Path:
+    """After the set was committed: the key of every chain it holds."""
+    from rjepa_core.io import atomic_write_json
+
+    keys = latent_keys(spec, problems, cots)
+    return atomic_write_json(latent_provenance_path(layout, spec.llm_tag, version), {"chains": keys})
+
+
+def inheritable_latents(layout, spec, version: str, problems, cots) -> dict[str, LatentSequence]:
+    """{cot_id: sequence} of the parent's committed latents that `version`'s chains may commit as they are:
+    the parent named in the version's dataset manifest, chains whose key equals the one recorded with the
+    parent's set. Split and label are the child's own."""
+    manifest = Path(layout.manifest_path(version))
+    parent = json.loads(manifest.read_text()).get("parent") if manifest.exists() else None
+    path = latent_provenance_path(layout, spec.llm_tag, parent) if parent else None
+    if path is None or not path.exists():
+        return {}
+    from rjepa_core.store.latents import LatentStore
+
+    recorded = json.loads(path.read_text()).get("chains") or {}
+    mine = latent_keys(spec, problems, cots)
+    wanted = {i for i, k in mine.items() if recorded.get(i) == k}
+    if not wanted:
+        return {}
+    chain = {c.cot_id: c for c in cots}
+    split = {p.problem_id: p.split for p in problems}
+    out = {}
+    for s in LatentStore(layout).read(spec.llm_tag, parent):
+        c = chain.get(s.cot_id)
+        if s.cot_id in wanted and s.num_steps == len(c.steps) and s.layer_idx == spec.layer_idx:
+            out[s.cot_id] = s.model_copy(update={"is_valid": c.is_valid, "split": split[c.problem_id]})
+    return out

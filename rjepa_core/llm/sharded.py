@@ -172,16 +172,21 @@ def main(argv: list[str] | None = None) -> None:
     problems, cots = partition_inputs(layout, spec.llm_tag, args.version)
     student = StudentLLM.load(spec, device=args.device)
     say = lambda m: print(m, flush=True)  # noqa: E731
-    captured = None if args.teacher_forced else captured_for(layout, spec, args.version, cots)
+    captured = None if args.teacher_forced else captured_for(layout, spec, args.version, cots, problems)
     extract_shards(student, problems, cots, shards, args.shard_size, Path(args.folder), log=say, captured=captured)
 
 
-def captured_for(layout, spec, version: str, cots) -> dict:
-    """The partition's staged latents captured while sampling that may be committed ({} when the registry
-    entry asks for teacher-forced extraction of everything)."""
+def captured_for(layout, spec, version: str, cots, problems=None) -> dict:
+    """Latents the partition may commit without a forward: its parent's committed ones of the same chains
+    (`rjepa_core.llm.inherit.inheritable_latents`, given `problems`), then its staged ones captured while
+    sampling (none when the registry entry asks for teacher-forced extraction of everything)."""
     from rjepa_core.captured import settings_of, usable_captured
+    from rjepa_core.llm.inherit import inheritable_latents
 
-    return usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)) if spec.latents_from_sampling else {}
+    out = inheritable_latents(layout, spec, version, problems, cots) if problems is not None else {}
+    if spec.latents_from_sampling:
+        out.update(usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)))
+    return out
 
 
 def _pump(name: str, stream, out: queue.Queue) -> None:

@@ -3,6 +3,8 @@ its new problems (real Dagster runs on the tiny student; v2 extends v1 in the te
 
 from __future__ import annotations
 
+import dataclasses
+
 import dagster as dg
 import numpy as np
 
@@ -85,3 +87,76 @@ def test_a_changed_sampling_setting_samples_the_parents_problems_again(defs, pro
     assert report["inherited_problems"] == 0 and report["resampled_problems"] == {"temperature": len(sampled)}
     child = read_records(ChainOfThought, layout.student_chains_path("tiny", "v2"))
     assert {c.meta["temperature"] for c in child} == {0.0, 1.0}
+
+
+def _latents(defs, instance, version: str, config: dict | None = None):
+    job = defs.resolve_job_def("llm_pipeline_job").get_subset(asset_selection={dg.AssetKey("latents")})
+    res = job.execute_in_process(
+        partition_key=multi_key(version, "tiny"),
+        instance=instance,
+        run_config={"ops": {"latents": {"config": config or {}}}},
+        raise_on_error=False,
+    )
+    assert res.success, [e.event_specific_data for e in res.all_events if e.is_failure]
+    return instance.get_latest_materialization_event(dg.AssetKey("latents")).asset_materialization.metadata
+
+
+def test_the_child_commits_the_parents_latents_and_forwards_only_its_new_chains(defs, project, instance):
+    from rjepa_core.pipeline import extract_latents
+
+    layout = _datasets(defs, project, instance, "v1", "v2")
+    _chains(defs, instance, "v1", CHAINS)
+    _latents(defs, instance, "v1")
+    _chains(defs, instance, "v2", CHAINS)
+    v1 = {s.cot_id: s for s in LatentStore(layout).read("tiny", "v1")}
+    problems = read_records(Problem, layout.problems_path("v2"))
+    cots = read_records(ChainOfThought, layout.cots_path("v2"))
+    cots += read_records(ChainOfThought, layout.student_chains_path("tiny", "v2"))
+    staged = set(read_manifest(layout, "tiny", "v2")["chains"])  # captured while sampling (or inherited so)
+    from_parent = [c for c in cots if c.cot_id in v1 and c.cot_id not in staged]  # gold + empty-text chains
+    forced = [c for c in cots if c.cot_id not in v1 and c.cot_id not in staged]  # v2's new gold chains
+    assert from_parent and forced
+    student = project[0]["student_llm"].load("tiny")
+    with TokenCounter(student.model) as expected:
+        extract_latents(student, problems, forced)
+    with TokenCounter(student.model) as run:
+        meta = _latents(defs, instance, "v2")
+    assert run.tokens == expected.tokens  # nothing the parent extracted runs through the student again
+    assert meta["inherited_sequences"].value == len(from_parent)
+    assert meta["teacher_forced_sequences"].value == len(forced)
+    v2 = {s.cot_id: s for s in LatentStore(layout).read("tiny", "v2")}
+    split = {p.problem_id: p.split for p in problems}
+    for c in from_parent:
+        assert np.array_equal(v2[c.cot_id].H, v1[c.cot_id].H) and v2[c.cot_id].split == split[c.problem_id]
+
+    # teacher-forced on demand reuses nothing, the parent's latents included
+    meta = _latents(defs, instance, "v2", {"teacher_forced": True})
+    assert meta["inherited_sequences"].value == 0 and meta["teacher_forced_sequences"].value == len(cots)
+
+
+def test_a_latent_key_changes_with_the_statement_the_examples_and_the_registry_entry(project):
+    from rjepa_core.data.datasets import DatasetConfig, build_problems
+    from rjepa_core.data.sources import SourceSpec
+    from rjepa_core.llm.inherit import latent_keys
+    from rjepa_core.llm.prompting import RANK_KEY
+    from rjepa_core.pipeline import sample_student_chains
+
+    resources = project[0]
+    spec = resources["student_llm"].spec("tiny")
+
+    cfg = DatasetConfig(
+        version="k", sources=[SourceSpec(kind="reasoning_gym", task="chain_sum", size=8, seed=4)], few_shot=1
+    )
+    problems = build_problems(cfg, [])
+    cots = sample_student_chains(resources["student_llm"].load("tiny"), problems, k=1, k_test=1, max_new_tokens=4)
+    keys = latent_keys(spec, problems, cots)
+    assert len(keys) == len(cots) and keys == latent_keys(spec, [p.model_copy() for p in problems], cots)
+    target = next(p for p in problems if RANK_KEY not in p.meta)
+    worded = [p.model_copy(update={"statement": p.statement + " "}) if p is target else p for p in problems]
+    changed = {i for i, k in latent_keys(spec, worded, cots).items() if k != keys[i]}
+    assert changed == {c.cot_id for c in cots if c.problem_id == target.problem_id}
+    example = next(p for p in problems if RANK_KEY in p.meta)
+    no_examples = [p.model_copy(update={"meta": {}}) if p is example else p for p in problems]
+    assert all(k != keys[i] for i, k in latent_keys(spec, no_examples, cots).items())
+    other = dataclasses.replace(spec, layer_idx=1)
+    assert all(k != keys[i] for i, k in latent_keys(other, problems, cots).items())

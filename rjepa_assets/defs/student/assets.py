@@ -12,7 +12,12 @@ from rjepa_assets.defs.resources import ConfigsResource, StorageResource, Studen
 from rjepa_core.captured import clear_captured, settings_of, stage_captured, usable_captured
 from rjepa_core.data.datasets import load_dataset_config
 from rjepa_core.llm.extraction import pooled_width
-from rjepa_core.llm.inherit import inherit_chains
+from rjepa_core.llm.inherit import (
+    clear_latent_provenance,
+    inherit_chains,
+    inheritable_latents,
+    write_latent_provenance,
+)
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.llm.resume import inputs_fingerprint, resumable_staging, staged_shards
 from rjepa_core.llm.sharded import (
@@ -209,7 +214,7 @@ def latents(
         spec = student_llm.spec(tag)
         shards = _extract_resumable(context, config, store, student_llm, spec, version)
         seqs = store.read(tag, version)
-        reused = shards.pop("captured_sequences")
+        reused = shards.pop("captured_sequences") + shards["inherited_sequences"]
         hidden = spec.hidden_size or student_llm.load(tag).hidden_size
         width = pooled_width(hidden, spec.pooling)
         finite = all(bool(np.isfinite(s.H).all()) for s in seqs)
@@ -224,7 +229,7 @@ def latents(
             "question_pooling": spec.question_pooling,
             "extraction_workers": config.workers,
             **shards,
-            "captured_sequences": reused,  # committed from sampling, no second forward
+            "captured_sequences": reused - shards["inherited_sequences"],  # committed from sampling
             "teacher_forced_sequences": len(seqs) - reused,
         }
     build_index(layout, duckdb.database)  # SQL views over every dataset, chain and latent file
@@ -251,11 +256,15 @@ def latents(
     )
 
 
-def _captured(config: LatentsConfig, layout, spec, version: str, cots) -> dict:
-    """The student chains' latents captured while sampling that this materialization may commit as they are."""
-    if config.teacher_forced or not spec.latents_from_sampling:
-        return {}
-    return usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec))
+def _captured(config: LatentsConfig, layout, spec, version: str, problems, cots) -> tuple[dict, int]:
+    """(latents this materialization may commit as they are, how many of them are the parent's): the parent's
+    committed latents of the same chains and the student chains' captured while sampling, as `captured_for`
+    gives the worker processes; none with `teacher_forced`."""
+    if config.teacher_forced:
+        return {}, 0
+    own = usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)) if spec.latents_from_sampling else {}
+    parent = {k: s for k, s in inheritable_latents(layout, spec, version, problems, cots).items() if k not in own}
+    return {**parent, **own}, len(parent)
 
 
 def _extract_resumable(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str) -> dict:
@@ -270,7 +279,7 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
     plan = plan_shards(len(cots), config.shard_size)
     fingerprint = inputs_fingerprint(layout, spec, version, config.shard_size, student_llm.device)
     try:
-        captured = _captured(config, layout, spec, version, cots)
+        captured, inherited = _captured(config, layout, spec, version, problems, cots)
         with resumable_staging(layout, tag, version, fingerprint) as staging:
             kept = staged_shards(staging, plan)
             if kept:
@@ -290,7 +299,9 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
                 kw.update(layout=layout, spec=spec, version=version, folder=staging, log=context.log.info)
                 ranges = run_workers(config.workers, teacher_forced=config.teacher_forced, **kw)
                 ran = len(ranges)
+            clear_latent_provenance(layout, tag, version)
             store.commit_staged(tag, version, staging, [len(r) for r in plan])
+        write_latent_provenance(layout, spec, version, problems, cots)
         # committed: drop what is left of the staging folder, and for object storage its staged units in the bucket
         discard_staging(layout, staging)
     except RuntimeError as e:
@@ -303,5 +314,6 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
         "shards_total": len(plan),
         "shards_kept": len(kept),
         "shards_extracted": len(plan) - len(kept),
-        "captured_sequences": len(captured),
+        "captured_sequences": len(captured) - inherited,
+        "inherited_sequences": inherited,  # the parent version's committed latents of the same chains
     }

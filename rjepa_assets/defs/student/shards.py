@@ -20,6 +20,7 @@ from rjepa_assets.defs.executor import executor_from_env
 from rjepa_assets.defs.partitions import llm_x_version, split_key
 from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_assets.defs.student.assets import GPU_OP_TAGS
+from rjepa_core.llm.inherit import clear_latent_provenance, write_latent_provenance
 from rjepa_core.llm.sharded import (
     captured_for,
     discard_staging,
@@ -74,7 +75,7 @@ def extract_latent_shards(
     student = student_llm.load(tag)
     shards = range(task["start"], task["stop"])
     staging = layout.resolve(task["staging"])
-    captured = captured_for(layout, student.spec, version, cots)  # student chains' latents from sampling
+    captured = captured_for(layout, student.spec, version, cots, problems)  # from sampling, or the parent's
     log = context.log.info
     extract_shards(student, problems, cots, shards, task["shard_size"], staging, log=log, captured=captured)
     return task
@@ -82,18 +83,25 @@ def extract_latent_shards(
 
 @dg.op(description="Swap the complete staged set in, refresh the DuckDB index, record the materialization.")
 def commit_latent_shards(
-    context: dg.OpExecutionContext, tasks: list[dict], storage: StorageResource, duckdb: DuckDBResource
+    context: dg.OpExecutionContext,
+    tasks: list[dict],
+    storage: StorageResource,
+    duckdb: DuckDBResource,
+    student_llm: StudentLLMResource,
 ):
     version, tag = split_key(context.partition_key)
     layout = storage.layout()
     store = LatentStore(layout)
     staging = layout.resolve(tasks[0]["staging"])
+    clear_latent_provenance(layout, tag, version)
     try:
         store.commit_staged(tag, version, staging, tasks[0]["expected"])
     except RuntimeError as e:
         raise dg.Failure(f"{e} (the previous set is kept)") from e
     finally:
         discard_staging(layout, staging)
+    problems, cots = partition_inputs(layout, tag, version)
+    write_latent_provenance(layout, student_llm.spec(tag), version, problems, cots)
     build_index(layout, duckdb.database)
     stats = store.stats(tag, version)
     yield dg.AssetMaterialization(

@@ -96,6 +96,12 @@ def _mismatch(chains, p: Problem, want: dict, k, k_test, temperature, greedy_tes
     return ""
 
 
+def parent_of(layout, version: str) -> str | None:
+    """The parent the version's dataset was built from (its manifest, written by `gold_cots`), or None."""
+    manifest = Path(layout.manifest_path(version))
+    return json.loads(manifest.read_text()).get("parent") if manifest.exists() else None
+
+
 # --- committed latents -------------------------------------------------------------------------------------------
 # A partition's committed latent set records, beside it, one key per chain naming everything its latents depend
 # on: the student's registry entry, the problem's statement, the version's prompt examples and the chain itself.
@@ -142,8 +148,7 @@ def inheritable_latents(layout, spec, version: str, problems, cots) -> dict[str,
     """{cot_id: sequence} of the parent's committed latents that `version`'s chains may commit as they are:
     the parent named in the version's dataset manifest, chains whose key equals the one recorded with the
     parent's set. Split and label are the child's own."""
-    manifest = Path(layout.manifest_path(version))
-    parent = json.loads(manifest.read_text()).get("parent") if manifest.exists() else None
+    parent = parent_of(layout, version)
     path = latent_provenance_path(layout, spec.llm_tag, parent) if parent else None
     if path is None or not path.exists():
         return {}

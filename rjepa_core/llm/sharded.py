@@ -177,16 +177,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def captured_for(layout, spec, version: str, cots, problems=None) -> dict:
-    """Latents the partition may commit without a forward: its parent's committed ones of the same chains
-    (`rjepa_core.llm.inherit.inheritable_latents`, given `problems`), then its staged ones captured while
-    sampling (none when the registry entry asks for teacher-forced extraction of everything)."""
+    """`reusable_latents` without the count."""
+    return reusable_latents(layout, spec, version, cots, problems)[0]
+
+
+def reusable_latents(layout, spec, version: str, cots, problems=None) -> tuple[dict, int]:
+    """({cot_id: sequence} the partition may commit without a forward, how many of them are its parent's): the
+    parent's committed latents of the same chains (`rjepa_core.llm.inherit.inheritable_latents`, given
+    `problems`) and, over them, its staged latents captured while sampling (none when the registry entry asks
+    for teacher-forced extraction of everything)."""
     from rjepa_core.captured import settings_of, usable_captured
     from rjepa_core.llm.inherit import inheritable_latents
 
-    out = inheritable_latents(layout, spec, version, problems, cots) if problems is not None else {}
-    if spec.latents_from_sampling:
-        out.update(usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)))
-    return out
+    own = usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)) if spec.latents_from_sampling else {}
+    parent = inheritable_latents(layout, spec, version, problems, cots) if problems is not None else {}
+    parent = {k: s for k, s in parent.items() if k not in own}
+    return {**parent, **own}, len(parent)
 
 
 def _pump(name: str, stream, out: queue.Queue) -> None:

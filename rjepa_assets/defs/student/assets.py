@@ -8,16 +8,10 @@ from dagster_duckdb import DuckDBResource
 
 from rjepa_assets.defs.metadata import md_table
 from rjepa_assets.defs.partitions import by_version, llm_x_version, split_key
-from rjepa_assets.defs.resources import ConfigsResource, StorageResource, StudentLLMResource
+from rjepa_assets.defs.resources import StorageResource, StudentLLMResource
 from rjepa_core.captured import clear_captured, settings_of, stage_captured, usable_captured
-from rjepa_core.data.datasets import load_dataset_config
 from rjepa_core.llm.extraction import pooled_width
-from rjepa_core.llm.inherit import (
-    clear_latent_provenance,
-    inherit_chains,
-    inheritable_latents,
-    write_latent_provenance,
-)
+from rjepa_core.llm.inherit import clear_latent_provenance, inherit_chains, parent_of, write_latent_provenance
 from rjepa_core.llm.prompting import examples_of
 from rjepa_core.llm.resume import inputs_fingerprint, resumable_staging, staged_shards
 from rjepa_core.llm.sharded import (
@@ -26,6 +20,7 @@ from rjepa_core.llm.sharded import (
     extraction_chunk,
     partition_inputs,
     plan_shards,
+    reusable_latents,
     run_workers,
 )
 from rjepa_core.pipeline import sample_student_chains_with_latents
@@ -56,6 +51,18 @@ class StudentChainsConfig(dg.Config):
     # record the chains' step latents while sampling (staged for `latents`; the registry's
     # latents_from_sampling must allow it too); false = `latents` teacher-forces them
     capture_latents: bool = True
+
+    def sampling(self) -> dict:
+        """The settings that decide what is sampled (and so whether a parent's chains can be inherited)."""
+        return {
+            "k": self.k,
+            "k_test": self.k_test,
+            "temperature": self.temperature,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "greedy_test": self.greedy_test,
+        }
+
     # a child version (`parent:` in its config) takes the parent's chains of the problems both hold when they
     # were sampled with these same settings (rjepa_core.llm.inherit), and samples only the others
     inherit: bool = True
@@ -98,7 +105,6 @@ def student_chains(
     config: StudentChainsConfig,
     storage: StorageResource,
     student_llm: StudentLLMResource,
-    configs: ConfigsResource,
 ):
     layout, meta = storage.layout(), {}
     for key in context.partition_keys:
@@ -108,21 +114,14 @@ def student_chains(
         student = student_llm.load(tag)
         capture = config.capture_latents and student.spec.latents_from_sampling
         examples = examples_of(every)  # the version's prompt examples, even when max_problems drops them
-        inherited, inherited_seqs, report = _inherited(
-            context, config, configs, layout, student, version, rows, examples
-        )
+        inherited, inherited_seqs, report = _inherited(context, config, layout, student, version, rows, examples)
         clear_captured(layout, tag, version)  # the staged latents of the previous chains are stale from here on
         covered = {c.problem_id for c in inherited}
         chains, captured, stats = sample_student_chains_with_latents(
             student,
             [p for p in rows if p.problem_id not in covered],
             examples=examples,
-            k=config.k,
-            k_test=config.k_test,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            greedy_test=config.greedy_test,
+            **config.sampling(),
             batch_size=config.batch_size,
             capture=capture,
             log=context.log.info,
@@ -152,34 +151,26 @@ def student_chains(
     )
 
 
-def _inherited(
-    context, config: StudentChainsConfig, configs: ConfigsResource, layout, student, version, rows, examples
-):
+def _inherited(context, config: StudentChainsConfig, layout, student, version, rows, examples):
     """(chains, their captured latents, report) inherited from `version`'s parent; nothing without one."""
     tag = student.llm_tag
-    cfg_path = configs.dir("datasets") / f"{version}.yaml"
-    cfg = load_dataset_config(cfg_path) if config.inherit and cfg_path.exists() else None
-    if cfg is None or not cfg.parent:
+    parent = parent_of(layout, version) if config.inherit else None
+    if not parent:
         return [], [], {}
-    parent_path = layout.student_chains_path(tag, cfg.parent)
+    parent_path = layout.student_chains_path(tag, parent)
     if not parent_path.exists():
-        context.log.info(f"{version}: {cfg.parent} has no {tag} chains to inherit; sampling every problem")
-        return [], [], {"parent": cfg.parent, "inherited_problems": 0}
+        context.log.info(f"{version}: {parent} has no {tag} chains to inherit; sampling every problem")
+        return [], [], {"parent": parent, "inherited_problems": 0}
     chains, _, report = inherit_chains(
         read_records(ChainOfThought, parent_path),
         rows,
         lambda p: student.prompt_for(p.statement, examples),
-        k=config.k,
-        k_test=config.k_test,
-        temperature=config.temperature,
-        max_new_tokens=config.max_new_tokens,
-        seed=config.seed,
-        greedy_test=config.greedy_test,
+        **config.sampling(),
         few_shot=len(examples),
     )
-    seqs = usable_captured(layout, tag, cfg.parent, chains, settings_of(student.spec)) if chains else {}
-    report = {"parent": cfg.parent, **report, "inherited_captured_latents": len(seqs)}
-    context.log.info(f"{version}: inherited from {cfg.parent}: {report}")
+    seqs = usable_captured(layout, tag, parent, chains, settings_of(student.spec)) if chains else {}
+    report = {"parent": parent, **report, "inherited_captured_latents": len(seqs)}
+    context.log.info(f"{version}: inherited from {parent}: {report}")
     return chains, [seqs[c.cot_id] for c in chains if c.cot_id in seqs], report
 
 
@@ -256,17 +247,6 @@ def latents(
     )
 
 
-def _captured(config: LatentsConfig, layout, spec, version: str, problems, cots) -> tuple[dict, int]:
-    """(latents this materialization may commit as they are, how many of them are the parent's): the parent's
-    committed latents of the same chains and the student chains' captured while sampling, as `captured_for`
-    gives the worker processes; none with `teacher_forced`."""
-    if config.teacher_forced:
-        return {}, 0
-    own = usable_captured(layout, spec.llm_tag, version, cots, settings_of(spec)) if spec.latents_from_sampling else {}
-    parent = {k: s for k, s in inheritable_latents(layout, spec, version, problems, cots).items() if k not in own}
-    return {**parent, **own}, len(parent)
-
-
 def _extract_resumable(context, config: LatentsConfig, store: LatentStore, student_llm, spec, version: str) -> dict:
     """Extract the partition's shards into its resumable staging folder and swap the set in (one commit).
 
@@ -279,7 +259,8 @@ def _extract_resumable(context, config: LatentsConfig, store: LatentStore, stude
     plan = plan_shards(len(cots), config.shard_size)
     fingerprint = inputs_fingerprint(layout, spec, version, config.shard_size, student_llm.device)
     try:
-        captured, inherited = _captured(config, layout, spec, version, problems, cots)
+        reusable = ({}, 0) if config.teacher_forced else reusable_latents(layout, spec, version, cots, problems)
+        captured, inherited = reusable  # the parent's committed latents and those captured while sampling
         with resumable_staging(layout, tag, version, fingerprint) as staging:
             kept = staged_shards(staging, plan)
             if kept:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rjepa_core.data.datasets import DatasetConfig, build_problems, load_dataset_config
-from rjepa_core.data.sources import SourceSpec
 from rjepa_core.llm.prompting import examples_of
-
-ADD4 = {"min_terms": 4, "max_terms": 4, "min_digits": 1, "max_digits": 1, "allow_parentheses": False}
-
-
-def add4(size: int, seed: int, **kw) -> SourceSpec:
-    return SourceSpec(kind="reasoning_gym", task="basic_arithmetic", size=size, seed=seed, params=ADD4, **kw)
-
-
-def computation(p) -> tuple[str, ...]:
-    return tuple("".join(s.split()) for s in p.meta["gold_steps"])
+from tests.core.data.test_train_only import add4, computation
 
 
 def test_a_forced_test_source_adds_only_test_problems_and_keeps_the_parent_as_it_was():
